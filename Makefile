@@ -1,0 +1,42 @@
+# Switchyard: `make run` starts it on embedded defaults, `make test` runs every test.
+# One cargo profile (release) and one target dir outside the clone, shared by all
+# targets, so librdkafka and the dependency tree are built once per machine.
+
+export CARGO_TARGET_DIR ?= $(HOME)/.cache/switchyard/target
+CARGO ?= cargo
+BIN := $(CARGO_TARGET_DIR)/release/switchyard
+CONFIG ?= examples/switchyard.toml
+
+.DEFAULT_GOAL := help
+.PHONY: help build run test test-tools tansu lint fmt bench clean
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
+
+build: ## build the switchyard binary (release)
+	$(CARGO) build --release --locked -p switchyard
+
+run: build ## run ingest + router on embedded defaults (in-memory broker, http://127.0.0.1:8080)
+	$(BIN) run --config $(CONFIG)
+
+test: test-tools lint ## every test: unit, integration (real Kafka via tansu), end to end (Segment Python client)
+	$(CARGO) nextest run --release --locked --workspace --no-fail-fast
+
+test-tools: ## install what the tests need when missing (tansu broker, Segment Python client)
+	@scripts/ensure-test-tools.sh
+
+tansu: ## install the tansu Kafka broker (about 20 minutes, once per machine)
+	@scripts/ensure-test-tools.sh tansu
+
+lint: ## rustfmt check and clippy with warnings as errors
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --release --locked --workspace --all-targets -- -D warnings
+
+fmt: ## format the code
+	$(CARGO) fmt --all
+
+bench: test-tools ## ingest benchmark: events/s and latency, beside a bare actix-web handler
+	@scripts/bench-ingest.sh
+
+clean: ## remove build output
+	$(CARGO) clean

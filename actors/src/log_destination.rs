@@ -1,0 +1,32 @@
+//! A destination that writes each event to the log: what a local run shows, and the
+//! simplest member of the destination family.
+
+use actix::prelude::*;
+
+use crate::source::Routed;
+
+#[derive(Debug, Default)]
+pub struct LogDestination {
+    delivered: u64,
+}
+
+impl Actor for LogDestination {
+    type Context = Context<Self>;
+}
+
+impl Handler<Routed> for LogDestination {
+    type Result = ();
+
+    fn handle(&mut self, message: Routed, _ctx: &mut Self::Context) {
+        self.delivered += 1;
+        let common = message.event.common();
+        tracing::info!(
+            source_id = %message.source_id,
+            event_type = %message.event.event_type(),
+            message_id = common.message_id.as_deref().unwrap_or_default(),
+            user_id = common.user_id.as_deref().unwrap_or_default(),
+            delivered = self.delivered,
+            "event routed"
+        );
+    }
+}

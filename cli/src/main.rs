@@ -1,0 +1,100 @@
+//! The `switchyard` binary: every role by subcommand. Wiring only; the work lives in
+//! the library crates.
+
+mod config;
+mod local_broker;
+mod serve;
+mod topic;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "switchyard",
+    version,
+    about = "Self-hosted customer-data router"
+)]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "SWITCHYARD_LOG_FORMAT", global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+struct Common {
+    /// Configuration file (TOML).
+    #[arg(
+        long,
+        short,
+        env = "SWITCHYARD_CONFIG",
+        default_value = "examples/switchyard.toml"
+    )]
+    config: PathBuf,
+    /// Kafka bootstrap servers; overrides the file's [kafka] brokers.
+    #[arg(long, env = "SWITCHYARD_KAFKA_BROKERS")]
+    kafka_brokers: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Ingest and router in one process. Without a Kafka cluster configured, starts an
+    /// in-memory local broker (not durable) so it runs with nothing installed.
+    Run(Common),
+    /// The collection API only (needs a Kafka cluster).
+    Ingest(Common),
+    /// The router only (needs a Kafka cluster).
+    Router(Common),
+    /// Checks a configuration file and exits.
+    CheckConfig(Common),
+    /// Creates the ingest topic on a Kafka cluster.
+    CreateTopic(topic::CreateTopic),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    match cli.command {
+        Command::Run(common) => {
+            serve::start(common.config, common.kafka_brokers, serve::Roles::ALL)
+        }
+        Command::Ingest(common) => {
+            serve::start(common.config, common.kafka_brokers, serve::Roles::INGEST)
+        }
+        Command::Router(common) => {
+            serve::start(common.config, common.kafka_brokers, serve::Roles::ROUTER)
+        }
+        Command::CheckConfig(common) => {
+            let config = config::Config::load(&common.config)?;
+            println!(
+                "{}: valid, {} source(s)",
+                common.config.display(),
+                config.sources.len()
+            );
+            Ok(())
+        }
+        Command::CreateTopic(args) => topic::create(args),
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,rdkafka=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

@@ -1,0 +1,110 @@
+//! Starting the long-running roles and stopping them in order: stop taking requests,
+//! flush what Kafka hasn't acknowledged, then stop the router.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use switchyard_ingest::{IngestState, KafkaSink, SourceRegistry, server};
+use switchyard_router::{Topology, run_consumer};
+use switchyard_schemas::config::KafkaConfig;
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::local_broker::LocalBroker;
+
+#[derive(Debug, Clone, Copy)]
+pub struct Roles {
+    ingest: bool,
+    router: bool,
+}
+
+impl Roles {
+    pub const ALL: Roles = Roles {
+        ingest: true,
+        router: true,
+    };
+    pub const INGEST: Roles = Roles {
+        ingest: true,
+        router: false,
+    };
+    pub const ROUTER: Roles = Roles {
+        ingest: false,
+        router: true,
+    };
+}
+
+const LOCAL_PARTITIONS: i32 = 4;
+
+pub fn start(
+    config_path: PathBuf,
+    kafka_brokers: Option<String>,
+    roles: Roles,
+) -> anyhow::Result<()> {
+    let config = Config::load(&config_path)?;
+    actix_web::rt::System::new().block_on(serve(config, kafka_brokers, roles))
+}
+
+async fn serve(config: Config, kafka_brokers: Option<String>, roles: Roles) -> anyhow::Result<()> {
+    let mut kafka = config.kafka.clone();
+    if let Some(brokers) = kafka_brokers {
+        kafka.get_or_insert_with(|| KafkaConfig::new("")).brokers = brokers;
+    }
+    let (kafka, _local_broker) = match kafka {
+        Some(kafka) => (kafka, None),
+        None if roles.ingest && roles.router => {
+            let mut kafka = KafkaConfig::new("");
+            let broker = LocalBroker::start(&kafka.topic, LOCAL_PARTITIONS)?;
+            kafka.brokers = broker.bootstrap_servers();
+            tracing::warn!(
+                brokers = %kafka.brokers,
+                "using an in-memory local kafka broker: events are not durable and vanish when this process exits; \
+                 set --kafka-brokers or [kafka] for a real cluster"
+            );
+            (kafka, Some(broker))
+        }
+        None => {
+            anyhow::bail!("kafka: no brokers configured; set --kafka-brokers or a [kafka] section")
+        }
+    };
+
+    let (stop_router, stop_signal) = watch::channel(false);
+    let router = roles.router.then(|| {
+        let topology = Topology::start(&config.sources);
+        let kafka = kafka.clone();
+        let group_id = config.router.group_id.clone();
+        actix_web::rt::spawn(
+            async move { run_consumer(&kafka, &group_id, topology, stop_signal).await },
+        )
+    });
+
+    if roles.ingest {
+        let state = Arc::new(IngestState {
+            sources: SourceRegistry::new(&config.sources, config.ingest.max_batch_events),
+            sink: KafkaSink::new(&kafka)?,
+            limits: config.ingest.limits(),
+            trust_forwarded_for: config.ingest.trust_forwarded_for,
+        });
+        let bound = server::bind(&config.ingest, state.clone())?;
+        let scheme = if bound.tls { "https" } else { "http" };
+        tracing::info!(addr = %bound.addr, tls = bound.tls, sources = state.sources.len(), topic = %kafka.topic, "ingest listening");
+        // A line on stdout for scripts and tests that start us on port 0.
+        println!("ingest listening on {scheme}://{}", bound.addr);
+        bound.server.await.context("ingest server failed")?;
+        state
+            .sink
+            .flush(Duration::from_secs(10))
+            .context("events still unacknowledged at shutdown")?;
+    } else {
+        tokio::signal::ctrl_c()
+            .await
+            .context("cannot wait for ctrl-c")?;
+    }
+
+    let _ = stop_router.send(true);
+    if let Some(router) = router {
+        router.await.context("router task panicked")??;
+    }
+    Ok(())
+}

@@ -1,0 +1,108 @@
+//! Settings of the HTTP edge itself.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use switchyard_schemas::Limits;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestConfig {
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// PEM certificate chain; with `tls_key_path`, ingest serves HTTPS (TLS 1.2+).
+    #[serde(default)]
+    pub tls_cert_path: Option<PathBuf>,
+    #[serde(default)]
+    pub tls_key_path: Option<PathBuf>,
+    /// Plain HTTP must be asked for: collection endpoints carry write keys.
+    #[serde(default)]
+    pub allow_plain_http: bool,
+    /// Take the client address from `X-Forwarded-For` (only behind a trusted proxy).
+    #[serde(default)]
+    pub trust_forwarded_for: bool,
+    /// HTTP worker threads; 0 means one per core.
+    #[serde(default)]
+    pub workers: usize,
+    #[serde(default = "default_max_event_bytes")]
+    pub max_event_bytes: usize,
+    #[serde(default = "default_max_request_bytes")]
+    pub max_request_bytes: usize,
+    #[serde(default = "default_max_batch_events")]
+    pub max_batch_events: usize,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+fn default_max_event_bytes() -> usize {
+    Limits::default().max_event_bytes
+}
+fn default_max_request_bytes() -> usize {
+    Limits::default().max_request_bytes
+}
+fn default_max_batch_events() -> usize {
+    Limits::default().max_batch_events
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            listen: default_listen(),
+            tls_cert_path: None,
+            tls_key_path: None,
+            allow_plain_http: false,
+            trust_forwarded_for: false,
+            workers: 0,
+            max_event_bytes: default_max_event_bytes(),
+            max_request_bytes: default_max_request_bytes(),
+            max_batch_events: default_max_batch_events(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IngestConfigError {
+    #[error("ingest.tls_cert_path and ingest.tls_key_path must be set together")]
+    HalfTls,
+    #[error(
+        "ingest has no TLS certificate: set ingest.tls_cert_path and ingest.tls_key_path, or ingest.allow_plain_http = true for a local run"
+    )]
+    NoTls,
+    #[error("ingest.{field} must be greater than zero")]
+    ZeroLimit { field: &'static str },
+}
+
+impl IngestConfig {
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_event_bytes: self.max_event_bytes,
+            max_request_bytes: self.max_request_bytes,
+            max_batch_events: self.max_batch_events,
+        }
+    }
+
+    pub fn tls_paths(&self) -> Option<(&PathBuf, &PathBuf)> {
+        self.tls_cert_path.as_ref().zip(self.tls_key_path.as_ref())
+    }
+
+    pub fn validate(&self) -> Result<(), IngestConfigError> {
+        if self.tls_cert_path.is_some() != self.tls_key_path.is_some() {
+            return Err(IngestConfigError::HalfTls);
+        }
+        if self.tls_paths().is_none() && !self.allow_plain_http {
+            return Err(IngestConfigError::NoTls);
+        }
+        for (field, value) in [
+            ("max_event_bytes", self.max_event_bytes),
+            ("max_request_bytes", self.max_request_bytes),
+            ("max_batch_events", self.max_batch_events),
+        ] {
+            if value == 0 {
+                return Err(IngestConfigError::ZeroLimit { field });
+            }
+        }
+        Ok(())
+    }
+}

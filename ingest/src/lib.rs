@@ -1,0 +1,18 @@
+//! The HTTP edge: a Segment-compatible collection API that authenticates each request
+//! by write key, refuses what breaks the spec or the limits with a reason, enriches
+//! what it accepts, and answers 200 only once Kafka has every record (acks=all).
+
+mod body;
+pub mod config;
+mod error;
+pub mod producer;
+mod routes;
+pub mod server;
+pub mod sources;
+pub mod tls;
+
+pub use config::IngestConfig;
+pub use error::IngestError;
+pub use producer::{KafkaSink, ProduceError};
+pub use routes::{IngestState, configure};
+pub use sources::SourceRegistry;

@@ -1,0 +1,86 @@
+//! Binding the collection API to its address, over HTTPS unless told otherwise.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use actix_cors::Cors;
+use actix_web::dev::Server;
+use actix_web::http::header;
+use actix_web::{App, HttpServer};
+
+use crate::config::IngestConfig;
+use crate::routes::{IngestState, configure};
+use crate::tls::{TlsError, server_config};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// A bound, not yet awaited, server and the address it listens on (useful with port 0).
+pub struct Bound {
+    pub server: Server,
+    pub addr: SocketAddr,
+    pub tls: bool,
+}
+
+impl std::fmt::Debug for Bound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bound")
+            .field("addr", &self.addr)
+            .field("tls", &self.tls)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Browsers post from any site that embeds analytics.js; the write key, not the
+/// origin, is what authenticates them.
+pub fn cors() -> Cors {
+    Cors::default()
+        .allow_any_origin()
+        .allowed_methods(["POST", "OPTIONS"])
+        .allowed_headers([
+            header::CONTENT_TYPE,
+            header::AUTHORIZATION,
+            header::CONTENT_ENCODING,
+        ])
+        .allowed_header("traceparent")
+        .max_age(86_400)
+}
+
+pub fn bind(config: &IngestConfig, state: Arc<IngestState>) -> Result<Bound, ServeError> {
+    let max_body = config.max_request_bytes;
+    let factory = move || {
+        App::new()
+            .wrap(cors())
+            .app_data(actix_web::web::PayloadConfig::new(max_body))
+            .configure(configure(state.clone()))
+    };
+    let mut server = HttpServer::new(factory).shutdown_timeout(10);
+    if config.workers > 0 {
+        server = server.workers(config.workers);
+    }
+    let addr = config.listen;
+    let bind_error = |source| ServeError::Bind { addr, source };
+    let (server, tls) = match config.tls_paths() {
+        Some((cert, key)) => (
+            server
+                .bind_rustls_0_23(addr, server_config(cert, key)?)
+                .map_err(bind_error)?,
+            true,
+        ),
+        None => (server.bind(addr).map_err(bind_error)?, false),
+    };
+    let addr = server.addrs().first().copied().unwrap_or(addr);
+    Ok(Bound {
+        server: server.run(),
+        addr,
+        tls,
+    })
+}

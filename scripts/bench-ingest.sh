@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Ingest benchmark: accepted events/s and latency percentiles for single events and for
+# batches of 100 ~1 KB events (acks=all, idempotent producer, real broker: tansu in
+# memory), beside a bare actix-web handler measured in the same run.
+# Writes target/bench-ingest.md. Compare ratios within one run: this machine is shared.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+: "${CARGO_TARGET_DIR:=$HOME/.cache/switchyard/target}"
+DURATION="${BENCH_DURATION:-10s}"
+CONNECTIONS="${BENCH_CONNECTIONS:-32}"
+WORKERS="${BENCH_WORKERS:-1}"
+TANSU="${TANSU_BIN:-$(command -v tansu || echo "$HOME/.cargo/bin/tansu")}"
+command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 1; }
+
+cargo build --release --locked -p switchyard -p switchyard-ingest --example bare_server >&2
+BIN="$CARGO_TARGET_DIR/release"
+
+work=$(mktemp -d)
+pids=()
+cleanup() { for pid in "${pids[@]}"; do kill -INT "$pid" 2>/dev/null || true; done; sleep 0.5; for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; return 1; }
+
+kafka_port=$(free_port); ingest_port=$(free_port); bare_port=$(free_port)
+(cd "$work" && exec "$TANSU" broker --listener-url "tcp://127.0.0.1:$kafka_port" \
+   --advertised-listener-url "tcp://127.0.0.1:$kafka_port" --storage-engine memory://tansu/ >/dev/null 2>&1) &
+pids+=($!)
+wait_port "$kafka_port"
+"$BIN/switchyard" create-topic --kafka-brokers "127.0.0.1:$kafka_port" --topic bench --partitions 4 >&2
+
+key="bench-write-key-0123456789"
+cat > "$work/switchyard.toml" <<TOML
+[kafka]
+brokers = "127.0.0.1:$kafka_port"
+topic = "bench"
+
+[ingest]
+listen = "127.0.0.1:$ingest_port"
+allow_plain_http = true
+workers = $WORKERS
+
+[[sources]]
+id = "bench"
+write_key = "$key"
+TOML
+RUST_LOG=warn "$BIN/switchyard" ingest --config "$work/switchyard.toml" >/dev/null &
+pids+=($!)
+"$BIN/examples/bare_server" "127.0.0.1:$bare_port" "$WORKERS" &
+pids+=($!)
+wait_port "$ingest_port"; wait_port "$bare_port"
+
+event_bytes=$(python3 scripts/bench/make_bodies.py "$work")
+export BENCH_AUTH=$(printf '%s:' "$key" | base64 -w0)
+
+# run NAME URL BODY EVENTS_PER_REQUEST -> "events/s p50 p99"
+run() {
+  local out
+  out=$(BENCH_BODY="$3" wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency -s scripts/bench/post.lua "$2" 2>"$work/$1.err")
+  echo "$out" > "$work/$1.out"
+  if grep -q "non-200" "$work/$1.err"; then echo "$1: the server refused requests:" >&2; cat "$work/$1.err" >&2; exit 1; fi
+  local rps p50 p99
+  rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
+  p50=$(awk '$1=="50%" {print $2}' <<<"$out")
+  p99=$(awk '$1=="99%" {print $2}' <<<"$out")
+  printf '%s %s %s\n' "$(python3 -c "print(round($rps * $4))")" "$p50" "$p99"
+}
+
+# Warm up the producer's connections and the JIT-free paths once.
+BENCH_BODY="$work/batch.json" wrk -t1 -c4 -d2s -s scripts/bench/post.lua "http://127.0.0.1:$ingest_port/v1/batch" >/dev/null 2>&1
+
+read -r bare_batch_eps bare_batch_p50 bare_batch_p99 < <(run bare-batch "http://127.0.0.1:$bare_port/v1/batch" "$work/batch.json" 100)
+read -r batch_eps batch_p50 batch_p99 < <(run ingest-batch "http://127.0.0.1:$ingest_port/v1/batch" "$work/batch.json" 100)
+read -r bare_single_eps bare_single_p50 bare_single_p99 < <(run bare-single "http://127.0.0.1:$bare_port/v1/track" "$work/single.json" 1)
+read -r single_eps single_p50 single_p99 < <(run ingest-single "http://127.0.0.1:$ingest_port/v1/track" "$work/single.json" 1)
+
+ratio() { python3 -c "print(f'{$1 / $2:.2f}')"; }
+mkdir -p target
+report=target/bench-ingest.md
+{
+  echo "# Ingest benchmark ($(date -u +%Y-%m-%dT%H:%M:%SZ))"
+  echo
+  echo "$(nproc) cores; ingest and baseline with $WORKERS HTTP worker(s); wrk 1 thread, $CONNECTIONS connections, $DURATION each;"
+  echo "events of $event_bytes bytes; broker: tansu (memory storage) on the same machine; acks=all, idempotent producer."
+  echo
+  echo "| case | events/s | p50 | p99 | events/s vs bare handler |"
+  echo "|---|---:|---:|---:|---:|"
+  echo "| bare actix-web handler, batch of 100 | $bare_batch_eps | $bare_batch_p50 | $bare_batch_p99 | 1.00 |"
+  echo "| ingest, batch of 100 | $batch_eps | $batch_p50 | $batch_p99 | $(ratio "$batch_eps" "$bare_batch_eps") |"
+  echo "| bare actix-web handler, single event | $bare_single_eps | $bare_single_p50 | $bare_single_p99 | 1.00 |"
+  echo "| ingest, single event | $single_eps | $single_p50 | $single_p99 | $(ratio "$single_eps" "$bare_single_eps") |"
+  echo
+  echo "Target: at least 50,000 batched events/s per core."
+} > "$report"
+cat "$report"

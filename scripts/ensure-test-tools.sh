@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs, only when missing. Safe to run repeatedly.
+#   tansu    Kafka-protocol broker the integration tests start (cargo install, ~20 min once)
+#   python   segment-analytics-python, the real Segment client used end to end
+#   nextest  cargo-nextest, the test runner
+set -euo pipefail
+what="${1:-all}"
+
+need_tansu() {
+  local bin="${TANSU_BIN:-$HOME/.cargo/bin/tansu}"
+  if [ -x "$bin" ] || command -v tansu >/dev/null 2>&1; then return; fi
+  echo "installing tansu 0.6.0 (Kafka-compatible broker for tests; about 20 minutes, once)..." >&2
+  # Its own target dir: tansu's dependency versions must not disturb the project's build.
+  CARGO_TARGET_DIR="$HOME/.cache/switchyard/tansu-build" \
+    cargo install tansu --locked --version 0.6.0 --features dynostore
+}
+
+need_python() {
+  if python3 -c 'import segment.analytics' 2>/dev/null; then return; fi
+  echo "installing segment-analytics-python..." >&2
+  python3 -m pip install --quiet segment-analytics-python
+}
+
+need_nextest() {
+  if cargo nextest --version >/dev/null 2>&1; then return; fi
+  echo "installing cargo-nextest..." >&2
+  cargo install cargo-nextest --locked
+}
+
+case "$what" in
+  tansu) need_tansu ;;
+  all) need_nextest; need_python; need_tansu ;;
+  *) echo "usage: $0 [tansu|all]" >&2; exit 2 ;;
+esac
