@@ -11,6 +11,11 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand, ValueEnum};
 use tracing_subscriber::EnvFilter;
 
+/// Ingest allocates and frees many small JSON values per request across threads;
+/// mimalloc measured about twice the throughput of glibc malloc on the ingest benchmark.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "switchyard",

@@ -6,6 +6,7 @@ use rdkafka::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use switchyard_schemas::RecordHeaders;
 use switchyard_schemas::config::KafkaConfig;
 
 /// How many records may wait in the producer's queue. A request that would go past it
@@ -17,7 +18,7 @@ pub const QUEUE_CAPACITY: usize = 200_000;
 pub struct OutRecord {
     pub key: String,
     pub value: Vec<u8>,
-    pub headers: Vec<(&'static str, String)>,
+    pub headers: RecordHeaders,
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -92,8 +93,9 @@ impl KafkaSink {
         }
         let mut deliveries = Vec::with_capacity(records.len());
         for record in records {
-            let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
-            for (name, value) in &record.headers {
+            let pairs = record.headers.pairs();
+            let mut headers = OwnedHeaders::new_with_capacity(pairs.len());
+            for (name, value) in pairs {
                 headers = headers.insert(Header {
                     key: name,
                     value: Some(value.as_bytes()),

@@ -101,6 +101,9 @@ async fn collect(
     Ok(HttpResponse::Ok().json(serde_json::json!({ "success": true })))
 }
 
+/// Most events fit, so the encoder rarely reallocates.
+const VALUE_CAPACITY: usize = 2048;
+
 fn to_records(
     source_id: &str,
     events: Vec<switchyard_schemas::Event>,
@@ -111,19 +114,15 @@ fn to_records(
         .into_iter()
         .map(|mut event| {
             enrich(&mut event, ctx);
-            let value = serde_json::to_vec(&event).map_err(|error| IngestError::BadRequest {
+            let mut value = Vec::with_capacity(VALUE_CAPACITY);
+            serde_json::to_writer(&mut value, &event).map_err(|error| IngestError::BadRequest {
                 code: "unserialisable_event",
                 message: format!("event could not be re-encoded as JSON: {error}"),
             })?;
-            let headers = RecordHeaders::new(source_id, &event, Some(traceparent.to_string()));
             Ok(OutRecord {
                 key: record_key(source_id, &event),
                 value,
-                headers: headers
-                    .pairs()
-                    .into_iter()
-                    .map(|(name, value)| (name, value.to_string()))
-                    .collect(),
+                headers: RecordHeaders::new(source_id, &event, Some(traceparent.to_string())),
             })
         })
         .collect()

@@ -8,10 +8,13 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
+use crate::raw::RawObject;
+
 pub type Object = Map<String, Value>;
 
-/// One Segment message. The JSON `type` field selects the variant.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One Segment message. The JSON `type` field selects the variant. Deserialization is
+/// hand-written for speed (see `de.rs`); it follows the derived rules.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum Event {
     Identify(Identify),
@@ -119,7 +122,7 @@ pub struct Identify {
     #[serde(flatten)]
     pub common: Common,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub traits: Option<Object>,
+    pub traits: Option<RawObject>,
     #[serde(flatten)]
     pub extra: Object,
 }
@@ -131,7 +134,7 @@ pub struct Track {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub properties: Option<Object>,
+    pub properties: Option<RawObject>,
     #[serde(flatten)]
     pub extra: Object,
 }
@@ -145,7 +148,7 @@ pub struct Page {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub category: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub properties: Option<Object>,
+    pub properties: Option<RawObject>,
     #[serde(flatten)]
     pub extra: Object,
 }
@@ -159,7 +162,7 @@ pub struct Screen {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub category: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub properties: Option<Object>,
+    pub properties: Option<RawObject>,
     #[serde(flatten)]
     pub extra: Object,
 }
@@ -176,7 +179,7 @@ pub struct Group {
     )]
     pub group_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub traits: Option<Object>,
+    pub traits: Option<RawObject>,
     #[serde(flatten)]
     pub extra: Object,
 }

@@ -5,10 +5,12 @@
 //! This crate is pure: no IO, no clocks except where a caller passes them in.
 
 pub mod config;
+mod de;
 pub mod enrich;
 pub mod event;
 mod ids;
 pub mod parse;
+pub mod raw;
 pub mod record;
 pub mod trace;
 pub mod validate;
@@ -16,5 +18,6 @@ pub mod validate;
 pub use enrich::{EnrichContext, enrich};
 pub use event::{Alias, Common, Event, EventType, Group, Identify, Page, Screen, Track};
 pub use parse::{ParseError, ParsedRequest, parse_batch, parse_single};
+pub use raw::RawObject;
 pub use record::{RecordHeaders, record_key};
 pub use validate::{Limits, ValidationError, validate};
