@@ -13,8 +13,8 @@ CONFIG ?= examples/switchyard.toml
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
 
-build: ## build the switchyard binary (release)
-	$(CARGO) build --release --locked -p switchyard
+build: ## build the switchyard binary (release; the same feature set as the tests, so nothing is built twice)
+	$(CARGO) build --release --locked --workspace --bins --examples
 
 run: build ## run ingest + router on embedded defaults (in-memory broker, http://127.0.0.1:8080)
 	$(BIN) run --config $(CONFIG)
