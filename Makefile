@@ -16,8 +16,9 @@ help: ## list targets
 build: ## build the switchyard binary (release; the same feature set as the tests, so nothing is built twice)
 	$(CARGO) build --release --locked --workspace --bins --examples
 
-run: build ## run ingest + router on embedded defaults (in-memory broker, http://127.0.0.1:8080)
-	$(BIN) run --config $(CONFIG)
+run: build ## run ingest + router on embedded defaults (in-memory broker, http://127.0.0.1:8080) with a local webhook sink
+	@$(BIN) sink --listen 127.0.0.1:9000 & sink=$$!; trap "kill $$sink 2>/dev/null" EXIT INT TERM; \
+	  $(BIN) run --config $(CONFIG)
 
 test: test-tools lint ## every test: unit, integration (real Kafka via tansu), end to end (Segment Python client)
 	$(CARGO) nextest run --release --locked --workspace --no-fail-fast

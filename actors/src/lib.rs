@@ -1,13 +1,19 @@
 //! The actor side of the router: one [`SourceSupervisor`] per source receives that
-//! source's records from Kafka, checks them again (external producers skip ingest) and
-//! fans them out to the actors that deliver them.
-//!
-//! This is the first slice: fan-out goes to [`LogDestination`], which writes each event
-//! to the log so a local run shows events flowing. Destination actors with credentials
-//! and retry state, dedup and the archive follow.
+//! source's records from Kafka, checks them again (external producers skip ingest),
+//! drops repeats, and fans them out to one [`DestinationActor`] per (source,
+//! destination), which holds that integration's credentials and retry state. Every
+//! fan-out carries a share of the record's [`Ack`]; the offset is committed only when
+//! all shares are done.
 
+pub mod ack;
+pub mod dead_letter;
+pub mod dedup;
+pub mod destination;
 pub mod log_destination;
 pub mod source;
 
+pub use ack::{Ack, Completion};
+pub use dead_letter::{DeadLetter, Stage};
+pub use destination::{DestinationActor, DestinationConfig, DestinationStats, GetDestinationStats};
 pub use log_destination::LogDestination;
-pub use source::{GetStats, Inbound, Outcome, Routed, SourceSupervisor, SupervisorStats};
+pub use source::{Accepted, DedupSettings, GetStats, Inbound, Outcome, Routed, SourceSupervisor, SupervisorStats};

@@ -1,9 +1,9 @@
-//! A destination that writes each event to the log: what a local run shows, and the
-//! simplest member of the destination family.
+//! A destination that writes each event to the log: the simplest member of the
+//! destination family, used when a source has no destination configured.
 
 use actix::prelude::*;
 
-use crate::source::Routed;
+use crate::source::{Accepted, Routed};
 
 #[derive(Debug, Default)]
 pub struct LogDestination {
@@ -15,9 +15,9 @@ impl Actor for LogDestination {
 }
 
 impl Handler<Routed> for LogDestination {
-    type Result = ();
+    type Result = MessageResult<Routed>;
 
-    fn handle(&mut self, message: Routed, _ctx: &mut Self::Context) {
+    fn handle(&mut self, message: Routed, _ctx: &mut Self::Context) -> Self::Result {
         self.delivered += 1;
         let common = message.event.common();
         tracing::info!(
@@ -28,5 +28,7 @@ impl Handler<Routed> for LogDestination {
             delivered = self.delivered,
             "event routed"
         );
+        message.ack.done();
+        MessageResult(Accepted::Yes)
     }
 }

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use anyhow::{Context, bail};
 use serde::Deserialize;
+use switchyard_actors::{DedupSettings, DestinationConfig};
 use switchyard_ingest::IngestConfig;
 use switchyard_schemas::config::{KafkaConfig, SourceConfig, validate_sources};
 
@@ -20,6 +21,8 @@ pub struct Config {
     pub router: RouterConfig,
     #[serde(default)]
     pub sources: Vec<SourceConfig>,
+    #[serde(default)]
+    pub destinations: Vec<DestinationConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -27,12 +30,33 @@ pub struct Config {
 pub struct RouterConfig {
     #[serde(default = "default_group_id")]
     pub group_id: String,
+    /// Where undeliverable events go, with the reason in the record headers.
+    #[serde(default = "default_dead_letter_topic")]
+    pub dead_letter_topic: String,
+    /// Repeated messageIds of a source are dropped within this window...
+    #[serde(default = "default_dedup_window_secs")]
+    pub dedup_window_secs: u64,
+    /// ...remembering at most this many per source (the oldest are forgotten first).
+    #[serde(default = "default_dedup_capacity")]
+    pub dedup_capacity: usize,
 }
 
 impl Default for RouterConfig {
     fn default() -> Self {
         RouterConfig {
             group_id: default_group_id(),
+            dead_letter_topic: default_dead_letter_topic(),
+            dedup_window_secs: default_dedup_window_secs(),
+            dedup_capacity: default_dedup_capacity(),
+        }
+    }
+}
+
+impl RouterConfig {
+    pub fn dedup(&self) -> DedupSettings {
+        DedupSettings {
+            window: std::time::Duration::from_secs(self.dedup_window_secs),
+            capacity: self.dedup_capacity,
         }
     }
 }
@@ -40,13 +64,22 @@ impl Default for RouterConfig {
 fn default_group_id() -> String {
     "switchyard-router".into()
 }
+fn default_dead_letter_topic() -> String {
+    "switchyard.deadletter".into()
+}
+fn default_dedup_window_secs() -> u64 {
+    3600
+}
+fn default_dedup_capacity() -> usize {
+    100_000
+}
 
 impl Config {
     pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read config file {}", path.display()))?;
-        let config: Config = toml::from_str(&text)
-            .with_context(|| format!("config file {} is not valid", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
+        let config: Config =
+            toml::from_str(&text).with_context(|| format!("config file {} is not valid", path.display()))?;
         config
             .validate()
             .with_context(|| format!("config file {} is not valid", path.display()))?;
@@ -60,6 +93,14 @@ impl Config {
         let max_batch = u32::try_from(self.ingest.max_batch_events).unwrap_or(u32::MAX);
         validate_sources(&self.sources, max_batch)?;
         self.ingest.validate()?;
+        let source_ids: Vec<&str> = self.sources.iter().map(|s| s.id.as_str()).collect();
+        let mut destination_ids = std::collections::HashSet::new();
+        for (index, destination) in self.destinations.iter().enumerate() {
+            destination.validate(index, &source_ids)?;
+            if !destination_ids.insert(destination.id.as_str()) {
+                bail!("destinations[{index}].id {:?} appears twice", destination.id);
+            }
+        }
         if let Some(kafka) = &self.kafka {
             kafka.validate()?;
         }
@@ -75,18 +116,21 @@ mod tests {
     fn the_example_config_is_valid() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/switchyard.toml");
         let config = Config::load(&path).expect("example config loads");
-        assert!(
-            config.kafka.is_none(),
-            "the example runs on the embedded broker"
-        );
+        assert!(config.kafka.is_none(), "the example runs on the embedded broker");
         assert!(!config.sources.is_empty());
     }
 
     #[test]
     fn unknown_fields_are_refused_with_their_name() {
-        let error = toml::from_str::<Config>("[ingest]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n")
-            .expect_err("refused");
+        let error = toml::from_str::<Config>("[ingest]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n").expect_err("refused");
         assert!(error.to_string().contains("lisen"), "{error}");
+    }
+
+    #[test]
+    fn a_misspelt_destination_setting_is_refused() {
+        let text = "[[destinations]]\nid = \"d\"\nsources = [\"web\"]\nkind = \"webhook\"\nurl = \"https://example.com\"\nconcurency = 3\n";
+        let error = toml::from_str::<Config>(text).expect_err("refused");
+        assert!(error.to_string().contains("concurency"), "{error}");
     }
 
     #[test]
@@ -94,9 +138,6 @@ mod tests {
         let text = "[[sources]]\nid = \"web\"\nwrite_key = \"0123456789abcdef\"\n";
         let config: Config = toml::from_str(text).expect("parses");
         let error = config.validate().expect_err("no TLS and no opt-in");
-        assert!(
-            format!("{error:#}").contains("allow_plain_http"),
-            "{error:#}"
-        );
+        assert!(format!("{error:#}").contains("allow_plain_http"), "{error:#}");
     }
 }

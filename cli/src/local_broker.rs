@@ -18,13 +18,14 @@ impl std::fmt::Debug for LocalBroker {
 }
 
 impl LocalBroker {
-    /// Starts the cluster and creates `topic` (the mock broker can't serve CreateTopics).
-    pub fn start(topic: &str, partitions: i32) -> anyhow::Result<Self> {
-        let cluster =
-            MockCluster::new(1).context("cannot start the local in-memory Kafka broker")?;
-        cluster
-            .create_topic(topic, partitions, 1)
-            .with_context(|| format!("cannot create topic {topic} on the local broker"))?;
+    /// Starts the cluster and creates `topics` (the mock broker can't serve CreateTopics).
+    pub fn start(topics: &[&str], partitions: i32) -> anyhow::Result<Self> {
+        let cluster = MockCluster::new(1).context("cannot start the local in-memory Kafka broker")?;
+        for topic in topics {
+            cluster
+                .create_topic(topic, partitions, 1)
+                .with_context(|| format!("cannot create topic {topic} on the local broker"))?;
+        }
         Ok(LocalBroker { cluster })
     }
 

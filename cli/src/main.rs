@@ -4,6 +4,7 @@
 mod config;
 mod local_broker;
 mod serve;
+mod sink;
 mod topic;
 
 use std::path::PathBuf;
@@ -17,11 +18,7 @@ use tracing_subscriber::EnvFilter;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "switchyard",
-    version,
-    about = "Self-hosted customer-data router"
-)]
+#[command(name = "switchyard", version, about = "Self-hosted customer-data router")]
 struct Cli {
     /// Log format on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "SWITCHYARD_LOG_FORMAT", global = true)]
@@ -39,12 +36,7 @@ enum LogFormat {
 #[derive(Debug, clap::Args)]
 struct Common {
     /// Configuration file (TOML).
-    #[arg(
-        long,
-        short,
-        env = "SWITCHYARD_CONFIG",
-        default_value = "examples/switchyard.toml"
-    )]
+    #[arg(long, short, env = "SWITCHYARD_CONFIG", default_value = "examples/switchyard.toml")]
     config: PathBuf,
     /// Kafka bootstrap servers; overrides the file's [kafka] brokers.
     #[arg(long, env = "SWITCHYARD_KAFKA_BROKERS")]
@@ -64,37 +56,29 @@ enum Command {
     CheckConfig(Common),
     /// Creates the ingest topic on a Kafka cluster.
     CreateTopic(topic::CreateTopic),
+    /// A local webhook receiver that prints what it gets (for trying destinations out).
+    Sink(sink::SinkArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_logging(cli.log_format);
     match cli.command {
-        Command::Run(common) => {
-            serve::start(common.config, common.kafka_brokers, serve::Roles::ALL)
-        }
-        Command::Ingest(common) => {
-            serve::start(common.config, common.kafka_brokers, serve::Roles::INGEST)
-        }
-        Command::Router(common) => {
-            serve::start(common.config, common.kafka_brokers, serve::Roles::ROUTER)
-        }
+        Command::Run(common) => serve::start(common.config, common.kafka_brokers, serve::Roles::ALL),
+        Command::Ingest(common) => serve::start(common.config, common.kafka_brokers, serve::Roles::INGEST),
+        Command::Router(common) => serve::start(common.config, common.kafka_brokers, serve::Roles::ROUTER),
         Command::CheckConfig(common) => {
             let config = config::Config::load(&common.config)?;
-            println!(
-                "{}: valid, {} source(s)",
-                common.config.display(),
-                config.sources.len()
-            );
+            println!("{}: valid, {} source(s)", common.config.display(), config.sources.len());
             Ok(())
         }
         Command::CreateTopic(args) => topic::create(args),
+        Command::Sink(args) => sink::run(args),
     }
 }
 
 fn init_logging(format: LogFormat) {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,rdkafka=warn"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,rdkafka=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

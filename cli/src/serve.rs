@@ -5,11 +5,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use actix::Actor;
 use anyhow::Context;
 use switchyard_ingest::{IngestState, KafkaSink, SourceRegistry, server};
-use switchyard_router::{Topology, run_consumer};
+use switchyard_router::{DeadLetterWriter, RouterConsumer, Topology};
 use switchyard_schemas::config::KafkaConfig;
-use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::local_broker::LocalBroker;
@@ -37,11 +37,7 @@ impl Roles {
 
 const LOCAL_PARTITIONS: i32 = 4;
 
-pub fn start(
-    config_path: PathBuf,
-    kafka_brokers: Option<String>,
-    roles: Roles,
-) -> anyhow::Result<()> {
+pub fn start(config_path: PathBuf, kafka_brokers: Option<String>, roles: Roles) -> anyhow::Result<()> {
     let config = Config::load(&config_path)?;
     actix_web::rt::System::new().block_on(serve(config, kafka_brokers, roles))
 }
@@ -55,7 +51,10 @@ async fn serve(config: Config, kafka_brokers: Option<String>, roles: Roles) -> a
         Some(kafka) => (kafka, None),
         None if roles.ingest && roles.router => {
             let mut kafka = KafkaConfig::new("");
-            let broker = LocalBroker::start(&kafka.topic, LOCAL_PARTITIONS)?;
+            let broker = LocalBroker::start(
+                &[kafka.topic.as_str(), config.router.dead_letter_topic.as_str()],
+                LOCAL_PARTITIONS,
+            )?;
             kafka.brokers = broker.bootstrap_servers();
             tracing::warn!(
                 brokers = %kafka.brokers,
@@ -69,15 +68,20 @@ async fn serve(config: Config, kafka_brokers: Option<String>, roles: Roles) -> a
         }
     };
 
-    let (stop_router, stop_signal) = watch::channel(false);
-    let router = roles.router.then(|| {
-        let topology = Topology::start(&config.sources);
-        let kafka = kafka.clone();
-        let group_id = config.router.group_id.clone();
-        actix_web::rt::spawn(
-            async move { run_consumer(&kafka, &group_id, topology, stop_signal).await },
-        )
-    });
+    let router = if roles.router {
+        let writer = DeadLetterWriter::new(&kafka, &config.router.dead_letter_topic)
+            .context("cannot create the dead-letter producer")?
+            .start();
+        let topology = Topology::start(
+            &config.sources,
+            &config.destinations,
+            writer.recipient(),
+            config.router.dedup(),
+        );
+        Some(RouterConsumer::start(&kafka, &config.router.group_id, topology)?)
+    } else {
+        None
+    };
 
     if roles.ingest {
         let state = Arc::new(IngestState {
@@ -91,20 +95,27 @@ async fn serve(config: Config, kafka_brokers: Option<String>, roles: Roles) -> a
         tracing::info!(addr = %bound.addr, tls = bound.tls, sources = state.sources.len(), topic = %kafka.topic, "ingest listening");
         // A line on stdout for scripts and tests that start us on port 0.
         println!("ingest listening on {scheme}://{}", bound.addr);
+        if let Some(source) = config.sources.first().filter(|_| !bound.tls) {
+            tracing::info!(
+                "try: curl -u {}: {scheme}://{}/v1/track -H 'content-type: application/json' -d '{{\"userId\":\"user-1\",\"event\":\"Signed Up\"}}'",
+                source.write_key,
+                bound.addr
+            );
+        }
         bound.server.await.context("ingest server failed")?;
         state
             .sink
             .flush(Duration::from_secs(10))
             .context("events still unacknowledged at shutdown")?;
     } else {
-        tokio::signal::ctrl_c()
-            .await
-            .context("cannot wait for ctrl-c")?;
+        tokio::signal::ctrl_c().await.context("cannot wait for ctrl-c")?;
     }
 
-    let _ = stop_router.send(true);
     if let Some(router) = router {
-        router.await.context("router task panicked")??;
+        // Off this thread: the consumer may be waiting on a supervisor that runs here.
+        actix_web::rt::task::spawn_blocking(move || router.stop())
+            .await
+            .context("router stop panicked")??;
     }
     Ok(())
 }

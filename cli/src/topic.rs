@@ -33,9 +33,7 @@ pub fn create(args: CreateTopic) -> anyhow::Result<()> {
         TopicReplication::Fixed(args.replication_factor),
     );
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let results = runtime
         .block_on(admin.create_topics([&topic], &options))
         .with_context(|| format!("create topic request to {} failed", args.kafka_brokers))?;

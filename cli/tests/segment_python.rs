@@ -63,8 +63,7 @@ async fn segment_python_events_arrive_once_with_their_fields() {
     let (_ingest, url) = start_ingest(&config);
 
     let sent_path = dir.path().join("sent.jsonl");
-    let script =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/e2e/send_with_segment_python.py");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/e2e/send_with_segment_python.py");
     let status = Command::new("python3")
         .arg(&script)
         .args([
@@ -79,10 +78,7 @@ async fn segment_python_events_arrive_once_with_their_fields() {
         .arg(&sent_path)
         .status()
         .expect("run python3 (pip install segment-analytics-python)");
-    assert!(
-        status.success(),
-        "the Segment Python client reported errors"
-    );
+    assert!(status.success(), "the Segment Python client reported errors");
 
     let sent: Vec<Value> = std::fs::read_to_string(&sent_path)
         .expect("sent events")
@@ -94,8 +90,7 @@ async fn segment_python_events_arrive_once_with_their_fields() {
     let records = read_records(&broker.brokers(), &topic, COUNT, Duration::from_secs(60));
     let mut arrived: HashMap<String, (Value, String)> = HashMap::new();
     for record in &records {
-        let value: Value =
-            serde_json::from_slice(record.payload().expect("payload")).expect("JSON value");
+        let value: Value = serde_json::from_slice(record.payload().expect("payload")).expect("JSON value");
         let id = value["messageId"].as_str().expect("messageId").to_string();
         let key = String::from_utf8_lossy(record.key().expect("key")).into_owned();
         assert!(
@@ -107,9 +102,7 @@ async fn segment_python_events_arrive_once_with_their_fields() {
 
     for message in &sent {
         let id = message["messageId"].as_str().expect("sent messageId");
-        let (value, key) = arrived
-            .get(id)
-            .unwrap_or_else(|| panic!("{id} never arrived"));
+        let (value, key) = arrived.get(id).unwrap_or_else(|| panic!("{id} never arrived"));
         for field in [
             "type",
             "userId",
@@ -130,14 +123,8 @@ async fn segment_python_events_arrive_once_with_their_fields() {
         assert_eq!(value["context"]["library"], message["context"]["library"]);
         // Same instant to the millisecond; the library writes +00:00, we write Z.
         let client_time = message["timestamp"].as_str().expect("sent timestamp");
-        let original = value["originalTimestamp"]
-            .as_str()
-            .expect("originalTimestamp");
-        assert_eq!(
-            original.get(..23),
-            client_time.get(..23),
-            "originalTimestamp of {id}"
-        );
+        let original = value["originalTimestamp"].as_str().expect("originalTimestamp");
+        assert_eq!(original.get(..23), client_time.get(..23), "originalTimestamp of {id}");
         assert!(
             value["receivedAt"].is_string() && value["sentAt"].is_string(),
             "{value}"

@@ -95,11 +95,7 @@ except requests.exceptions.ConnectionError:
         .expect("run python3");
     let _ = child.kill();
     let _ = child.wait();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     assert_eq!(
         read_records(&broker.brokers(), &topic, 1, Duration::from_secs(15)).len(),
         1

@@ -53,9 +53,9 @@ fn content_encoding(request: &HttpRequest) -> Result<Option<String>, IngestError
     let Some(value) = request.headers().get(header::CONTENT_ENCODING) else {
         return Ok(None);
     };
-    let text = value.to_str().map_err(|_| {
-        IngestError::UnsupportedMediaType("Content-Encoding is not readable text".into())
-    })?;
+    let text = value
+        .to_str()
+        .map_err(|_| IngestError::UnsupportedMediaType("Content-Encoding is not readable text".into()))?;
     Ok(Some(text.trim().to_ascii_lowercase()))
 }
 

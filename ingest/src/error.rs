@@ -18,19 +18,13 @@ pub enum IngestError {
     #[error("{0}")]
     Parse(#[from] ParseError),
     #[error("{message}")]
-    Unauthorized {
-        code: &'static str,
-        message: &'static str,
-    },
+    Unauthorized { code: &'static str, message: &'static str },
     #[error("{0}")]
     TooLarge(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
     #[error("source {source_id} is over its rate limit; retry after {} s", retry_secs(*retry_after))]
-    RateLimited {
-        source_id: String,
-        retry_after: Duration,
-    },
+    RateLimited { source_id: String, retry_after: Duration },
     #[error("{0}")]
     Unavailable(#[from] ProduceError),
 }

@@ -10,8 +10,8 @@ use base64::engine::general_purpose::STANDARD;
 use chrono::Utc;
 use switchyard_schemas::trace::Traceparent;
 use switchyard_schemas::{
-    EnrichContext, EventType, Limits, ParsedRequest, RecordHeaders, enrich, parse, parse_batch,
-    parse_single, record_key,
+    EnrichContext, EventType, Limits, ParsedRequest, RecordHeaders, enrich, parse, parse_batch, parse_single,
+    record_key,
 };
 
 use crate::body::{check_content_type, read_limited};
@@ -39,8 +39,7 @@ pub fn configure(state: Arc<IngestState>) -> impl FnOnce(&mut web::ServiceConfig
     move |config| {
         config.app_data(web::Data::from(state));
         let single = |path: &str, kind: EventType| {
-            web::resource(path)
-                .route(web::post().to(move |r, p, s| collect(r, p, s, Endpoint::Single(kind))))
+            web::resource(path).route(web::post().to(move |r, p, s| collect(r, p, s, Endpoint::Single(kind))))
         };
         for kind in EventType::ALL {
             let short = &kind.as_str()[..1];
@@ -48,10 +47,7 @@ pub fn configure(state: Arc<IngestState>) -> impl FnOnce(&mut web::ServiceConfig
             config.service(single(&format!("/v1/{short}"), kind));
         }
         for path in ["/v1/batch", "/v1/import", "/v1/b"] {
-            config.service(
-                web::resource(path)
-                    .route(web::post().to(|r, p, s| collect(r, p, s, Endpoint::Batch))),
-            );
+            config.service(web::resource(path).route(web::post().to(|r, p, s| collect(r, p, s, Endpoint::Batch))));
         }
     }
 }
@@ -145,12 +141,10 @@ fn authenticate<'a>(
             message: "no write key: send HTTP Basic auth with the write key as user name, or writeKey in the body",
         })?,
     };
-    sources
-        .authenticate(&write_key)
-        .ok_or(IngestError::Unauthorized {
-            code: "invalid_write_key",
-            message: "the write key does not belong to any source",
-        })
+    sources.authenticate(&write_key).ok_or(IngestError::Unauthorized {
+        code: "invalid_write_key",
+        message: "the write key does not belong to any source",
+    })
 }
 
 fn basic_user(header_value: &[u8]) -> Option<String> {
@@ -160,9 +154,7 @@ fn basic_user(header_value: &[u8]) -> Option<String> {
         return None;
     }
     let decoded = String::from_utf8(STANDARD.decode(encoded.trim()).ok()?).ok()?;
-    let user = decoded
-        .split_once(':')
-        .map_or(decoded.as_str(), |(user, _)| user);
+    let user = decoded.split_once(':').map_or(decoded.as_str(), |(user, _)| user);
     Some(user.to_string())
 }
 
@@ -188,15 +180,9 @@ mod tests {
     #[test]
     fn basic_auth_user_is_the_write_key() {
         let header = format!("Basic {}", STANDARD.encode("my-write-key:"));
-        assert_eq!(
-            basic_user(header.as_bytes()).as_deref(),
-            Some("my-write-key")
-        );
+        assert_eq!(basic_user(header.as_bytes()).as_deref(), Some("my-write-key"));
         let no_colon = format!("basic {}", STANDARD.encode("my-write-key"));
-        assert_eq!(
-            basic_user(no_colon.as_bytes()).as_deref(),
-            Some("my-write-key")
-        );
+        assert_eq!(basic_user(no_colon.as_bytes()).as_deref(), Some("my-write-key"));
         assert_eq!(basic_user(b"Bearer abc"), None);
         assert_eq!(basic_user(b"Basic !!!not-base64"), None);
     }

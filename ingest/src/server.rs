@@ -17,10 +17,7 @@ pub enum ServeError {
     #[error(transparent)]
     Tls(#[from] TlsError),
     #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    Bind { addr: SocketAddr, source: std::io::Error },
 }
 
 /// A bound, not yet awaited, server and the address it listens on (useful with port 0).
@@ -45,11 +42,7 @@ pub fn cors() -> Cors {
     Cors::default()
         .allow_any_origin()
         .allowed_methods(["POST", "OPTIONS"])
-        .allowed_headers([
-            header::CONTENT_TYPE,
-            header::AUTHORIZATION,
-            header::CONTENT_ENCODING,
-        ])
+        .allowed_headers([header::CONTENT_TYPE, header::AUTHORIZATION, header::CONTENT_ENCODING])
         .allowed_header("traceparent")
         .max_age(86_400)
 }

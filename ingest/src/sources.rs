@@ -19,9 +19,7 @@ pub struct Source {
 
 impl std::fmt::Debug for Source {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Source")
-            .field("id", &self.id)
-            .finish_non_exhaustive()
+        f.debug_struct("Source").field("id", &self.id).finish_non_exhaustive()
     }
 }
 
@@ -43,9 +41,7 @@ impl Source {
         };
         match limiter.check_n(count) {
             Ok(Ok(())) => RateDecision::Allowed,
-            Ok(Err(not_until)) => {
-                RateDecision::Limited(not_until.wait_time_from(DefaultClock::default().now()))
-            }
+            Ok(Err(not_until)) => RateDecision::Limited(not_until.wait_time_from(DefaultClock::default().now())),
             // More events than the burst can ever hold: validation keeps the burst at
             // least one full batch, so this only happens with a custom limit.
             Err(_) => RateDecision::Limited(Duration::from_secs(1)),
@@ -67,17 +63,12 @@ impl SourceRegistry {
             .map(|config| Source {
                 id: Arc::from(config.id.as_str()),
                 key_digest: digest(&config.write_key),
-                limiter: config
-                    .rate_limit_events_per_sec
-                    .and_then(NonZeroU32::new)
-                    .map(|rate| {
-                        let floor = u32::try_from(max_batch_events).unwrap_or(u32::MAX);
-                        let burst = config
-                            .rate_limit_burst_events
-                            .unwrap_or(rate.get().max(floor));
-                        let burst = NonZeroU32::new(burst).unwrap_or(rate);
-                        RateLimiter::direct(Quota::per_second(rate).allow_burst(burst))
-                    }),
+                limiter: config.rate_limit_events_per_sec.and_then(NonZeroU32::new).map(|rate| {
+                    let floor = u32::try_from(max_batch_events).unwrap_or(u32::MAX);
+                    let burst = config.rate_limit_burst_events.unwrap_or(rate.get().max(floor));
+                    let burst = NonZeroU32::new(burst).unwrap_or(rate);
+                    RateLimiter::direct(Quota::per_second(rate).allow_burst(burst))
+                }),
             })
             .collect();
         SourceRegistry { sources }
@@ -132,10 +123,7 @@ mod tests {
             ],
             2500,
         );
-        assert_eq!(
-            registry.authenticate("key-ios-0123456789").map(|s| &*s.id),
-            Some("ios")
-        );
+        assert_eq!(registry.authenticate("key-ios-0123456789").map(|s| &*s.id), Some("ios"));
         assert!(registry.authenticate("key-ios-012345678").is_none());
         assert!(registry.authenticate("").is_none());
     }

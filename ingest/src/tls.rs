@@ -34,10 +34,9 @@ pub fn server_config(cert_path: &Path, key_path: &Path) -> Result<ServerConfig, 
         reason: error.to_string(),
     })?;
     // rustls implements nothing older than TLS 1.2, so the minimum holds by construction.
-    let config =
-        ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
-            .with_no_client_auth()
-            .with_single_cert(certificates, key)?;
+    let config = ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_no_client_auth()
+        .with_single_cert(certificates, key)?;
     Ok(config)
 }

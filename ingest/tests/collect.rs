@@ -76,9 +76,7 @@ macro_rules! service {
     };
 }
 
-async fn error_body<B: actix_web::body::MessageBody>(
-    response: actix_web::dev::ServiceResponse<B>,
-) -> Value {
+async fn error_body<B: actix_web::body::MessageBody>(response: actix_web::dev::ServiceResponse<B>) -> Value {
     let body = test::read_body(response).await;
     serde_json::from_slice(&body).expect("error bodies are JSON")
 }
@@ -146,22 +144,10 @@ async fn a_tracked_event_lands_with_its_key_headers_and_fields() {
     assert_eq!(landed.len(), 1);
     let record = &landed[0];
     assert_eq!(key(record), "web/u-1");
-    assert_eq!(
-        record_header(record, "switchyard-source-id").as_deref(),
-        Some("web")
-    );
-    assert_eq!(
-        record_header(record, "switchyard-schema-version").as_deref(),
-        Some("1")
-    );
-    assert_eq!(
-        record_header(record, "switchyard-message-id").as_deref(),
-        Some("msg-1")
-    );
-    assert_eq!(
-        record_header(record, "switchyard-event-type").as_deref(),
-        Some("track")
-    );
+    assert_eq!(record_header(record, "switchyard-source-id").as_deref(), Some("web"));
+    assert_eq!(record_header(record, "switchyard-schema-version").as_deref(), Some("1"));
+    assert_eq!(record_header(record, "switchyard-message-id").as_deref(), Some("msg-1"));
+    assert_eq!(record_header(record, "switchyard-event-type").as_deref(), Some("track"));
     let traceparent = record_header(record, "traceparent").expect("traceparent");
     assert!(
         traceparent.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
@@ -172,10 +158,7 @@ async fn a_tracked_event_lands_with_its_key_headers_and_fields() {
     let event = value(record);
     assert_eq!(event["type"], "track");
     assert_eq!(event["event"], "Order Completed");
-    assert_eq!(
-        event["properties"],
-        json!({"revenue": 12.5, "items": [{"sku": "a"}]})
-    );
+    assert_eq!(event["properties"], json!({"revenue": 12.5, "items": [{"sku": "a"}]}));
     assert_eq!(event["customTopLevel"], json!({"kept": true}));
     assert_eq!(event["originalTimestamp"], "2024-05-01T12:00:00Z");
     assert_eq!(event["context"]["ip"], "198.51.100.23");
@@ -205,11 +188,7 @@ async fn a_browser_batch_as_text_plain_with_the_key_in_the_body_lands_whole() {
         .to_request();
     let response = test::call_service(&app, request).await;
     assert_eq!(response.status(), StatusCode::OK);
-    assert!(
-        response
-            .headers()
-            .contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN)
-    );
+    assert!(response.headers().contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN));
 
     let landed = records(&harness, 3);
     let mut types: Vec<String> = landed
@@ -255,10 +234,7 @@ async fn a_batch_with_one_invalid_event_is_refused_whole_and_nothing_lands() {
     let error = error_body(response).await;
     assert_eq!(error["code"], "missing_field");
     assert_eq!(error["index"], 1);
-    assert_eq!(
-        error["message"],
-        "batch[1]: track needs event (a non-empty string)"
-    );
+    assert_eq!(error["message"], "batch[1]: track needs event (a non-empty string)");
     assert_only_sentinel_landed!(&app, &harness);
 }
 
@@ -291,9 +267,9 @@ async fn limits_are_413_with_the_reason() {
     let harness = harness().await;
     let app = service!(state(&harness.kafka));
     let big = "x".repeat(33 * 1024);
-    let oversized_event = json!({"batch": [{"type": "track", "userId": "u", "event": "e", "properties": {"blob": big}}]});
-    let too_many =
-        json!({"batch": vec![json!({"type": "track", "userId": "u", "event": "e"}); 51]});
+    let oversized_event =
+        json!({"batch": [{"type": "track", "userId": "u", "event": "e", "properties": {"blob": big}}]});
+    let too_many = json!({"batch": vec![json!({"type": "track", "userId": "u", "event": "e"}); 51]});
     let oversized_body = "y".repeat(600 * 1024);
     let cases = [
         (
@@ -333,9 +309,7 @@ async fn limits_are_413_with_the_reason() {
         let error = error_body(response).await;
         assert_eq!(error["code"], code);
         assert!(
-            error["message"]
-                .as_str()
-                .is_some_and(|m| m.contains(message)),
+            error["message"].as_str().is_some_and(|m| m.contains(message)),
             "{error}"
         );
     }
@@ -352,10 +326,7 @@ async fn a_source_over_its_rate_limit_gets_429_with_retry_after() {
         .insert_header(basic(SLOW_KEY))
         .set_json(&batch)
         .to_request();
-    assert_eq!(
-        test::call_service(&app, first).await.status(),
-        StatusCode::OK
-    );
+    assert_eq!(test::call_service(&app, first).await.status(), StatusCode::OK);
     let second = test::TestRequest::post()
         .uri("/v1/batch")
         .insert_header(basic(SLOW_KEY))
@@ -379,10 +350,7 @@ async fn a_source_over_its_rate_limit_gets_429_with_retry_after() {
         .insert_header(basic(WEB_KEY))
         .set_json(&batch)
         .to_request();
-    assert_eq!(
-        test::call_service(&app, other).await.status(),
-        StatusCode::OK
-    );
+    assert_eq!(test::call_service(&app, other).await.status(), StatusCode::OK);
     assert_eq!(records(&harness, 100).len(), 100);
 }
 
@@ -392,9 +360,7 @@ async fn gzip_bodies_are_inflated_and_bad_encodings_refused() {
     let app = service!(state(&harness.kafka));
     let batch = json!({"batch": [{"type": "screen", "userId": "u", "name": "Home"}, {"type": "group", "userId": "u", "groupId": "g"}]});
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    encoder
-        .write_all(batch.to_string().as_bytes())
-        .expect("in memory");
+    encoder.write_all(batch.to_string().as_bytes()).expect("in memory");
     let gzipped = encoder.finish().expect("in memory");
     let request = test::TestRequest::post()
         .uri("/v1/batch")
@@ -403,10 +369,7 @@ async fn gzip_bodies_are_inflated_and_bad_encodings_refused() {
         .insert_header((header::CONTENT_TYPE, "application/json"))
         .set_payload(gzipped)
         .to_request();
-    assert_eq!(
-        test::call_service(&app, request).await.status(),
-        StatusCode::OK
-    );
+    assert_eq!(test::call_service(&app, request).await.status(), StatusCode::OK);
     assert_eq!(records(&harness, 2).len(), 2);
 
     let brotli = test::TestRequest::post()
@@ -467,10 +430,7 @@ async fn a_stopped_broker_means_503_with_retry_after_not_a_false_200() {
         .insert_header(basic(WEB_KEY))
         .set_json(&event)
         .to_request();
-    assert_eq!(
-        test::call_service(&app, warm).await.status(),
-        StatusCode::OK
-    );
+    assert_eq!(test::call_service(&app, warm).await.status(), StatusCode::OK);
 
     harness.broker.stop();
     let request = test::TestRequest::post()

@@ -1,11 +1,15 @@
 //! Reads the ingest topic and hands each record to its source's supervisor actor.
 //!
-//! First slice: one consumer in a consumer group, records dispatched in order and the
-//! offset stored only after the supervisor has taken the record. The offset tracker,
-//! rebalance handling, retry and dead-letter topics come with the routing work.
+//! Delivery guarantee: at-least-once. A partition's offset is committed only up to the
+//! contiguous prefix of records that every target has finished with (delivered,
+//! dead-lettered, or dropped as a duplicate), so a crash or a rebalance repeats only
+//! records that were in flight; destinations see duplicates only then.
 
 pub mod consumer;
+pub mod dead_letter;
+pub mod offsets;
 pub mod topology;
 
-pub use consumer::{ConsumerError, run_consumer};
+pub use consumer::{ConsumerError, RouterConsumer};
+pub use dead_letter::DeadLetterWriter;
 pub use topology::Topology;

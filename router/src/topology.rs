@@ -1,36 +1,68 @@
-//! From configuration to running actors: one supervisor per source.
+//! From configuration to running actors: a supervisor per source, a destination actor
+//! per (source, destination) spread over a pool of arbiters (threads), and the
+//! dead-letter writer they share.
 
 use std::collections::HashMap;
 
 use actix::prelude::*;
-use switchyard_actors::{LogDestination, SourceSupervisor};
+use switchyard_actors::{
+    DeadLetter, DedupSettings, DestinationActor, DestinationConfig, LogDestination, Routed, SourceSupervisor,
+};
 use switchyard_schemas::config::SourceConfig;
 
 /// The running supervisors, by source id.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 pub struct Topology {
     supervisors: HashMap<String, Addr<SourceSupervisor>>,
+    dead_letters: Recipient<DeadLetter>,
 }
 
 impl Topology {
-    /// Starts a supervisor per source, each fanning out to a log destination. Must run
-    /// inside an actix system.
-    pub fn start(sources: &[SourceConfig]) -> Self {
+    /// Starts every actor. Must run inside an actix system. A source without any
+    /// destination logs its events, so a first run shows them flowing.
+    pub fn start(
+        sources: &[SourceConfig],
+        destinations: &[DestinationConfig],
+        dead_letters: Recipient<DeadLetter>,
+        dedup: DedupSettings,
+    ) -> Self {
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let arbiters: Vec<Arbiter> = (0..threads).map(|_| Arbiter::new()).collect();
+        let mut next = 0;
         let supervisors = sources
             .iter()
             .map(|source| {
-                let log = LogDestination::default().start().recipient();
-                (
-                    source.id.clone(),
-                    SourceSupervisor::new(&source.id, vec![log]).start(),
-                )
+                let mut routes: Vec<(String, Recipient<Routed>)> = Vec::new();
+                for destination in destinations.iter().filter(|d| d.sources.contains(&source.id)) {
+                    let arbiter = &arbiters[next % arbiters.len()];
+                    next += 1;
+                    let (source_id, config, letters) = (source.id.clone(), destination.clone(), dead_letters.clone());
+                    let addr = DestinationActor::start_in_arbiter(&arbiter.handle(), move |_| {
+                        DestinationActor::new(&source_id, config, letters)
+                    });
+                    routes.push((destination.id.clone(), addr.recipient()));
+                }
+                if routes.is_empty() {
+                    routes.push(("log".into(), LogDestination::default().start().recipient()));
+                }
+                let supervisor = SourceSupervisor::new(&source.id, routes, dead_letters.clone(), dedup).start();
+                (source.id.clone(), supervisor)
             })
             .collect();
-        Topology { supervisors }
+        // Dropping an `Arbiter` handle leaves its thread running; the system stops it.
+        drop(arbiters);
+        Topology {
+            supervisors,
+            dead_letters,
+        }
     }
 
     pub fn supervisor(&self, source_id: &str) -> Option<&Addr<SourceSupervisor>> {
         self.supervisors.get(source_id)
+    }
+
+    pub fn dead_letters(&self) -> &Recipient<DeadLetter> {
+        &self.dead_letters
     }
 
     pub fn len(&self) -> usize {

@@ -82,19 +82,14 @@ pub enum ConfigError {
     DuplicateWriteKey { index: usize },
     #[error("sources[{index}].{field} must be greater than zero")]
     ZeroRate { index: usize, field: &'static str },
-    #[error(
-        "sources[{index}].rate_limit_burst_events must be at least {min} so a full batch can pass"
-    )]
+    #[error("sources[{index}].rate_limit_burst_events must be at least {min} so a full batch can pass")]
     BurstTooSmall { index: usize, min: u32 },
     #[error("kafka.{field} must not be empty")]
     EmptyKafkaField { field: &'static str },
 }
 
 /// Checks a source list before any IO: ids, keys and rate limits.
-pub fn validate_sources(
-    sources: &[SourceConfig],
-    max_batch_events: u32,
-) -> Result<(), ConfigError> {
+pub fn validate_sources(sources: &[SourceConfig], max_batch_events: u32) -> Result<(), ConfigError> {
     let mut ids = std::collections::HashSet::new();
     let mut keys = std::collections::HashSet::new();
     for (index, source) in sources.iter().enumerate() {
@@ -188,10 +183,7 @@ mod tests {
         small_burst.rate_limit_burst_events = Some(10);
         assert_eq!(
             validate_sources(&[small_burst], 2500),
-            Err(ConfigError::BurstTooSmall {
-                index: 0,
-                min: 2500
-            })
+            Err(ConfigError::BurstTooSmall { index: 0, min: 2500 })
         );
     }
 

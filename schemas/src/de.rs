@@ -247,16 +247,14 @@ impl Fields {
         match self.values[which as usize].take() {
             None => Ok(None),
             Some(Slot::Raw(raw)) if raw.get() == "null" => Ok(None),
-            Some(Slot::Raw(raw)) => RawObject::from_raw(raw).map(Some).map_err(|kind| {
-                E::custom(format!("{} must be an object, got {kind}", which.name()))
-            }),
+            Some(Slot::Raw(raw)) => RawObject::from_raw(raw)
+                .map(Some)
+                .map_err(|kind| E::custom(format!("{} must be an object, got {kind}", which.name()))),
             Some(Slot::Value(Value::Null)) => Ok(None),
             Some(Slot::Value(value)) => {
                 RawObject::from_raw(serde_json::value::to_raw_value(&value).map_err(E::custom)?)
                     .map(Some)
-                    .map_err(|kind| {
-                        E::custom(format!("{} must be an object, got {kind}", which.name()))
-                    })
+                    .map_err(|kind| E::custom(format!("{} must be an object, got {kind}", which.name())))
             }
         }
     }
@@ -264,8 +262,7 @@ impl Fields {
     fn id<E: de::Error>(&mut self, which: Specific) -> Result<Option<String>, E> {
         match self.take(which) {
             None => Ok(None),
-            Some(value) => crate::ids::optional(value)
-                .map_err(|error| E::custom(format!("{}: {error}", which.name()))),
+            Some(value) => crate::ids::optional(value).map_err(|error| E::custom(format!("{}: {error}", which.name()))),
         }
     }
 

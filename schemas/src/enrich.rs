@@ -52,10 +52,7 @@ pub fn enrich(event: &mut Event, ctx: &EnrichContext<'_>) {
         context.insert("ip".into(), Value::String(ip.to_string()));
     }
     if let Some(batch_integrations) = ctx.batch_integrations {
-        fill_missing(
-            common.integrations.get_or_insert_with(Object::new),
-            batch_integrations,
-        );
+        fill_missing(common.integrations.get_or_insert_with(Object::new), batch_integrations);
     }
 }
 
@@ -104,18 +101,14 @@ mod tests {
         enrich(&mut event, &context("2024-05-01T12:00:10.500Z"));
         let common = event.common();
         assert_eq!(common.timestamp, Some(time("2024-05-01T12:00:00.500Z")));
-        assert_eq!(
-            common.original_timestamp,
-            Some(time("2024-05-01T13:00:00Z"))
-        );
+        assert_eq!(common.original_timestamp, Some(time("2024-05-01T13:00:00Z")));
         assert_eq!(common.received_at, Some(time("2024-05-01T12:00:10.500Z")));
     }
 
     #[test]
     fn batch_sent_at_applies_when_the_event_has_none() {
-        let mut event = track(
-            json!({"type": "track", "userId": "u", "event": "e", "timestamp": "2024-05-01T00:00:00Z"}),
-        );
+        let mut event =
+            track(json!({"type": "track", "userId": "u", "event": "e", "timestamp": "2024-05-01T00:00:00Z"}));
         let mut ctx = context("2024-05-01T00:00:05Z");
         ctx.batch_sent_at = Some(time("2024-05-01T00:00:02Z"));
         enrich(&mut event, &ctx);
@@ -125,18 +118,14 @@ mod tests {
 
     #[test]
     fn without_sent_at_the_client_timestamp_stands_and_without_either_received_at_is_used() {
-        let mut dated = track(
-            json!({"type": "track", "userId": "u", "event": "e", "timestamp": "2020-01-01T00:00:00Z"}),
-        );
+        let mut dated =
+            track(json!({"type": "track", "userId": "u", "event": "e", "timestamp": "2020-01-01T00:00:00Z"}));
         enrich(&mut dated, &context("2024-05-01T00:00:00Z"));
         assert_eq!(dated.common().timestamp, Some(time("2020-01-01T00:00:00Z")));
 
         let mut undated = track(json!({"type": "track", "userId": "u", "event": "e"}));
         enrich(&mut undated, &context("2024-05-01T00:00:00Z"));
-        assert_eq!(
-            undated.common().timestamp,
-            Some(time("2024-05-01T00:00:00Z"))
-        );
+        assert_eq!(undated.common().timestamp, Some(time("2024-05-01T00:00:00Z")));
         assert_eq!(undated.common().original_timestamp, None);
     }
 
@@ -153,8 +142,7 @@ mod tests {
 
     #[test]
     fn message_id_is_generated_only_when_missing() {
-        let mut kept =
-            track(json!({"type": "track", "userId": "u", "event": "e", "messageId": "m-1"}));
+        let mut kept = track(json!({"type": "track", "userId": "u", "event": "e", "messageId": "m-1"}));
         enrich(&mut kept, &context("2024-05-01T00:00:00Z"));
         assert_eq!(kept.message_id(), Some("m-1"));
 
@@ -162,10 +150,7 @@ mod tests {
         let mut second = first.clone();
         enrich(&mut first, &context("2024-05-01T00:00:00Z"));
         enrich(&mut second, &context("2024-05-01T00:00:00Z"));
-        let (first, second) = (
-            first.message_id().expect("set"),
-            second.message_id().expect("set"),
-        );
+        let (first, second) = (first.message_id().expect("set"), second.message_id().expect("set"));
         assert_eq!(first.len(), 36);
         assert_ne!(first, second);
     }
@@ -179,9 +164,7 @@ mod tests {
             Some(&json!("203.0.113.7"))
         );
 
-        let mut own = track(
-            json!({"type": "track", "userId": "u", "event": "e", "context": {"ip": "198.51.100.1"}}),
-        );
+        let mut own = track(json!({"type": "track", "userId": "u", "event": "e", "context": {"ip": "198.51.100.1"}}));
         enrich(&mut own, &context("2024-05-01T00:00:00Z"));
         assert_eq!(
             own.common().context.as_ref().and_then(|c| c.get("ip")),
@@ -193,9 +176,7 @@ mod tests {
     fn batch_context_fills_gaps_without_overriding_the_event() {
         let batch_context = json!({"library": {"name": "batch-lib"}, "locale": "fr-FR"});
         let batch_context = batch_context.as_object().expect("object");
-        let mut event = track(
-            json!({"type": "track", "userId": "u", "event": "e", "context": {"locale": "en-GB"}}),
-        );
+        let mut event = track(json!({"type": "track", "userId": "u", "event": "e", "context": {"locale": "en-GB"}}));
         let mut ctx = context("2024-05-01T00:00:00Z");
         ctx.batch_context = Some(batch_context);
         enrich(&mut event, &ctx);

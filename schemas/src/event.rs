@@ -87,29 +87,13 @@ pub struct Common {
         skip_serializing_if = "Option::is_none"
     )]
     pub user_id: Option<String>,
-    #[serde(
-        default,
-        deserialize_with = "timestamp",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, deserialize_with = "timestamp", skip_serializing_if = "Option::is_none")]
     pub timestamp: Option<DateTime<Utc>>,
-    #[serde(
-        default,
-        deserialize_with = "timestamp",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, deserialize_with = "timestamp", skip_serializing_if = "Option::is_none")]
     pub sent_at: Option<DateTime<Utc>>,
-    #[serde(
-        default,
-        deserialize_with = "timestamp",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, deserialize_with = "timestamp", skip_serializing_if = "Option::is_none")]
     pub original_timestamp: Option<DateTime<Utc>>,
-    #[serde(
-        default,
-        deserialize_with = "timestamp",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, deserialize_with = "timestamp", skip_serializing_if = "Option::is_none")]
     pub received_at: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context: Option<Object>,

@@ -38,10 +38,7 @@ pub enum ParseError {
     #[error("request body must be a JSON object{0}")]
     NotAnObject(&'static str),
     #[error("{}{reason}", at(*index))]
-    MalformedEvent {
-        index: Option<usize>,
-        reason: String,
-    },
+    MalformedEvent { index: Option<usize>, reason: String },
     #[error("{}{error}", at(*index))]
     Invalid {
         index: Option<usize>,
@@ -72,9 +69,7 @@ impl ParseError {
     pub fn is_size_limit(&self) -> bool {
         matches!(
             self,
-            ParseError::RequestTooLarge { .. }
-                | ParseError::EventTooLarge { .. }
-                | ParseError::TooManyEvents { .. }
+            ParseError::RequestTooLarge { .. } | ParseError::EventTooLarge { .. } | ParseError::TooManyEvents { .. }
         )
     }
 
@@ -94,11 +89,7 @@ const STRIPPED_FIELDS: [&str; 1] = ["writeKey"];
 
 /// Parses a body posted to a single-event path (`/v1/track`, `/v1/t`, ...). The path
 /// decides the type; a `type` field in the body is overwritten.
-pub fn parse_single(
-    body: &[u8],
-    event_type: EventType,
-    limits: &Limits,
-) -> Result<ParsedRequest, ParseError> {
+pub fn parse_single(body: &[u8], event_type: EventType, limits: &Limits) -> Result<ParsedRequest, ParseError> {
     check_request_size(body, limits)?;
     if body.len() > limits.max_event_bytes {
         return Err(ParseError::EventTooLarge {
@@ -135,8 +126,7 @@ struct Envelope<'a> {
 /// event refuses the whole request, so a client never has to guess which part landed.
 pub fn parse_batch(body: &[u8], limits: &Limits) -> Result<ParsedRequest, ParseError> {
     check_request_size(body, limits)?;
-    let envelope: Envelope =
-        serde_json::from_slice(body).map_err(|error| ParseError::NotJson(error.to_string()))?;
+    let envelope: Envelope = serde_json::from_slice(body).map_err(|error| ParseError::NotJson(error.to_string()))?;
     let Some(raw_events) = envelope.batch else {
         return Err(ParseError::NotAnObject(" with a \"batch\" array of events"));
     };
@@ -189,10 +179,7 @@ fn check_request_size(body: &[u8], limits: &Limits) -> Result<(), ParseError> {
     Ok(())
 }
 
-fn finish_event(
-    parsed: serde_json::Result<Event>,
-    index: Option<usize>,
-) -> Result<Event, ParseError> {
+fn finish_event(parsed: serde_json::Result<Event>, index: Option<usize>) -> Result<Event, ParseError> {
     let mut event = parsed.map_err(|error| ParseError::MalformedEvent {
         index,
         reason: strip_position(error),
@@ -262,10 +249,7 @@ mod tests {
         let error = parse_batch(&batch, &limits).expect_err("second event too large");
         assert_eq!(error.index(), Some(1));
         assert!(error.is_size_limit());
-        assert!(
-            error.to_string().starts_with("batch[1]: event is"),
-            "{error}"
-        );
+        assert!(error.to_string().starts_with("batch[1]: event is"), "{error}");
 
         let four = bytes(json!({"batch": vec![json!({"type": "page", "userId": "u"}); 4]}));
         assert_eq!(
@@ -291,10 +275,7 @@ mod tests {
         ]}));
         let error = parse_batch(&body, &Limits::default()).expect_err("refused");
         assert_eq!(error.code(), "missing_field");
-        assert_eq!(
-            error.to_string(),
-            "batch[1]: group needs groupId (a non-empty string)"
-        );
+        assert_eq!(error.to_string(), "batch[1]: group needs groupId (a non-empty string)");
         assert!(!error.is_size_limit());
     }
 
@@ -303,18 +284,12 @@ mod tests {
         let unknown_type = bytes(json!({"batch": [{"type": "purchase", "userId": "u"}]}));
         let error = parse_batch(&unknown_type, &Limits::default()).expect_err("refused");
         assert_eq!(error.code(), "malformed_event");
-        assert!(
-            error.to_string().contains("unknown variant `purchase`"),
-            "{error}"
-        );
+        assert!(error.to_string().contains("unknown variant `purchase`"), "{error}");
 
         let bad_time = bytes(json!({"userId": "u", "event": "e", "timestamp": "tuesday"}));
-        let error =
-            parse_single(&bad_time, EventType::Track, &Limits::default()).expect_err("refused");
+        let error = parse_single(&bad_time, EventType::Track, &Limits::default()).expect_err("refused");
         assert!(
-            error
-                .to_string()
-                .contains("\"tuesday\" is not an ISO-8601 date-time"),
+            error.to_string().contains("\"tuesday\" is not an ISO-8601 date-time"),
             "{error}"
         );
 
@@ -345,12 +320,7 @@ mod tests {
         );
         assert_eq!(
             parsed.context,
-            Some(
-                json!({"locale": "de"})
-                    .as_object()
-                    .cloned()
-                    .expect("object")
-            )
+            Some(json!({"locale": "de"}).as_object().cloned().expect("object"))
         );
         assert_eq!(write_key_in_body(&body).as_deref(), Some("k"));
     }

@@ -42,8 +42,7 @@ impl RawObject {
 impl PartialEq for RawObject {
     /// Equal when the objects are equal as JSON, whatever their spacing or key order.
     fn eq(&self, other: &Self) -> bool {
-        self.get() == other.get()
-            || matches!((self.parse(), other.parse()), (Ok(a), Ok(b)) if a == b)
+        self.get() == other.get() || matches!((self.parse(), other.parse()), (Ok(a), Ok(b)) if a == b)
     }
 }
 
@@ -62,8 +61,7 @@ impl Serialize for RawObject {
 impl<'de> Deserialize<'de> for RawObject {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let raw = Box::<RawValue>::deserialize(deserializer)?;
-        RawObject::from_raw(raw)
-            .map_err(|kind| de::Error::custom(format!("expected an object, got {kind}")))
+        RawObject::from_raw(raw).map_err(|kind| de::Error::custom(format!("expected an object, got {kind}")))
     }
 }
 
@@ -89,13 +87,10 @@ mod tests {
         assert_eq!(raw, same, "equal as JSON");
         let error = serde_json::from_str::<RawObject>("[1, 2]").expect_err("not an object");
         assert!(
-            error
-                .to_string()
-                .contains("expected an object, got an array"),
+            error.to_string().contains("expected an object, got an array"),
             "{error}"
         );
-        let from_value: RawObject =
-            serde_json::from_value(serde_json::json!({"x": 1})).expect("from a Value too");
+        let from_value: RawObject = serde_json::from_value(serde_json::json!({"x": 1})).expect("from a Value too");
         assert_eq!(from_value.parse().expect("parses")["x"], 1);
     }
 }

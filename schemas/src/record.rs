@@ -75,9 +75,7 @@ impl RecordHeaders {
 
     /// Reads the headers of a record. Only the source id is required; a missing schema
     /// version means the current one, so hand-written producers stay simple.
-    pub fn from_pairs<'a>(
-        pairs: impl IntoIterator<Item = (&'a str, Option<&'a [u8]>)>,
-    ) -> Result<Self, RecordError> {
+    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, Option<&'a [u8]>)>) -> Result<Self, RecordError> {
         let mut headers = RecordHeaders {
             source_id: String::new(),
             schema_version: SCHEMA_VERSION.to_string(),
@@ -135,8 +133,7 @@ mod tests {
 
     #[test]
     fn key_prefers_user_id_and_falls_back_to_anonymous_id() {
-        let known =
-            event(json!({"type": "track", "userId": "u1", "anonymousId": "a1", "event": "e"}));
+        let known = event(json!({"type": "track", "userId": "u1", "anonymousId": "a1", "event": "e"}));
         assert_eq!(record_key("web", &known), "web/u1");
         let anonymous = event(json!({"type": "page", "anonymousId": "a1"}));
         assert_eq!(record_key("web", &anonymous), "web/a1");
@@ -144,20 +141,15 @@ mod tests {
 
     #[test]
     fn headers_round_trip_and_require_a_source() {
-        let sample =
-            event(json!({"type": "track", "userId": "u1", "event": "e", "messageId": "m1"}));
+        let sample = event(json!({"type": "track", "userId": "u1", "event": "e", "messageId": "m1"}));
         let headers = RecordHeaders::new(
             "web",
             &sample,
             Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into()),
         );
         let pairs = headers.pairs();
-        let read = RecordHeaders::from_pairs(
-            pairs
-                .iter()
-                .map(|(name, value)| (*name, Some(value.as_bytes()))),
-        )
-        .expect("round trip");
+        let read = RecordHeaders::from_pairs(pairs.iter().map(|(name, value)| (*name, Some(value.as_bytes()))))
+            .expect("round trip");
         assert_eq!(read, headers);
         assert_eq!(
             RecordHeaders::from_pairs([(header::MESSAGE_ID, Some(&b"m1"[..]))]),

@@ -38,20 +38,11 @@ impl Traceparent {
     /// Reads a version-00 header; anything malformed is `None` and a new trace starts.
     pub fn parse(header: &str) -> Option<Self> {
         let mut parts = header.trim().split('-');
-        let (version, trace, span, flags) =
-            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        let (version, trace, span, flags) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
         let hex = |text: &str, len: usize| {
-            text.len() == len
-                && text
-                    .bytes()
-                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+            text.len() == len && text.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
         };
-        if parts.next().is_some()
-            || version != "00"
-            || !hex(trace, 32)
-            || !hex(span, 16)
-            || !hex(flags, 2)
-        {
+        if parts.next().is_some() || version != "00" || !hex(trace, 32) || !hex(span, 16) || !hex(flags, 2) {
             return None;
         }
         let trace_id = u128::from_str_radix(trace, 16).ok().filter(|id| *id != 0)?;

@@ -92,10 +92,7 @@ mod tests {
             assert_eq!(error, ValidationError::MissingIdentity { event_type: kind });
         }
         let empty = event(json!({"type": "identify", "userId": "", "anonymousId": ""}));
-        assert!(
-            validate(&empty).is_err(),
-            "empty strings are not an identity"
-        );
+        assert!(validate(&empty).is_err(), "empty strings are not an identity");
         assert!(validate(&event(json!({"type": "identify", "anonymousId": "a1"}))).is_ok());
         assert!(validate(&event(json!({"type": "page", "userId": "u1"}))).is_ok());
     }
@@ -104,12 +101,7 @@ mod tests {
     fn track_needs_an_event_name() {
         let error = validate(&event(json!({"type": "track", "userId": "u"}))).expect_err("refused");
         assert_eq!(error.to_string(), "track needs event (a non-empty string)");
-        assert!(
-            validate(&event(
-                json!({"type": "track", "userId": "u", "event": "Signed Up"})
-            ))
-            .is_ok()
-        );
+        assert!(validate(&event(json!({"type": "track", "userId": "u", "event": "Signed Up"}))).is_ok());
     }
 
     #[test]
@@ -122,21 +114,13 @@ mod tests {
                 field: "groupId"
             }
         );
-        assert!(
-            validate(&event(
-                json!({"type": "group", "userId": "u", "groupId": 42})
-            ))
-            .is_ok()
-        );
+        assert!(validate(&event(json!({"type": "group", "userId": "u", "groupId": 42}))).is_ok());
     }
 
     #[test]
     fn alias_needs_previous_id_and_user_id() {
         let no_previous = event(json!({"type": "alias", "userId": "u"}));
-        assert_eq!(
-            validate(&no_previous).expect_err("refused").code(),
-            "missing_field"
-        );
+        assert_eq!(validate(&no_previous).expect_err("refused").code(), "missing_field");
         let anonymous_only = event(json!({"type": "alias", "previousId": "p", "anonymousId": "a"}));
         assert_eq!(
             validate(&anonymous_only).expect_err("refused"),
@@ -145,11 +129,6 @@ mod tests {
                 field: "userId"
             }
         );
-        assert!(
-            validate(&event(
-                json!({"type": "alias", "previousId": "p", "userId": "u"})
-            ))
-            .is_ok()
-        );
+        assert!(validate(&event(json!({"type": "alias", "previousId": "p", "userId": "u"}))).is_ok());
     }
 }

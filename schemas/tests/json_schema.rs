@@ -13,20 +13,14 @@ fn load(name: &str) -> Value {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("json")
         .join(format!("{name}.json"));
-    let text =
-        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()))
 }
 
 fn validator(name: &str) -> Validator {
     let mut options = jsonschema::options().should_validate_formats(true);
-    for other in [
-        "common", "identify", "track", "page", "screen", "group", "alias",
-    ] {
-        options = options.with_resource(
-            format!("{BASE}{other}.json"),
-            Resource::from_contents(load(other)),
-        );
+    for other in ["common", "identify", "track", "page", "screen", "group", "alias"] {
+        options = options.with_resource(format!("{BASE}{other}.json"), Resource::from_contents(load(other)));
     }
     options
         .build(&load(name))
@@ -74,24 +68,15 @@ fn invalid_samples() -> Vec<Value> {
 
 fn schema_for(sample: &Value) -> Option<&'static str> {
     let kind = sample.get("type")?.as_str()?;
-    EventType::ALL
-        .iter()
-        .map(|t| t.as_str())
-        .find(|name| *name == kind)
+    EventType::ALL.iter().map(|t| t.as_str()).find(|name| *name == kind)
 }
 
 #[test]
 fn every_valid_sample_passes_both_the_schema_and_the_types() {
     for sample in valid_samples() {
         let name = schema_for(&sample).expect("sample has a known type");
-        let errors: Vec<String> = validator(name)
-            .iter_errors(&sample)
-            .map(|e| e.to_string())
-            .collect();
-        assert!(
-            errors.is_empty(),
-            "{name}.json refuses {sample}: {errors:?}"
-        );
+        let errors: Vec<String> = validator(name).iter_errors(&sample).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{name}.json refuses {sample}: {errors:?}");
         assert!(rust_accepts(&sample), "Rust types refuse {sample}");
     }
 }
@@ -100,10 +85,7 @@ fn every_valid_sample_passes_both_the_schema_and_the_types() {
 fn every_invalid_sample_fails_both_the_schema_and_the_types() {
     for sample in invalid_samples() {
         let name = schema_for(&sample).expect("sample has a known type");
-        assert!(
-            !validator(name).is_valid(&sample),
-            "{name}.json accepts {sample}"
-        );
+        assert!(!validator(name).is_valid(&sample), "{name}.json accepts {sample}");
         assert!(!rust_accepts(&sample), "Rust types accept {sample}");
     }
 }
@@ -112,11 +94,7 @@ fn every_invalid_sample_fails_both_the_schema_and_the_types() {
 fn each_type_schema_refuses_the_other_types() {
     for sample in valid_samples() {
         let own = schema_for(&sample).expect("known type");
-        for other in EventType::ALL
-            .iter()
-            .map(|t| t.as_str())
-            .filter(|name| *name != own)
-        {
+        for other in EventType::ALL.iter().map(|t| t.as_str()).filter(|name| *name != own) {
             assert!(
                 !validator(other).is_valid(&sample),
                 "{other}.json accepts a {own} event"
@@ -128,12 +106,10 @@ fn each_type_schema_refuses_the_other_types() {
 #[test]
 fn batch_schema_and_batch_parser_agree() {
     let limits = Limits::default();
-    let good = json!({"batch": valid_samples(), "sentAt": "2024-05-01T12:00:00Z", "context": {"library": {"name": "x"}}});
+    let good =
+        json!({"batch": valid_samples(), "sentAt": "2024-05-01T12:00:00Z", "context": {"library": {"name": "x"}}});
     let mut too_many = json!({"batch": []});
-    too_many["batch"] = Value::Array(vec![
-        valid_samples()[0].clone();
-        limits.max_batch_events + 1
-    ]);
+    too_many["batch"] = Value::Array(vec![valid_samples()[0].clone(); limits.max_batch_events + 1]);
     let cases = [
         (good, true),
         (json!({"batch": []}), false),
@@ -142,10 +118,7 @@ fn batch_schema_and_batch_parser_agree() {
             json!({"batch": [valid_samples()[0].clone(), invalid_samples()[0].clone()]}),
             false,
         ),
-        (
-            json!({"batch": [{"userId": "u", "event": "no type"}]}),
-            false,
-        ),
+        (json!({"batch": [{"userId": "u", "event": "no type"}]}), false),
         (
             json!({"batch": [valid_samples()[1].clone()], "sentAt": "not a time"}),
             false,
@@ -156,11 +129,7 @@ fn batch_schema_and_batch_parser_agree() {
     for (body, expected) in cases {
         let bytes = serde_json::to_vec(&body).expect("serialises");
         let short = body.to_string().chars().take(120).collect::<String>();
-        assert_eq!(
-            schema.is_valid(&body),
-            expected,
-            "batch.json verdict on {short}"
-        );
+        assert_eq!(schema.is_valid(&body), expected, "batch.json verdict on {short}");
         assert_eq!(
             parse_batch(&bytes, &limits).is_ok(),
             expected,
@@ -181,13 +150,11 @@ fn unknown_fields_survive_a_round_trip_through_the_types() {
             let kept = &back[key];
             // Numbers given as identifiers come back as their decimal strings.
             let expected = match (key.as_str(), value) {
-                (
-                    "userId" | "anonymousId" | "groupId" | "messageId" | "previousId",
-                    Value::Number(n),
-                ) => json!(n.to_string()),
+                ("userId" | "anonymousId" | "groupId" | "messageId" | "previousId", Value::Number(n)) => {
+                    json!(n.to_string())
+                }
                 (key, Value::String(text)) if key.ends_with("At") || key.ends_with("imestamp") => {
-                    let parsed =
-                        chrono::DateTime::parse_from_rfc3339(text).expect("sample times are valid");
+                    let parsed = chrono::DateTime::parse_from_rfc3339(text).expect("sample times are valid");
                     json!(parsed.with_timezone(&chrono::Utc))
                 }
                 _ => value.clone(),

@@ -26,8 +26,7 @@ fn tansu_binary() -> PathBuf {
     if let Some(path) = std::env::var_os("TANSU_BIN") {
         return PathBuf::from(path);
     }
-    let home_bin =
-        std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cargo/bin/tansu"));
+    let home_bin = std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cargo/bin/tansu"));
     match home_bin.filter(|path| path.exists()) {
         Some(path) => path,
         None => PathBuf::from("tansu"),
@@ -95,9 +94,7 @@ impl Tansu {
         let Some(mut child) = self.child.take() else {
             return;
         };
-        let _ = Command::new("kill")
-            .args(["-INT", &child.id().to_string()])
-            .status();
+        let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = child.try_wait() {
@@ -111,9 +108,7 @@ impl Tansu {
 
     /// Creates a topic through the Kafka admin API.
     pub async fn create_topic(&self, name: &str, partitions: i32) {
-        let admin: AdminClient<DefaultClientContext> = client_config(&self.brokers())
-            .create()
-            .expect("admin client");
+        let admin: AdminClient<DefaultClientContext> = client_config(&self.brokers()).create().expect("admin client");
         let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
         let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
         let results = admin
@@ -155,12 +150,7 @@ pub fn unique_topic(prefix: &str) -> String {
 /// Reads every partition of `topic` from the beginning until `expected` records have
 /// arrived or `timeout` passes, and returns what arrived. Counting records rather than
 /// trusting watermarks: tansu's can lag.
-pub fn read_records(
-    brokers: &str,
-    topic: &str,
-    expected: usize,
-    timeout: Duration,
-) -> Vec<OwnedMessage> {
+pub fn read_records(brokers: &str, topic: &str, expected: usize, timeout: Duration) -> Vec<OwnedMessage> {
     read_until(brokers, topic, timeout, |records| records.len() >= expected)
 }
 

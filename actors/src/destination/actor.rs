@@ -1,0 +1,280 @@
+//! `DestinationActor`: one per (source, destination). It buffers the events it is
+//! given, sends them with bounded concurrency, retries failures with backoff behind a
+//! circuit breaker, and dead-letters what can't be delivered. Nothing it does waits on
+//! another destination, and nothing another destination does waits on it.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use serde::Serialize;
+use switchyard_schemas::Event;
+
+use super::breaker::{Breaker, BreakerState};
+use super::config::{DestinationConfig, DestinationKind};
+use super::retry;
+use super::webhook::{DeliveryError, WebhookClient};
+use crate::ack::Ack;
+use crate::dead_letter::{DeadLetter, Stage};
+use crate::source::{Accepted, Routed};
+
+struct Pending {
+    event: Arc<Event>,
+    ack: Ack,
+    first_seen: Instant,
+    attempts: u32,
+    last_error: Option<String>,
+}
+
+/// Counters and state an operator can read.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct DestinationStats {
+    pub received: u64,
+    pub delivered: u64,
+    pub retried: u64,
+    pub dead_lettered: u64,
+    pub buffered: usize,
+    pub in_flight: usize,
+    pub circuit_open: bool,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Message)]
+#[rtype(result = "DestinationStats")]
+pub struct GetDestinationStats;
+
+pub struct DestinationActor {
+    source_id: String,
+    config: DestinationConfig,
+    client: Option<WebhookClient>,
+    dead_letters: Recipient<DeadLetter>,
+    ready: VecDeque<Pending>,
+    /// Events waiting for their retry time; the sequence number keeps equal times apart.
+    delayed: BTreeMap<(Instant, u64), Pending>,
+    sequence: u64,
+    in_flight: usize,
+    breaker: Breaker,
+    wakeup: Option<(Instant, SpawnHandle)>,
+    stats: DestinationStats,
+}
+
+impl std::fmt::Debug for DestinationActor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DestinationActor")
+            .field("source_id", &self.source_id)
+            .field("destination_id", &self.config.id)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DestinationActor {
+    pub fn new(source_id: &str, config: DestinationConfig, dead_letters: Recipient<DeadLetter>) -> Self {
+        let breaker = Breaker::new(
+            config.breaker_failures,
+            Duration::from_millis(config.breaker_cooldown_ms),
+        );
+        DestinationActor {
+            source_id: source_id.to_string(),
+            config,
+            client: None,
+            dead_letters,
+            ready: VecDeque::new(),
+            delayed: BTreeMap::new(),
+            sequence: 0,
+            in_flight: 0,
+            breaker,
+            wakeup: None,
+            stats: DestinationStats::default(),
+        }
+    }
+
+    fn buffered(&self) -> usize {
+        self.ready.len() + self.delayed.len() + self.in_flight
+    }
+
+    /// Moves due retries to the front of the line and starts as many requests as the
+    /// concurrency limit and the breaker allow.
+    fn pump(&mut self, ctx: &mut Context<Self>) {
+        let now = Instant::now();
+        let due: Vec<(Instant, u64)> = self.delayed.range(..=(now, u64::MAX)).map(|(key, _)| *key).collect();
+        for key in due.into_iter().rev() {
+            if let Some(pending) = self.delayed.remove(&key) {
+                self.ready.push_front(pending);
+            }
+        }
+        let Some(client) = self.client.clone() else { return };
+        while self.in_flight < self.config.concurrency && !self.ready.is_empty() {
+            if !self.breaker.try_acquire(now) {
+                break;
+            }
+            let take = client.batch_max_events().min(self.ready.len());
+            let batch: Vec<Pending> = self.ready.drain(..take).collect();
+            let events: Vec<Arc<Event>> = batch.iter().map(|p| p.event.clone()).collect();
+            let body = match client.body(&events) {
+                Ok(body) => body,
+                Err(error) => {
+                    for pending in batch {
+                        self.dead_letter(pending, format!("event could not be encoded: {error}"));
+                    }
+                    continue;
+                }
+            };
+            self.in_flight += batch.len();
+            let request = client.clone().send(body);
+            ctx.spawn(
+                request
+                    .into_actor(self)
+                    .map(move |result, actor, ctx| actor.finished(batch, result, ctx)),
+            );
+        }
+        self.schedule_wakeup(ctx, now);
+        self.stats.buffered = self.buffered();
+        self.stats.in_flight = self.in_flight;
+        self.stats.circuit_open = matches!(self.breaker.state(), BreakerState::Open { .. });
+    }
+
+    /// One timer for the earliest moment something can move again.
+    fn schedule_wakeup(&mut self, ctx: &mut Context<Self>, now: Instant) {
+        let next_retry = self.delayed.keys().next().map(|(at, _)| *at);
+        let reopen = if self.ready.is_empty() {
+            None
+        } else {
+            self.breaker.reopens_at()
+        };
+        let Some(at) = [next_retry, reopen].into_iter().flatten().min() else {
+            return;
+        };
+        if let Some((scheduled, handle)) = self.wakeup {
+            if scheduled <= at {
+                return;
+            }
+            ctx.cancel_future(handle);
+        }
+        let handle = ctx.run_later(at.saturating_duration_since(now), |actor, ctx| {
+            actor.wakeup = None;
+            actor.pump(ctx);
+        });
+        self.wakeup = Some((at, handle));
+    }
+
+    fn finished(&mut self, batch: Vec<Pending>, result: Result<(), DeliveryError>, ctx: &mut Context<Self>) {
+        self.in_flight -= batch.len();
+        let now = Instant::now();
+        match result {
+            Ok(()) => {
+                self.breaker.success();
+                self.stats.delivered += batch.len() as u64;
+                for pending in batch {
+                    pending.ack.done();
+                }
+            }
+            Err(error) if error.retryable => {
+                self.breaker.failure(now);
+                self.stats.last_error = Some(error.reason.clone());
+                tracing::warn!(
+                    source_id = %self.source_id, destination_id = %self.config.id,
+                    reason = %error.reason, events = batch.len(), "delivery failed, will retry"
+                );
+                let window = Duration::from_secs(self.config.retry.retry_window_secs);
+                for mut pending in batch {
+                    pending.attempts += 1;
+                    pending.last_error = Some(error.reason.clone());
+                    if now.duration_since(pending.first_seen) >= window {
+                        let reason = format!("retry window of {window:?} ran out; last error: {}", error.reason);
+                        self.dead_letter(pending, reason);
+                        continue;
+                    }
+                    self.stats.retried += 1;
+                    let at = now + retry::delay(&self.config.retry, pending.attempts, error.retry_after);
+                    self.sequence += 1;
+                    self.delayed.insert((at, self.sequence), pending);
+                }
+            }
+            Err(error) => {
+                // The destination answered, so it is up: a refusal is about the event.
+                self.breaker.success();
+                self.stats.last_error = Some(error.reason.clone());
+                for mut pending in batch {
+                    pending.attempts += 1;
+                    self.dead_letter(pending, error.reason.clone());
+                }
+            }
+        }
+        self.pump(ctx);
+    }
+
+    fn dead_letter(&mut self, pending: Pending, reason: String) {
+        self.stats.dead_lettered += 1;
+        tracing::warn!(
+            source_id = %self.source_id, destination_id = %self.config.id,
+            message_id = pending.event.message_id().unwrap_or_default(), %reason, "event dead-lettered"
+        );
+        let value = serde_json::to_vec(pending.event.as_ref()).unwrap_or_default();
+        let letter = DeadLetter {
+            source_id: self.source_id.clone(),
+            destination_id: Some(self.config.id.clone()),
+            stage: Stage::Deliver,
+            reason: match &pending.last_error {
+                Some(last) if *last != reason => format!("{reason} (last error: {last})"),
+                _ => reason,
+            },
+            attempts: pending.attempts,
+            message_id: pending.event.message_id().map(str::to_string),
+            value,
+            ack: pending.ack,
+        };
+        // The dead-letter writer acks the event once Kafka has it; if it is gone the
+        // share is dropped unfinished and the record is redelivered.
+        let send = self.dead_letters.send(letter);
+        actix::spawn(async move {
+            if let Err(error) = send.await {
+                tracing::error!(%error, "dead-letter writer unavailable; the record will be redelivered");
+            }
+        });
+    }
+}
+
+impl Actor for DestinationActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(1024);
+        self.client = match &self.config.kind {
+            DestinationKind::Webhook(webhook) => Some(WebhookClient::new(Arc::new(webhook.clone()))),
+        };
+        tracing::info!(source_id = %self.source_id, destination_id = %self.config.id, "destination started");
+    }
+}
+
+impl Handler<Routed> for DestinationActor {
+    type Result = MessageResult<Routed>;
+
+    fn handle(&mut self, message: Routed, ctx: &mut Self::Context) -> Self::Result {
+        if self.buffered() >= self.config.max_buffered_events {
+            return MessageResult(Accepted::Full(message));
+        }
+        self.stats.received += 1;
+        self.ready.push_back(Pending {
+            event: message.event,
+            ack: message.ack,
+            first_seen: Instant::now(),
+            attempts: 0,
+            last_error: None,
+        });
+        self.pump(ctx);
+        MessageResult(Accepted::Yes)
+    }
+}
+
+impl Handler<GetDestinationStats> for DestinationActor {
+    type Result = MessageResult<GetDestinationStats>;
+
+    fn handle(&mut self, _: GetDestinationStats, _: &mut Self::Context) -> Self::Result {
+        let mut stats = self.stats.clone();
+        stats.buffered = self.buffered();
+        stats.in_flight = self.in_flight;
+        MessageResult(stats)
+    }
+}

@@ -1,0 +1,358 @@
+//! Destination settings, checked before anything starts.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, ToSocketAddrs};
+
+use serde::{Deserialize, Serialize};
+
+/// No `deny_unknown_fields` here: serde can't combine it with `flatten`. Unknown keys
+/// still fail, in the flattened kind's settings (which deny them).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DestinationConfig {
+    /// Letters, digits, `-` and `_`.
+    pub id: String,
+    /// The sources this destination receives events from.
+    pub sources: Vec<String>,
+    #[serde(flatten)]
+    pub kind: DestinationKind,
+    #[serde(default)]
+    pub retry: RetryConfig,
+    /// Requests in flight at once.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    /// Events buffered in memory for this destination (waiting or retrying).
+    #[serde(default = "default_max_buffered_events")]
+    pub max_buffered_events: usize,
+    /// Consecutive failed requests that open the circuit breaker.
+    #[serde(default = "default_breaker_failures")]
+    pub breaker_failures: u32,
+    /// How long an open breaker waits before a trial request.
+    #[serde(default = "default_breaker_cooldown_ms")]
+    pub breaker_cooldown_ms: u64,
+}
+
+/// Debug goes through [`WebhookConfig`]'s, which hides credentials.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum DestinationKind {
+    Webhook(WebhookConfig),
+}
+
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    pub url: String,
+    /// Signs each body: `X-Switchyard-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256
+    /// of "<t>.<body>">`, so the receiver can check origin and refuse replays.
+    #[serde(default)]
+    pub signing_secret: Option<String>,
+    #[serde(default)]
+    pub bearer_token: Option<String>,
+    #[serde(default)]
+    pub basic_auth: Option<BasicAuth>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// 1 posts each event as its own JSON body; more posts `{"batch": [...]}`.
+    #[serde(default = "default_batch_max_events")]
+    pub batch_max_events: usize,
+    /// Loopback and private addresses are refused unless this is set (e.g. tests, an
+    /// in-cluster receiver).
+    #[serde(default)]
+    pub allow_private_network: bool,
+}
+
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicAuth {
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for BasicAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BasicAuth")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryConfig {
+    #[serde(default = "default_min_backoff_ms")]
+    pub min_backoff_ms: u64,
+    #[serde(default = "default_max_backoff_ms")]
+    pub max_backoff_ms: u64,
+    /// After this long an event still failing goes to the dead-letter topic.
+    #[serde(default = "default_retry_window_secs")]
+    pub retry_window_secs: u64,
+    /// A server's `Retry-After` is honoured up to this long.
+    #[serde(default = "default_max_retry_after_secs")]
+    pub max_retry_after_secs: u64,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig {
+            min_backoff_ms: default_min_backoff_ms(),
+            max_backoff_ms: default_max_backoff_ms(),
+            retry_window_secs: default_retry_window_secs(),
+            max_retry_after_secs: default_max_retry_after_secs(),
+        }
+    }
+}
+
+fn default_concurrency() -> usize {
+    8
+}
+fn default_max_buffered_events() -> usize {
+    10_000
+}
+fn default_breaker_failures() -> u32 {
+    5
+}
+fn default_breaker_cooldown_ms() -> u64 {
+    5_000
+}
+fn default_timeout_ms() -> u64 {
+    10_000
+}
+fn default_batch_max_events() -> usize {
+    1
+}
+fn default_min_backoff_ms() -> u64 {
+    200
+}
+fn default_max_backoff_ms() -> u64 {
+    60_000
+}
+fn default_retry_window_secs() -> u64 {
+    4 * 3600
+}
+fn default_max_retry_after_secs() -> u64 {
+    300
+}
+
+/// Credentials stay out of logs and debug output.
+impl std::fmt::Debug for DestinationConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match &self.kind {
+            DestinationKind::Webhook(webhook) => format!("webhook {}", redact_url(&webhook.url)),
+        };
+        f.debug_struct("DestinationConfig")
+            .field("id", &self.id)
+            .field("sources", &self.sources)
+            .field("kind", &kind)
+            .field("retry", &self.retry)
+            .field("concurrency", &self.concurrency)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for WebhookConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookConfig")
+            .field("url", &redact_url(&self.url))
+            .field("timeout_ms", &self.timeout_ms)
+            .field("batch_max_events", &self.batch_max_events)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A URL's user info and query may hold credentials.
+fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) => {
+            let _ = parsed.set_username("");
+            let _ = parsed.set_password(None);
+            parsed.set_query(None);
+            parsed.to_string()
+        }
+        Err(_) => "<unparseable url>".into(),
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DestinationConfigError {
+    #[error("destinations[{index}].id {id:?} must be 1-64 letters, digits, '-' or '_'")]
+    BadId { index: usize, id: String },
+    #[error("destinations[{index}].url {url:?} is not an http(s) URL: {reason}")]
+    BadUrl { index: usize, url: String, reason: String },
+    #[error(
+        "destinations[{index}].url resolves to private or loopback address {addr}; set allow_private_network = true to allow it"
+    )]
+    PrivateAddress { index: usize, addr: IpAddr },
+    #[error("destinations[{index}].{field} must be greater than zero")]
+    Zero { index: usize, field: &'static str },
+    #[error("destinations[{index}].sources names unknown source {source_id:?}")]
+    UnknownSource { index: usize, source_id: String },
+}
+
+impl DestinationConfig {
+    /// Checks the settings; resolves webhook hosts to refuse private addresses.
+    pub fn validate(&self, index: usize, known_sources: &[&str]) -> Result<(), DestinationConfigError> {
+        let id_ok = (1..=64).contains(&self.id.len())
+            && self
+                .id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !id_ok {
+            return Err(DestinationConfigError::BadId {
+                index,
+                id: self.id.clone(),
+            });
+        }
+        if let Some(unknown) = self.sources.iter().find(|s| !known_sources.contains(&s.as_str())) {
+            return Err(DestinationConfigError::UnknownSource {
+                index,
+                source_id: unknown.clone(),
+            });
+        }
+        for (field, value) in [
+            ("concurrency", self.concurrency as u64),
+            ("max_buffered_events", self.max_buffered_events as u64),
+            ("breaker_failures", u64::from(self.breaker_failures)),
+        ] {
+            if value == 0 {
+                return Err(DestinationConfigError::Zero { index, field });
+            }
+        }
+        match &self.kind {
+            DestinationKind::Webhook(webhook) => webhook.validate(index),
+        }
+    }
+}
+
+impl WebhookConfig {
+    fn validate(&self, index: usize) -> Result<(), DestinationConfigError> {
+        let bad = |reason: String| DestinationConfigError::BadUrl {
+            index,
+            url: redact_url(&self.url),
+            reason,
+        };
+        let url = url::Url::parse(&self.url).map_err(|e| bad(e.to_string()))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(bad(format!("scheme {} is not http or https", url.scheme())));
+        }
+        let host = url.host_str().ok_or_else(|| bad("no host".into()))?;
+        let port = url.port_or_known_default().unwrap_or(443);
+        if self.batch_max_events == 0 {
+            return Err(DestinationConfigError::Zero {
+                index,
+                field: "batch_max_events",
+            });
+        }
+        if self.timeout_ms == 0 {
+            return Err(DestinationConfigError::Zero {
+                index,
+                field: "timeout_ms",
+            });
+        }
+        if self.allow_private_network {
+            return Ok(());
+        }
+        let addrs = (host.trim_start_matches('[').trim_end_matches(']'), port)
+            .to_socket_addrs()
+            .map_err(|e| bad(format!("cannot resolve {host}: {e}")))?;
+        for addr in addrs {
+            if is_private(addr.ip()) {
+                return Err(DestinationConfigError::PrivateAddress { index, addr: addr.ip() });
+            }
+        }
+        Ok(())
+    }
+}
+
+fn is_private(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            v4.is_loopback() || v4.is_private() || v4.is_link_local() || v4.is_unspecified() || v4.is_broadcast()
+                // 100.64.0.0/10, carrier-grade NAT, reaches inside many clusters.
+                || (v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64)
+        }
+        IpAddr::V6(v6) => {
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || (v6.segments()[0] & 0xfe00) == 0xfc00
+                || (v6.segments()[0] & 0xffc0) == 0xfe80
+                || v6.to_ipv4_mapped().is_some_and(|v4| is_private(IpAddr::V4(v4)))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn webhook(url: &str, allow: bool) -> DestinationConfig {
+        DestinationConfig {
+            id: "hook".into(),
+            sources: vec!["web".into()],
+            kind: DestinationKind::Webhook(WebhookConfig {
+                url: url.into(),
+                signing_secret: Some("very-secret".into()),
+                bearer_token: Some("token-123".into()),
+                basic_auth: None,
+                headers: BTreeMap::new(),
+                timeout_ms: 1000,
+                batch_max_events: 1,
+                allow_private_network: allow,
+            }),
+            retry: RetryConfig::default(),
+            concurrency: 1,
+            max_buffered_events: 10,
+            breaker_failures: 3,
+            breaker_cooldown_ms: 100,
+        }
+    }
+
+    #[test]
+    fn private_and_loopback_urls_are_refused_unless_allowed() {
+        for url in [
+            "http://127.0.0.1:9000/hook",
+            "http://10.1.2.3/x",
+            "http://[::1]:80/",
+            "http://169.254.169.254/latest",
+        ] {
+            let error = webhook(url, false).validate(0, &["web"]).expect_err("refused");
+            assert!(
+                matches!(error, DestinationConfigError::PrivateAddress { .. }),
+                "{url}: {error}"
+            );
+            assert!(
+                webhook(url, true).validate(0, &["web"]).is_ok(),
+                "{url} allowed explicitly"
+            );
+        }
+        assert!(webhook("http://203.0.113.10/hook", false).validate(0, &["web"]).is_ok());
+    }
+
+    #[test]
+    fn bad_settings_name_the_field() {
+        let error = webhook("ftp://example.com/x", true)
+            .validate(2, &["web"])
+            .expect_err("refused");
+        assert!(error.to_string().starts_with("destinations[2].url"), "{error}");
+        let error = webhook("http://203.0.113.10/", true)
+            .validate(0, &["app"])
+            .expect_err("refused");
+        assert_eq!(
+            error,
+            DestinationConfigError::UnknownSource {
+                index: 0,
+                source_id: "web".into()
+            }
+        );
+    }
+
+    #[test]
+    fn debug_output_hides_credentials() {
+        let printed = format!("{:?}", webhook("https://user:pass@hooks.example.com/x?key=abc", true));
+        for secret in ["very-secret", "token-123", "pass", "key=abc"] {
+            assert!(!printed.contains(secret), "{secret} leaked in {printed}");
+        }
+    }
+}

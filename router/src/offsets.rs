@@ -1,0 +1,146 @@
+//! Which offset of each partition may be committed: the end of the contiguous prefix
+//! of records that every target has finished with. One slow event holds back the
+//! commit of its partition (never skipped), and nothing else.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use switchyard_actors::ack::{Ack, Completion};
+
+#[derive(Debug, Default)]
+struct PartitionState {
+    /// Records handed out and not yet finished.
+    in_flight: BTreeSet<i64>,
+    /// One past the highest offset handed out.
+    next: Option<i64>,
+    /// The last position committed (or first seen), to skip redundant commits.
+    committed: Option<i64>,
+}
+
+impl PartitionState {
+    fn committable(&self) -> Option<i64> {
+        self.in_flight.first().copied().or(self.next)
+    }
+}
+
+/// Offsets of every partition this consumer owns.
+#[derive(Debug, Clone, Default)]
+pub struct OffsetTracker {
+    partitions: Arc<Mutex<HashMap<(String, i32), PartitionState>>>,
+}
+
+struct Finished {
+    tracker: OffsetTracker,
+    topic: String,
+    partition: i32,
+    offset: i64,
+}
+
+impl Completion for Finished {
+    fn complete(&self) {
+        self.tracker.finish(&self.topic, self.partition, self.offset);
+    }
+}
+
+impl OffsetTracker {
+    fn lock(&self) -> MutexGuard<'_, HashMap<(String, i32), PartitionState>> {
+        // A panic elsewhere while holding the lock leaves plain data behind; keep going.
+        self.partitions.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Registers a record read from Kafka; its [`Ack`] finishes it.
+    pub fn begin(&self, topic: &str, partition: i32, offset: i64) -> Ack {
+        let mut partitions = self.lock();
+        let state = partitions.entry((topic.to_string(), partition)).or_default();
+        state.in_flight.insert(offset);
+        state.next = Some(state.next.map_or(offset + 1, |next| next.max(offset + 1)));
+        drop(partitions);
+        Ack::new(Finished {
+            tracker: self.clone(),
+            topic: topic.to_string(),
+            partition,
+            offset,
+        })
+    }
+
+    fn finish(&self, topic: &str, partition: i32, offset: i64) {
+        // A partition revoked meanwhile is gone: its new owner re-reads the record.
+        if let Some(state) = self.lock().get_mut(&(topic.to_string(), partition)) {
+            state.in_flight.remove(&offset);
+        }
+    }
+
+    /// Positions to commit (the next offset to read, Kafka's convention) for partitions
+    /// that moved since the last call.
+    pub fn to_commit(&self) -> Vec<(String, i32, i64)> {
+        let mut partitions = self.lock();
+        let mut out = Vec::new();
+        for ((topic, partition), state) in partitions.iter_mut() {
+            if let Some(position) = state.committable()
+                && state.committed != Some(position)
+            {
+                state.committed = Some(position);
+                out.push((topic.clone(), *partition, position));
+            }
+        }
+        out
+    }
+
+    /// Forgets a partition this consumer no longer owns; returns its committable
+    /// position, to commit before letting go.
+    pub fn revoke(&self, topic: &str, partition: i32) -> Option<i64> {
+        self.lock()
+            .remove(&(topic.to_string(), partition))
+            .and_then(|state| state.committable())
+    }
+
+    /// Records handed out and not yet finished, over all partitions.
+    pub fn in_flight(&self) -> usize {
+        self.lock().values().map(|state| state.in_flight.len()).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commits_only_the_contiguous_finished_prefix() {
+        let tracker = OffsetTracker::default();
+        let acks: Vec<Ack> = (10..15).map(|offset| tracker.begin("t", 0, offset)).collect();
+        assert_eq!(
+            tracker.to_commit(),
+            vec![("t".to_string(), 0, 10)],
+            "nothing finished: stay at the first"
+        );
+        let mut acks = acks.into_iter();
+        let (a10, a11, a12, a13, a14) = (acks.next(), acks.next(), acks.next(), acks.next(), acks.next());
+        a11.expect("11").done();
+        a12.expect("12").done();
+        assert!(
+            tracker.to_commit().is_empty(),
+            "10 is unfinished: the position must not move"
+        );
+        a10.expect("10").done();
+        assert_eq!(tracker.to_commit(), vec![("t".to_string(), 0, 13)]);
+        a14.expect("14").done();
+        assert!(tracker.to_commit().is_empty(), "13 still holds the position");
+        a13.expect("13").done();
+        assert_eq!(tracker.to_commit(), vec![("t".to_string(), 0, 15)]);
+        assert_eq!(tracker.in_flight(), 0);
+    }
+
+    #[test]
+    fn partitions_move_independently_and_revoked_ones_are_forgotten() {
+        let tracker = OffsetTracker::default();
+        let slow = tracker.begin("t", 0, 0);
+        let fast = tracker.begin("t", 1, 0);
+        fast.done();
+        let mut commits = tracker.to_commit();
+        commits.sort();
+        assert_eq!(commits, vec![("t".to_string(), 0, 0), ("t".to_string(), 1, 1)]);
+        assert_eq!(tracker.revoke("t", 0), Some(0));
+        slow.done();
+        assert!(tracker.to_commit().is_empty(), "a finish after revoke changes nothing");
+    }
+}
