@@ -1,0 +1,233 @@
+//! The router end to end: ingest and router against a real broker (tansu), delivering
+//! to real local HTTP receivers.
+
+mod support;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use rdkafka::Message;
+use support::{Behaviour, Receiver, Switchyard, percentile, send_batch, track};
+use switchyard_testkit::{Tansu, header, read_records, unique_topic};
+
+const KEY: &str = "route-write-key-0123456789";
+
+struct Setup {
+    broker: Tansu,
+    topic: String,
+    dead_letters: String,
+    dir: tempfile::TempDir,
+}
+
+async fn setup() -> Setup {
+    let broker = Tansu::start();
+    let topic = unique_topic("route");
+    let dead_letters = format!("{topic}.dead");
+    broker.create_topic(&topic, 4).await;
+    broker.create_topic(&dead_letters, 1).await;
+    Setup {
+        broker,
+        topic,
+        dead_letters,
+        dir: tempfile::tempdir().expect("temp dir"),
+    }
+}
+
+fn write_config(setup: &Setup, destinations: &[(&str, &Receiver, usize)]) -> PathBuf {
+    let mut text = format!(
+        "[kafka]\nbrokers = \"{}\"\ntopic = \"{}\"\n\n[ingest]\nlisten = \"127.0.0.1:0\"\nallow_plain_http = true\n\n\
+         [router]\ngroup_id = \"{}-group\"\ndead_letter_topic = \"{}\"\n\n[[sources]]\nid = \"shop\"\nwrite_key = \"{KEY}\"\n",
+        setup.broker.brokers(),
+        setup.topic,
+        setup.topic,
+        setup.dead_letters
+    );
+    for (id, receiver, concurrency) in destinations {
+        text.push_str(&format!(
+            "\n[[destinations]]\nid = \"{id}\"\nsources = [\"shop\"]\nkind = \"webhook\"\nurl = \"{}\"\n\
+             allow_private_network = true\nconcurrency = {concurrency}\nbreaker_cooldown_ms = 200\n\
+             retry = {{ min_backoff_ms = 50, max_backoff_ms = 400 }}\n",
+            receiver.url()
+        ));
+    }
+    let path = setup.dir.path().join("switchyard.toml");
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+/// Every fourth round's first event comes from user "bad", whom one receiver refuses.
+fn is_bad(message_id: &str) -> bool {
+    let mut parts = message_id.split('-').skip(1);
+    let (round, index) = (parts.next().and_then(|r| r.parse::<u32>().ok()), parts.next());
+    round.is_some_and(|r| r.is_multiple_of(4)) && index == Some("0")
+}
+
+fn ingest_url(process: &Switchyard) -> &str {
+    process.ingest_url.as_deref().expect("serves ingest")
+}
+
+#[actix_web::test]
+async fn every_destination_gets_every_event_and_a_failing_one_slows_no_other() {
+    let setup = setup().await;
+    let healthy = Receiver::start(Behaviour::Healthy);
+    let flaky = Receiver::start(Behaviour::Healthy);
+    let picky = Receiver::start(Behaviour::RefuseBad);
+    let config = write_config(
+        &setup,
+        &[("healthy", &healthy, 4), ("flaky", &flaky, 4), ("picky", &picky, 4)],
+    );
+    let switchyard = Switchyard::start("run", &config);
+    let client = awc::Client::default();
+
+    // Warm up: the consumer group has joined once the first event arrives.
+    send_batch(&client, ingest_url(&switchyard), KEY, &[track("warm-up", "u-0")]).await;
+    healthy.wait_for(Duration::from_secs(30), |c| c.contains_key("warm-up"));
+
+    // The flaky destination answers 500 for the next 2 seconds; sending takes about 4.
+    let outage_end = Instant::now() + Duration::from_secs(2);
+    flaky.set(Behaviour::FailUntil(outage_end));
+    let mut sent_at: HashMap<String, Instant> = HashMap::new();
+    let mut expected = vec!["warm-up".to_string()];
+    for round in 0..40 {
+        let events: Vec<_> = (0..10)
+            .map(|i| {
+                let id = format!("m-{round}-{i}");
+                let user = if is_bad(&id) {
+                    "bad".to_string()
+                } else {
+                    format!("u-{i}")
+                };
+                track(&id, &user)
+            })
+            .collect();
+        send_batch(&client, ingest_url(&switchyard), KEY, &events).await;
+        let now = Instant::now();
+        for event in &events {
+            let id = event["messageId"].as_str().expect("id").to_string();
+            sent_at.insert(id.clone(), now);
+            expected.push(id);
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A client retry of an accepted batch: the same messageIds again.
+    let repeat: Vec<_> = (0..10)
+        .map(|i| track(&format!("m-0-{i}"), if i == 0 { "bad" } else { "u" }))
+        .collect();
+    send_batch(&client, ingest_url(&switchyard), KEY, &repeat).await;
+
+    let all = |counts: &HashMap<String, usize>| expected.iter().all(|id| counts.contains_key(id));
+    let healthy_counts = healthy.wait_for(Duration::from_secs(60), all);
+    let flaky_counts = flaky.wait_for(Duration::from_secs(60), all);
+    assert!(
+        all(&healthy_counts),
+        "healthy missed {} events",
+        expected.iter().filter(|id| !healthy_counts.contains_key(*id)).count()
+    );
+    assert!(all(&flaky_counts), "flaky missed events after recovering");
+    assert!(
+        flaky.refused() >= 3,
+        "the outage happened: {} refusals",
+        flaky.refused()
+    );
+    assert!(
+        healthy_counts.values().all(|n| *n == 1),
+        "dedup: every messageId once without a crash"
+    );
+
+    // During the outage the healthy destination kept the pace it had after it.
+    let latencies = |during_outage: bool| -> Vec<Duration> {
+        healthy
+            .arrivals()
+            .iter()
+            .filter_map(|(id, at)| {
+                let sent = sent_at.get(id)?;
+                ((*sent < outage_end) == during_outage).then(|| at.duration_since(*sent))
+            })
+            .collect()
+    };
+    let (during, after) = (latencies(true), latencies(false));
+    assert!(
+        during.len() >= 100 && after.len() >= 30,
+        "events during / after the outage: {} / {}",
+        during.len(),
+        after.len()
+    );
+    let (p99_during, p99_after) = (percentile(during, 0.99), percentile(after, 0.99));
+    println!(
+        "healthy destination p99: {p99_during:?} during the outage, {p99_after:?} after; flaky refused {} requests",
+        flaky.refused()
+    );
+    assert!(
+        p99_during < (p99_after * 2).max(Duration::from_millis(250)),
+        "healthy p99 {p99_during:?} during the outage vs {p99_after:?} after"
+    );
+    // The picky destination refused "bad" users (4xx): those are dead-lettered with the reason.
+    let bad: Vec<&String> = expected.iter().filter(|id| is_bad(id)).collect();
+    assert_eq!(bad.len(), 10);
+    let picky_counts = picky.wait_for(Duration::from_secs(30), |c| c.len() >= expected.len() - bad.len());
+    assert!(bad.iter().all(|id| !picky_counts.contains_key(*id)));
+    let letters = read_records(
+        &setup.broker.brokers(),
+        &setup.dead_letters,
+        bad.len(),
+        Duration::from_secs(30),
+    );
+    assert_eq!(letters.len(), bad.len(), "one dead letter per refused event");
+    for letter in &letters {
+        assert_eq!(header(letter, "switchyard-destination-id").as_deref(), Some("picky"));
+        let reason = header(letter, "switchyard-dead-letter-reason").unwrap_or_default();
+        assert!(
+            reason.contains("HTTP 400") && reason.contains("userId bad is not allowed"),
+            "{reason}"
+        );
+        let value: serde_json::Value = serde_json::from_slice(letter.payload().expect("payload")).expect("event JSON");
+        assert_eq!(value["userId"], "bad");
+    }
+}
+
+#[actix_web::test]
+async fn a_router_killed_mid_stream_redelivers_everything_after_restart() {
+    let setup = setup().await;
+    let receiver = Receiver::start(Behaviour::Slow(Duration::from_millis(20)));
+    let config: &Path = &write_config(&setup, &[("slow", &receiver, 2)]);
+    let ingest = Switchyard::start("ingest", config);
+    let mut router = Switchyard::start("router", config);
+    let client = awc::Client::default();
+
+    let mut expected = Vec::new();
+    for round in 0..30 {
+        let events: Vec<_> = (0..10)
+            .map(|i| track(&format!("k-{round}-{i}"), &format!("u-{i}")))
+            .collect();
+        send_batch(&client, ingest_url(&ingest), KEY, &events).await;
+        expected.extend(events.iter().map(|e| e["messageId"].as_str().expect("id").to_string()));
+    }
+    let before = receiver.wait_for(Duration::from_secs(60), |c| c.len() >= 60);
+    assert!(
+        before.len() >= 60 && before.len() < expected.len(),
+        "mid-stream: {} of {}",
+        before.len(),
+        expected.len()
+    );
+    router.kill();
+    let at_kill = receiver.counts().len();
+
+    let _router = Switchyard::start("router", config);
+    let counts = receiver.wait_for(Duration::from_secs(90), |c| {
+        expected.iter().all(|id| c.contains_key(id))
+    });
+    let missing = expected.iter().filter(|id| !counts.contains_key(*id)).count();
+    assert_eq!(
+        missing, 0,
+        "{missing} events never delivered after the restart (had {at_kill} at the kill)"
+    );
+    let duplicates: usize = counts.values().map(|n| n - 1).sum();
+    println!(
+        "killed at {at_kill} of {} delivered; {duplicates} duplicates after the restart",
+        expected.len()
+    );
+    // Redelivery repeats at most what was uncommitted at the kill: the commit interval's
+    // worth plus what was in flight, never the whole stream again.
+    assert!(duplicates < expected.len() / 2, "{duplicates} duplicates");
+}

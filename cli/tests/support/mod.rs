@@ -1,0 +1,219 @@
+//! Shared pieces of the end-to-end tests: real local HTTP receivers and the switchyard
+//! binary as a child process.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actix_web::{App, HttpResponse, HttpServer, web};
+use serde_json::Value;
+
+/// How a receiver answers.
+#[derive(Debug, Clone, Copy)]
+pub enum Behaviour {
+    Healthy,
+    /// 500 until this moment, then 200.
+    FailUntil(Instant),
+    /// 400 for events whose userId is "bad".
+    RefuseBad,
+    /// 200 after this long.
+    Slow(Duration),
+}
+
+/// A webhook receiver on 127.0.0.1; keeps each accepted messageId with its arrival time.
+#[derive(Debug, Clone)]
+pub struct Receiver {
+    pub addr: SocketAddr,
+    arrivals: Arc<Mutex<Vec<(String, Instant)>>>,
+    behaviour: Arc<Mutex<Behaviour>>,
+    refused: Arc<AtomicUsize>,
+}
+
+impl Receiver {
+    pub fn start(behaviour: Behaviour) -> Receiver {
+        let arrivals = Arc::new(Mutex::new(Vec::new()));
+        let behaviour = Arc::new(Mutex::new(behaviour));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let refused = Arc::new(AtomicUsize::new(0));
+        let (a, b, r) = (arrivals.clone(), behaviour.clone(), refused.clone());
+        std::thread::spawn(move || {
+            actix_web::rt::System::new().block_on(async move {
+                let server = HttpServer::new(move || {
+                    let (a, b, r) = (a.clone(), b.clone(), r.clone());
+                    App::new().route(
+                        "/{tail:.*}",
+                        web::post().to(move |body: web::Bytes| {
+                            let (a, b, r) = (a.clone(), b.clone(), r.clone());
+                            async move {
+                                let response = answer(&a, &b, &body).await;
+                                if !response.status().is_success() {
+                                    r.fetch_add(1, Ordering::SeqCst);
+                                }
+                                response
+                            }
+                        }),
+                    )
+                })
+                .workers(1)
+                .bind("127.0.0.1:0")
+                .expect("bind receiver");
+                tx.send(server.addrs()[0]).expect("report address");
+                server.run().await.expect("receiver runs");
+            })
+        });
+        let addr = rx.recv_timeout(Duration::from_secs(10)).expect("receiver started");
+        Receiver {
+            addr,
+            arrivals,
+            behaviour,
+            refused,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/hook", self.addr)
+    }
+
+    pub fn arrivals(&self) -> Vec<(String, Instant)> {
+        self.arrivals.lock().expect("not poisoned").clone()
+    }
+
+    /// messageId -> how many times it was accepted.
+    pub fn counts(&self) -> HashMap<String, usize> {
+        let mut counts = HashMap::new();
+        for (id, _) in self.arrivals() {
+            *counts.entry(id).or_insert(0) += 1;
+        }
+        counts
+    }
+
+    /// Requests answered with an error status.
+    pub fn refused(&self) -> usize {
+        self.refused.load(Ordering::SeqCst)
+    }
+
+    pub fn set(&self, behaviour: Behaviour) {
+        *self.behaviour.lock().expect("not poisoned") = behaviour;
+    }
+
+    /// Waits until `done` holds for the distinct messageIds received, or `timeout`.
+    pub fn wait_for(
+        &self,
+        timeout: Duration,
+        done: impl Fn(&HashMap<String, usize>) -> bool,
+    ) -> HashMap<String, usize> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let counts = self.counts();
+            if done(&counts) || Instant::now() > deadline {
+                return counts;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+async fn answer(arrivals: &Mutex<Vec<(String, Instant)>>, behaviour: &Mutex<Behaviour>, body: &[u8]) -> HttpResponse {
+    let Ok(value) = serde_json::from_slice::<Value>(body) else {
+        return HttpResponse::BadRequest().body("not JSON");
+    };
+    let events = match value.get("batch") {
+        Some(Value::Array(batch)) => batch.clone(),
+        _ => vec![value],
+    };
+    let behaviour = *behaviour.lock().expect("not poisoned");
+    match behaviour {
+        Behaviour::FailUntil(until) if Instant::now() < until => {
+            return HttpResponse::InternalServerError().body("down for maintenance");
+        }
+        Behaviour::RefuseBad if events.iter().any(|e| e["userId"] == "bad") => {
+            return HttpResponse::BadRequest().body("userId bad is not allowed here");
+        }
+        Behaviour::Slow(delay) => actix_web::rt::time::sleep(delay).await,
+        _ => {}
+    }
+    let now = Instant::now();
+    let mut arrivals = arrivals.lock().expect("not poisoned");
+    for event in events {
+        arrivals.push((event["messageId"].as_str().unwrap_or_default().to_string(), now));
+    }
+    HttpResponse::Ok().finish()
+}
+
+/// A switchyard child process, killed (SIGKILL) when dropped.
+pub struct Switchyard {
+    pub child: Child,
+    pub ingest_url: Option<String>,
+}
+
+impl Switchyard {
+    /// Starts `switchyard <role> --config <config>`; for roles that serve ingest, waits
+    /// for its address.
+    pub fn start(role: &str, config: &Path) -> Switchyard {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .args([role, "--config"])
+            .arg(config)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start switchyard");
+        let mut ingest_url = None;
+        if role != "router" {
+            let stdout = child.stdout.take().expect("stdout");
+            let line = BufReader::new(stdout).lines().next().expect("a line").expect("text");
+            ingest_url = Some(
+                line.strip_prefix("ingest listening on ")
+                    .expect("address line")
+                    .to_string(),
+            );
+        }
+        Switchyard { child, ingest_url }
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Switchyard {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Posts a batch to ingest and insists on 200.
+pub async fn send_batch(client: &awc::Client, ingest_url: &str, write_key: &str, events: &[Value]) {
+    let mut response = client
+        .post(format!("{ingest_url}/v1/batch"))
+        .basic_auth(write_key, "")
+        .send_json(&serde_json::json!({ "batch": events }))
+        .await
+        .expect("ingest answers");
+    let body = response.body().await.unwrap_or_default();
+    assert_eq!(
+        response.status().as_u16(),
+        200,
+        "ingest refused: {}",
+        String::from_utf8_lossy(&body)
+    );
+}
+
+pub fn track(message_id: &str, user_id: &str) -> Value {
+    serde_json::json!({"type": "track", "userId": user_id, "event": "Order Completed", "messageId": message_id,
+                       "properties": {"revenue": 9.5}})
+}
+
+/// The p-th percentile of durations.
+pub fn percentile(mut values: Vec<Duration>, p: f64) -> Duration {
+    values.sort();
+    values[((values.len() as f64 - 1.0) * p).round() as usize]
+}
