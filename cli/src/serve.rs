@@ -108,7 +108,7 @@ async fn serve(config: Config, kafka_brokers: Option<String>, roles: Roles) -> a
             .flush(Duration::from_secs(10))
             .context("events still unacknowledged at shutdown")?;
     } else {
-        tokio::signal::ctrl_c().await.context("cannot wait for ctrl-c")?;
+        shutdown_signal().await?;
     }
 
     if let Some(router) = router {
@@ -117,5 +117,17 @@ async fn serve(config: Config, kafka_brokers: Option<String>, roles: Roles) -> a
             .await
             .context("router stop panicked")??;
     }
+    Ok(())
+}
+
+/// SIGINT (a terminal) or SIGTERM (Kubernetes, systemd): either starts a clean stop.
+async fn shutdown_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    tokio::select! {
+        result = tokio::signal::ctrl_c() => result.context("cannot listen for SIGINT")?,
+        _ = terminate.recv() => {}
+    }
+    tracing::info!("stopping");
     Ok(())
 }

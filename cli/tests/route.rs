@@ -231,3 +231,48 @@ async fn a_router_killed_mid_stream_redelivers_everything_after_restart() {
     // worth plus what was in flight, never the whole stream again.
     assert!(duplicates < expected.len() / 2, "{duplicates} duplicates");
 }
+
+#[actix_web::test]
+async fn two_routers_share_the_partitions_through_rebalances_without_losing_events() {
+    let setup = setup().await;
+    let receiver = Receiver::start(Behaviour::Slow(Duration::from_millis(10)));
+    let config: &Path = &write_config(&setup, &[("slow", &receiver, 2)]);
+    let ingest = Switchyard::start("ingest", config);
+    let mut first = Switchyard::start("router", config);
+    let client = awc::Client::default();
+
+    let mut expected = Vec::new();
+    let mut second = None;
+    for round in 0..60 {
+        let events: Vec<_> = (0..10)
+            .map(|i| track(&format!("r-{round}-{i}"), &format!("user-{i}")))
+            .collect();
+        send_batch(&client, ingest_url(&ingest), KEY, &events).await;
+        expected.extend(events.iter().map(|e| e["messageId"].as_str().expect("id").to_string()));
+        match round {
+            // A second router joins the group: the partitions are split between the two.
+            15 => second = Some(Switchyard::start("router", config)),
+            // The first one leaves cleanly: the second takes every partition.
+            40 => first.terminate(),
+            _ => {}
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    let counts = receiver.wait_for(Duration::from_secs(90), |c| {
+        expected.iter().all(|id| c.contains_key(id))
+    });
+    let missing = expected.iter().filter(|id| !counts.contains_key(*id)).count();
+    assert_eq!(
+        missing,
+        0,
+        "{missing} of {} events never delivered across the rebalances",
+        expected.len()
+    );
+    let duplicates: usize = counts.values().map(|n| n - 1).sum();
+    println!(
+        "{} events through two rebalances, {duplicates} duplicates",
+        expected.len()
+    );
+    assert!(duplicates < expected.len() / 4, "{duplicates} duplicates");
+    drop(second);
+}
