@@ -36,8 +36,8 @@ lint: ## rustfmt check and clippy with warnings as errors
 fmt: ## format the code
 	$(CARGO) fmt --all
 
-bench: test-tools ## ingest benchmark: events/s and latency, beside a bare actix-web handler
-	@scripts/bench-ingest.sh
+bench: test-tools ## ingest and router benchmarks beside bare baselines; writes target/bench-report.md
+	@scripts/bench.sh
 
 clean: ## remove build output
 	$(CARGO) clean

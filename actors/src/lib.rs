@@ -16,4 +16,4 @@ pub use ack::{Ack, Completion};
 pub use dead_letter::{DeadLetter, Stage};
 pub use destination::{DestinationActor, DestinationConfig, DestinationStats, GetDestinationStats};
 pub use log_destination::LogDestination;
-pub use source::{Accepted, DedupSettings, GetStats, Inbound, Outcome, Routed, SourceSupervisor, SupervisorStats};
+pub use source::{DedupSettings, GetStats, Inbound, Load, Outcome, Route, Routed, SourceSupervisor, SupervisorStats};

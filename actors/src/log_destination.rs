@@ -3,7 +3,7 @@
 
 use actix::prelude::*;
 
-use crate::source::{Accepted, Routed};
+use crate::source::Routed;
 
 #[derive(Debug, Default)]
 pub struct LogDestination {
@@ -15,9 +15,9 @@ impl Actor for LogDestination {
 }
 
 impl Handler<Routed> for LogDestination {
-    type Result = MessageResult<Routed>;
+    type Result = ();
 
-    fn handle(&mut self, message: Routed, _ctx: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, message: Routed, _ctx: &mut Self::Context) {
         self.delivered += 1;
         let common = message.event.common();
         tracing::info!(
@@ -29,6 +29,5 @@ impl Handler<Routed> for LogDestination {
             "event routed"
         );
         message.ack.done();
-        MessageResult(Accepted::Yes)
     }
 }

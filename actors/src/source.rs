@@ -4,6 +4,7 @@
 //! its own share of the record's [`Ack`].
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -26,18 +27,45 @@ pub struct Inbound {
 /// A decoded, validated event on its way to one destination, with that destination's
 /// share of the record.
 #[derive(Debug, Message)]
-#[rtype(result = "Accepted")]
+#[rtype(result = "()")]
 pub struct Routed {
     pub source_id: Arc<str>,
     pub event: Arc<Event>,
     pub ack: Ack,
 }
 
-/// A destination's answer: taken, or its buffer is full and the event comes back.
-#[derive(Debug, MessageResponse)]
-pub enum Accepted {
-    Yes,
-    Full(Routed),
+/// How many events a destination holds, against its limit. The destination keeps it
+/// current; the supervisor reads it before handing over, so a full destination makes
+/// its source wait without a round trip per event.
+#[derive(Debug)]
+pub struct Load {
+    buffered: AtomicUsize,
+    capacity: usize,
+}
+
+impl Load {
+    pub fn new(capacity: usize) -> Arc<Load> {
+        Arc::new(Load {
+            buffered: AtomicUsize::new(0),
+            capacity,
+        })
+    }
+
+    pub fn set(&self, buffered: usize) {
+        self.buffered.store(buffered, Ordering::Relaxed);
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.buffered.load(Ordering::Relaxed) >= self.capacity
+    }
+}
+
+/// One destination of a source, as its supervisor sees it.
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub destination_id: String,
+    pub recipient: Recipient<Routed>,
+    pub load: Arc<Load>,
 }
 
 /// What became of one inbound record.
@@ -78,7 +106,7 @@ impl Default for DedupSettings {
 
 pub struct SourceSupervisor {
     source_id: Arc<str>,
-    destinations: Vec<(String, Recipient<Routed>)>,
+    routes: Vec<Route>,
     dead_letters: Recipient<DeadLetter>,
     dedup: Dedup,
     stats: SupervisorStats,
@@ -88,7 +116,7 @@ impl std::fmt::Debug for SourceSupervisor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SourceSupervisor")
             .field("source_id", &self.source_id)
-            .field("destinations", &self.destinations.len())
+            .field("destinations", &self.routes.len())
             .field("stats", &self.stats)
             .finish()
     }
@@ -100,15 +128,10 @@ const MAILBOX_CAPACITY: usize = 1024;
 const FULL_RETRY: Duration = Duration::from_millis(50);
 
 impl SourceSupervisor {
-    pub fn new(
-        source_id: &str,
-        destinations: Vec<(String, Recipient<Routed>)>,
-        dead_letters: Recipient<DeadLetter>,
-        dedup: DedupSettings,
-    ) -> Self {
+    pub fn new(source_id: &str, routes: Vec<Route>, dead_letters: Recipient<DeadLetter>, dedup: DedupSettings) -> Self {
         SourceSupervisor {
             source_id: Arc::from(source_id),
-            destinations,
+            routes,
             dead_letters,
             dedup: Dedup::new(dedup.window, dedup.capacity),
             stats: SupervisorStats::default(),
@@ -133,7 +156,7 @@ impl Actor for SourceSupervisor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
-        tracing::info!(source_id = %self.source_id, destinations = self.destinations.len(), "source supervisor started");
+        tracing::info!(source_id = %self.source_id, destinations = self.routes.len(), "source supervisor started");
     }
 }
 
@@ -179,48 +202,49 @@ impl Handler<Inbound> for SourceSupervisor {
             return AtomicResponse::new(Box::pin(fut::ready(Outcome::Duplicate)));
         }
         let event = Arc::new(event);
-        let deliveries: Vec<(Recipient<Routed>, Routed)> = self
-            .destinations
-            .iter()
-            .map(|(_, recipient)| {
-                let routed = Routed {
-                    source_id: self.source_id.clone(),
-                    event: event.clone(),
-                    ack: message.ack.share(),
-                };
-                (recipient.clone(), routed)
-            })
-            .collect();
-        message.ack.done();
-        let source_id = self.source_id.clone();
-        let fan_out = async move {
-            let mut taken = 0;
-            for (recipient, mut routed) in deliveries {
-                loop {
-                    match recipient.send(routed).await {
-                        Ok(Accepted::Yes) => {
-                            taken += 1;
-                            break;
-                        }
-                        Ok(Accepted::Full(back)) => {
-                            routed = back;
-                            actix::clock::sleep(FULL_RETRY).await;
-                        }
-                        Err(error) => {
-                            // The share went down with the mailbox: the offset stays
-                            // uncommitted and the record is redelivered.
-                            tracing::error!(%source_id, %error, "destination actor unavailable");
-                            break;
-                        }
-                    }
+        // Hand over without waiting where there is room; only a full destination (or
+        // mailbox) makes this record, and so this source, wait.
+        let mut waiting: Vec<(Route, Routed)> = Vec::new();
+        for route in &self.routes {
+            let routed = Routed {
+                source_id: self.source_id.clone(),
+                event: event.clone(),
+                ack: message.ack.share(),
+            };
+            if route.load.is_full() {
+                waiting.push((route.clone(), routed));
+                continue;
+            }
+            match route.recipient.try_send(routed) {
+                Ok(()) => {}
+                Err(SendError::Full(routed)) => waiting.push((route.clone(), routed)),
+                Err(SendError::Closed(_)) => {
+                    // The share went down with the mailbox: the record is redelivered.
+                    tracing::error!(source_id = %self.source_id, destination_id = %route.destination_id, "destination actor unavailable");
                 }
             }
-            taken
+        }
+        message.ack.done();
+        self.stats.delivered += 1;
+        let destinations = self.routes.len();
+        if waiting.is_empty() {
+            return AtomicResponse::new(Box::pin(fut::ready(Outcome::Delivered { destinations })));
+        }
+        let source_id = self.source_id.clone();
+        let wait = async move {
+            for (route, routed) in waiting {
+                while route.load.is_full() {
+                    actix::clock::sleep(FULL_RETRY).await;
+                }
+                if let Err(error) = route.recipient.send(routed).await {
+                    tracing::error!(%source_id, destination_id = %route.destination_id, %error, "destination actor unavailable");
+                }
+            }
         };
-        AtomicResponse::new(Box::pin(fan_out.into_actor(self).map(|destinations, actor, _| {
-            actor.stats.delivered += 1;
-            Outcome::Delivered { destinations }
-        })))
+        AtomicResponse::new(Box::pin(
+            wait.into_actor(self)
+                .map(move |_, _, _| Outcome::Delivered { destinations }),
+        ))
     }
 }
 
@@ -244,12 +268,11 @@ mod tests {
         type Context = Context<Self>;
     }
     impl Handler<Routed> for Collect {
-        type Result = MessageResult<Routed>;
-        fn handle(&mut self, message: Routed, _: &mut Self::Context) -> Self::Result {
+        type Result = ();
+        fn handle(&mut self, message: Routed, _: &mut Self::Context) {
             let id = message.event.message_id().unwrap_or_default().to_string();
             self.0.lock().expect("not poisoned").push(id);
             message.ack.done();
-            MessageResult(Accepted::Yes)
         }
     }
     impl Handler<DeadLetter> for Collect {
@@ -286,10 +309,12 @@ mod tests {
         let first = Collect(seen.clone()).start();
         let second = Collect(seen.clone()).start();
         let dead = Collect(seen.clone()).start();
-        let destinations = vec![
-            ("a".to_string(), first.recipient()),
-            ("b".to_string(), second.recipient()),
-        ];
+        let route = |id: &str, recipient: Recipient<Routed>| Route {
+            destination_id: id.into(),
+            recipient,
+            load: Load::new(10),
+        };
+        let destinations = vec![route("a", first.recipient()), route("b", second.recipient())];
         let supervisor = SourceSupervisor::new("web", destinations, dead.recipient(), DedupSettings::default()).start();
         let completed = Count::default();
 
@@ -331,5 +356,34 @@ mod tests {
             3,
             "every record completes exactly once"
         );
+    }
+
+    #[actix::test]
+    async fn a_full_destination_holds_its_source_back_until_it_has_room() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let destination = Collect(seen.clone()).start();
+        let load = Load::new(1);
+        load.set(1);
+        let route = Route {
+            destination_id: "slow".into(),
+            recipient: destination.recipient(),
+            load: load.clone(),
+        };
+        let dead = Collect(seen.clone()).start();
+        let supervisor = SourceSupervisor::new("web", vec![route], dead.recipient(), DedupSettings::default()).start();
+        let completed = Count::default();
+        let event = serde_json::json!({"type": "track", "userId": "u", "event": "e", "messageId": "held"});
+        let pending = supervisor.send(inbound("web", event, &completed));
+        let waited = actix::clock::timeout(Duration::from_millis(300), pending).await;
+        assert!(
+            waited.is_err(),
+            "the supervisor must wait while the destination is full"
+        );
+        assert!(seen.lock().expect("not poisoned").is_empty());
+        load.set(0);
+        let stats = actix::clock::timeout(Duration::from_secs(5), supervisor.send(GetStats)).await;
+        assert!(stats.is_ok(), "the supervisor moves on once there is room");
+        assert_eq!(*seen.lock().expect("not poisoned"), vec!["held".to_string()]);
+        assert_eq!(completed.0.load(Ordering::SeqCst), 1);
     }
 }

@@ -8,6 +8,7 @@
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use actix::prelude::{MailboxError, SendError};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
@@ -172,7 +173,13 @@ async fn dispatch(topology: &Topology, message: &BorrowedMessage<'_>, ack: Ack) 
         return dead_letter(topology, &source_id, message_id, reason, value, ack).await;
     };
     let source_id = headers.source_id.clone();
-    if let Err(error) = supervisor.send(Inbound { headers, value, ack }).await {
+    // No round trip per record: the mailbox keeps the order, and only a full one waits.
+    let result = match supervisor.try_send(Inbound { headers, value, ack }) {
+        Ok(()) => Ok(()),
+        Err(SendError::Full(inbound)) => supervisor.send(inbound).await.map(drop),
+        Err(SendError::Closed(_)) => Err(MailboxError::Closed),
+    };
+    if let Err(error) = result {
         tracing::error!(%source_id, %error, "source supervisor unavailable; the record will be redelivered");
     }
 }

@@ -94,6 +94,16 @@ impl OffsetTracker {
             .and_then(|state| state.committable())
     }
 
+    /// The committable position of every partition (the next offset to read), without
+    /// marking anything committed.
+    pub fn positions(&self) -> Vec<(String, i32, i64)> {
+        let partitions = self.lock();
+        partitions
+            .iter()
+            .filter_map(|((topic, partition), state)| Some((topic.clone(), *partition, state.committable()?)))
+            .collect()
+    }
+
     /// Records handed out and not yet finished, over all partitions.
     pub fn in_flight(&self) -> usize {
         self.lock().values().map(|state| state.in_flight.len()).sum()

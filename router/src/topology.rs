@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use actix::prelude::*;
 use switchyard_actors::{
-    DeadLetter, DedupSettings, DestinationActor, DestinationConfig, LogDestination, Routed, SourceSupervisor,
+    DeadLetter, DedupSettings, DestinationActor, DestinationConfig, Load, LogDestination, Route, SourceSupervisor,
 };
 use switchyard_schemas::config::SourceConfig;
 
@@ -32,18 +32,29 @@ impl Topology {
         let supervisors = sources
             .iter()
             .map(|source| {
-                let mut routes: Vec<(String, Recipient<Routed>)> = Vec::new();
+                let mut routes: Vec<Route> = Vec::new();
                 for destination in destinations.iter().filter(|d| d.sources.contains(&source.id)) {
                     let arbiter = &arbiters[next % arbiters.len()];
                     next += 1;
+                    let load = Load::new(destination.max_buffered_events);
                     let (source_id, config, letters) = (source.id.clone(), destination.clone(), dead_letters.clone());
+                    let actor_load = load.clone();
                     let addr = DestinationActor::start_in_arbiter(&arbiter.handle(), move |_| {
-                        DestinationActor::new(&source_id, config, letters)
+                        DestinationActor::new(&source_id, config, letters, actor_load)
                     });
-                    routes.push((destination.id.clone(), addr.recipient()));
+                    routes.push(Route {
+                        destination_id: destination.id.clone(),
+                        recipient: addr.recipient(),
+                        load,
+                    });
                 }
                 if routes.is_empty() {
-                    routes.push(("log".into(), LogDestination::default().start().recipient()));
+                    let recipient = LogDestination::default().start().recipient();
+                    routes.push(Route {
+                        destination_id: "log".into(),
+                        recipient,
+                        load: Load::new(usize::MAX),
+                    });
                 }
                 let supervisor = SourceSupervisor::new(&source.id, routes, dead_letters.clone(), dedup).start();
                 (source.id.clone(), supervisor)

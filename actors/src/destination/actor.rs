@@ -17,7 +17,7 @@ use super::retry;
 use super::webhook::{DeliveryError, WebhookClient};
 use crate::ack::Ack;
 use crate::dead_letter::{DeadLetter, Stage};
-use crate::source::{Accepted, Routed};
+use crate::source::{Load, Routed};
 
 struct Pending {
     event: Arc<Event>,
@@ -49,6 +49,7 @@ pub struct DestinationActor {
     config: DestinationConfig,
     client: Option<WebhookClient>,
     dead_letters: Recipient<DeadLetter>,
+    load: Arc<Load>,
     ready: VecDeque<Pending>,
     /// Events waiting for their retry time; the sequence number keeps equal times apart.
     delayed: BTreeMap<(Instant, u64), Pending>,
@@ -70,7 +71,13 @@ impl std::fmt::Debug for DestinationActor {
 }
 
 impl DestinationActor {
-    pub fn new(source_id: &str, config: DestinationConfig, dead_letters: Recipient<DeadLetter>) -> Self {
+    /// `load` is shared with the source's supervisor, which reads it before handing over.
+    pub fn new(
+        source_id: &str,
+        config: DestinationConfig,
+        dead_letters: Recipient<DeadLetter>,
+        load: Arc<Load>,
+    ) -> Self {
         let breaker = Breaker::new(
             config.breaker_failures,
             Duration::from_millis(config.breaker_cooldown_ms),
@@ -80,6 +87,7 @@ impl DestinationActor {
             config,
             client: None,
             dead_letters,
+            load,
             ready: VecDeque::new(),
             delayed: BTreeMap::new(),
             sequence: 0,
@@ -131,6 +139,7 @@ impl DestinationActor {
         }
         self.schedule_wakeup(ctx, now);
         self.stats.buffered = self.buffered();
+        self.load.set(self.stats.buffered);
         self.stats.in_flight = self.in_flight;
         self.stats.circuit_open = matches!(self.breaker.state(), BreakerState::Open { .. });
     }
@@ -243,19 +252,24 @@ impl Actor for DestinationActor {
         ctx.set_mailbox_capacity(1024);
         self.client = match &self.config.kind {
             DestinationKind::Webhook(webhook) => Some(WebhookClient::new(Arc::new(webhook.clone()))),
+            DestinationKind::Blackhole(_) => None,
         };
         tracing::info!(source_id = %self.source_id, destination_id = %self.config.id, "destination started");
     }
 }
 
 impl Handler<Routed> for DestinationActor {
-    type Result = MessageResult<Routed>;
+    type Result = ();
 
-    fn handle(&mut self, message: Routed, ctx: &mut Self::Context) -> Self::Result {
-        if self.buffered() >= self.config.max_buffered_events {
-            return MessageResult(Accepted::Full(message));
-        }
+    /// Always takes the event: the supervisor held it back while [`Load`] said full.
+    fn handle(&mut self, message: Routed, ctx: &mut Self::Context) {
         self.stats.received += 1;
+        if self.client.is_none() {
+            // A blackhole: delivered on arrival.
+            self.stats.delivered += 1;
+            message.ack.done();
+            return;
+        }
         self.ready.push_back(Pending {
             event: message.event,
             ack: message.ack,
@@ -264,7 +278,6 @@ impl Handler<Routed> for DestinationActor {
             last_error: None,
         });
         self.pump(ctx);
-        MessageResult(Accepted::Yes)
     }
 }
 

@@ -36,7 +36,14 @@ pub struct DestinationConfig {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum DestinationKind {
     Webhook(WebhookConfig),
+    /// Takes every event and discards it: for measuring the router itself, and for
+    /// trying a configuration without sending anything anywhere.
+    Blackhole(BlackholeConfig),
 }
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlackholeConfig {}
 
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -141,6 +148,7 @@ impl std::fmt::Debug for DestinationConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let kind = match &self.kind {
             DestinationKind::Webhook(webhook) => format!("webhook {}", redact_url(&webhook.url)),
+            DestinationKind::Blackhole(_) => "blackhole".into(),
         };
         f.debug_struct("DestinationConfig")
             .field("id", &self.id)
@@ -222,6 +230,7 @@ impl DestinationConfig {
         }
         match &self.kind {
             DestinationKind::Webhook(webhook) => webhook.validate(index),
+            DestinationKind::Blackhole(_) => Ok(()),
         }
     }
 }

@@ -9,4 +9,4 @@ mod retry;
 pub mod webhook;
 
 pub use actor::{DestinationActor, DestinationStats, GetDestinationStats};
-pub use config::{DestinationConfig, DestinationKind, RetryConfig, WebhookConfig};
+pub use config::{BlackholeConfig, DestinationConfig, DestinationKind, RetryConfig, WebhookConfig};

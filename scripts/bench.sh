@@ -2,7 +2,8 @@
 # Ingest benchmark: accepted events/s and latency percentiles for single events and for
 # batches of 100 ~1 KB events (acks=all, idempotent producer, real broker: tansu in
 # memory), beside a bare actix-web handler measured in the same run.
-# Writes target/bench-ingest.md. Compare ratios within one run: this machine is shared.
+# Then the router benchmark (router/examples/router_bench.rs) on the same broker.
+# Writes target/bench-report.md. Compare ratios within one run: this machine is shared.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${CARGO_TARGET_DIR:=$HOME/.cache/switchyard/target}"
@@ -102,9 +103,21 @@ done
 python3 -c "import json,sys; print(json.dumps(json.load(open(sys.argv[1]))['batch'][0]))" "$work/batch.json" > "$work/one.json"
 read -r producer_eps producer_p50 producer_p99 < <("$BIN/examples/bare_producer" "127.0.0.1:$kafka_port" bench 300000 "$work/one.json")
 
+# The router: a pre-filled topic through the router to a no-op (blackhole) destination
+# and to a fast local webhook, beside a bare consumer of the same topic.
+ROUTER_RECORDS="${BENCH_ROUTER_RECORDS:-200000}"
+router_out=$(RUST_LOG=warn "$BIN/examples/router_bench" "127.0.0.1:$kafka_port" "$ROUTER_RECORDS")
+read -r _ consumer_eps consumer_cpu _ < <(grep '^bare-consumer ' <<<"$router_out")
+read -r _ blackhole_eps blackhole_cpu _ < <(grep '^router-blackhole ' <<<"$router_out")
+read -r _ webhook_eps webhook_cpu _ < <(grep '^router-webhook ' <<<"$router_out")
+for figure in consumer_eps blackhole_eps webhook_eps; do
+  [ -n "${!figure}" ] || { echo "router benchmark failed: $router_out" >&2; exit 1; }
+done
+per_cpu() { python3 -c "print(round($ROUTER_RECORDS / $1) if $1 > 0 else 'n/a')"; }
+
 ratio() { python3 -c "print(f'{$1 / $2:.2f}')"; }
 mkdir -p target
-report=target/bench-ingest.md
+report=target/bench-report.md
 {
   echo "# Ingest benchmark ($(date -u +%Y-%m-%dT%H:%M:%SZ))"
   echo
@@ -122,5 +135,17 @@ report=target/bench-ingest.md
   echo "Latency is per HTTP request (a batch request covers 100 events) and includes Kafka's acks=all."
   echo "\"events per CPU-second\" divides events/s by the server process's CPU use (user + system, all"
   echo "threads including librdkafka's): the per-core figure. Target: at least 50,000 batched events/s per core."
+  echo
+  echo "## Router ($ROUTER_RECORDS records of ~900 bytes, 4 partitions, no transform yet)"
+  echo
+  echo "| case | events/s | process CPU-seconds | events per CPU-second | vs bare consumer |"
+  echo "|---|---:|---:|---:|---:|"
+  echo "| bare rdkafka consumer | $consumer_eps | $consumer_cpu | $(per_cpu "$consumer_cpu") | 1.00 |"
+  echo "| router → blackhole (no-op) destination | $blackhole_eps | $blackhole_cpu | $(per_cpu "$blackhole_cpu") | $(ratio "$blackhole_eps" "$consumer_eps") |"
+  echo "| router → local webhook (batches of 100, signed) | $webhook_eps | $webhook_cpu | $(per_cpu "$webhook_cpu") | $(ratio "$webhook_eps" "$consumer_eps") |"
+  echo
+  echo "The router figures count from the first record to the last committed position; the webhook"
+  echo "case's CPU includes the in-process receiver. Targets: at least 0.5 of the bare consumer with one"
+  echo "destination, and 100,000 events per CPU-second on the no-op path."
 } > "$report"
 cat "$report"
