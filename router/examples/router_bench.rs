@@ -21,6 +21,10 @@ use switchyard_schemas::config::{KafkaConfig, SourceConfig};
 
 const PARTITIONS: i32 = 4;
 
+/// The same allocator as the switchyard binary, so the figures match it.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn client(brokers: &str) -> ClientConfig {
     let mut config = ClientConfig::new();
     config

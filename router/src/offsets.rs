@@ -23,15 +23,33 @@ impl PartitionState {
     }
 }
 
+#[derive(Debug, Default)]
+struct Inner {
+    /// Topic names, shared by every record's completion instead of copied into each.
+    topics: Vec<Arc<str>>,
+    partitions: HashMap<(Arc<str>, i32), PartitionState>,
+}
+
+impl Inner {
+    fn intern(&mut self, topic: &str) -> Arc<str> {
+        if let Some(known) = self.topics.iter().find(|known| ***known == *topic) {
+            return known.clone();
+        }
+        let name: Arc<str> = Arc::from(topic);
+        self.topics.push(name.clone());
+        name
+    }
+}
+
 /// Offsets of every partition this consumer owns.
 #[derive(Debug, Clone, Default)]
 pub struct OffsetTracker {
-    partitions: Arc<Mutex<HashMap<(String, i32), PartitionState>>>,
+    inner: Arc<Mutex<Inner>>,
 }
 
 struct Finished {
     tracker: OffsetTracker,
-    topic: String,
+    topic: Arc<str>,
     partition: i32,
     offset: i64,
 }
@@ -43,29 +61,30 @@ impl Completion for Finished {
 }
 
 impl OffsetTracker {
-    fn lock(&self) -> MutexGuard<'_, HashMap<(String, i32), PartitionState>> {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic elsewhere while holding the lock leaves plain data behind; keep going.
-        self.partitions.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Registers a record read from Kafka; its [`Ack`] finishes it.
     pub fn begin(&self, topic: &str, partition: i32, offset: i64) -> Ack {
-        let mut partitions = self.lock();
-        let state = partitions.entry((topic.to_string(), partition)).or_default();
+        let mut inner = self.lock();
+        let topic = inner.intern(topic);
+        let state = inner.partitions.entry((topic.clone(), partition)).or_default();
         state.in_flight.insert(offset);
         state.next = Some(state.next.map_or(offset + 1, |next| next.max(offset + 1)));
-        drop(partitions);
+        drop(inner);
         Ack::new(Finished {
             tracker: self.clone(),
-            topic: topic.to_string(),
+            topic,
             partition,
             offset,
         })
     }
 
-    fn finish(&self, topic: &str, partition: i32, offset: i64) {
+    fn finish(&self, topic: &Arc<str>, partition: i32, offset: i64) {
         // A partition revoked meanwhile is gone: its new owner re-reads the record.
-        if let Some(state) = self.lock().get_mut(&(topic.to_string(), partition)) {
+        if let Some(state) = self.lock().partitions.get_mut(&(topic.clone(), partition)) {
             state.in_flight.remove(&offset);
         }
     }
@@ -73,14 +92,14 @@ impl OffsetTracker {
     /// Positions to commit (the next offset to read, Kafka's convention) for partitions
     /// that moved since the last call.
     pub fn to_commit(&self) -> Vec<(String, i32, i64)> {
-        let mut partitions = self.lock();
+        let mut inner = self.lock();
         let mut out = Vec::new();
-        for ((topic, partition), state) in partitions.iter_mut() {
+        for ((topic, partition), state) in inner.partitions.iter_mut() {
             if let Some(position) = state.committable()
                 && state.committed != Some(position)
             {
                 state.committed = Some(position);
-                out.push((topic.clone(), *partition, position));
+                out.push((topic.to_string(), *partition, position));
             }
         }
         out
@@ -89,24 +108,28 @@ impl OffsetTracker {
     /// Forgets a partition this consumer no longer owns; returns its committable
     /// position, to commit before letting go.
     pub fn revoke(&self, topic: &str, partition: i32) -> Option<i64> {
-        self.lock()
-            .remove(&(topic.to_string(), partition))
+        let mut inner = self.lock();
+        let topic = inner.intern(topic);
+        inner
+            .partitions
+            .remove(&(topic, partition))
             .and_then(|state| state.committable())
     }
 
     /// The committable position of every partition (the next offset to read), without
     /// marking anything committed.
     pub fn positions(&self) -> Vec<(String, i32, i64)> {
-        let partitions = self.lock();
-        partitions
+        let inner = self.lock();
+        inner
+            .partitions
             .iter()
-            .filter_map(|((topic, partition), state)| Some((topic.clone(), *partition, state.committable()?)))
+            .filter_map(|((topic, partition), state)| Some((topic.to_string(), *partition, state.committable()?)))
             .collect()
     }
 
     /// Records handed out and not yet finished, over all partitions.
     pub fn in_flight(&self) -> usize {
-        self.lock().values().map(|state| state.in_flight.len()).sum()
+        self.lock().partitions.values().map(|state| state.in_flight.len()).sum()
     }
 }
 

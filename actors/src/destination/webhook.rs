@@ -58,6 +58,7 @@ impl WebhookClient {
     /// Must be created on the actor's own thread (the HTTP client is thread-local).
     pub fn new(config: Arc<WebhookConfig>) -> Self {
         let client = awc::Client::builder()
+            .connector(awc::Connector::new().rustls_0_23(tls_config()))
             .timeout(Duration::from_millis(config.timeout_ms))
             // A redirect could lead to an address the destination check never saw.
             .disable_redirects()
@@ -142,6 +143,25 @@ impl WebhookClient {
         }
         Err(DeliveryError::permanent(reason))
     }
+}
+
+/// TLS to destinations: rustls with the ring provider (the one the whole workspace
+/// uses; no process-wide default is assumed) and the Mozilla root certificates.
+fn tls_config() -> Arc<rustls::ClientConfig> {
+    static CONFIG: std::sync::OnceLock<Arc<rustls::ClientConfig>> = std::sync::OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            let roots = rustls::RootCertStore {
+                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+            };
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let config = rustls::ClientConfig::builder_with_provider(provider)
+                .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+                .map(|builder| builder.with_root_certificates(roots).with_no_client_auth())
+                .unwrap_or_else(|_| unreachable!("ring supports TLS 1.2 and 1.3"));
+            Arc::new(config)
+        })
+        .clone()
 }
 
 fn classify_send_error(error: SendRequestError) -> DeliveryError {
