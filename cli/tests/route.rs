@@ -276,3 +276,50 @@ async fn two_routers_share_the_partitions_through_rebalances_without_losing_even
     assert!(duplicates < expected.len() / 4, "{duplicates} duplicates");
     drop(second);
 }
+
+#[actix_web::test]
+async fn a_kafka_destination_receives_the_events_in_the_record_format() {
+    let setup = setup().await;
+    let out_topic = format!("{}.out", setup.topic);
+    setup.broker.create_topic(&out_topic, 2).await;
+    let config = write_config(&setup, &[]);
+    let mut text = std::fs::read_to_string(&config).expect("config");
+    text.push_str(&format!(
+        "\n[[destinations]]\nid = \"warehouse-feed\"\nsources = [\"shop\"]\nkind = \"kafka\"\nbrokers = \"{}\"\n\
+         topic = \"{out_topic}\"\nallow_private_network = true\nbatch_max_events = 10\n",
+        setup.broker.brokers()
+    ));
+    std::fs::write(&config, text).expect("write config");
+    let switchyard = Switchyard::start("run", &config);
+    let client = awc::Client::default();
+    let events: Vec<_> = (0..30)
+        .map(|i| track(&format!("kafka-{i}"), &format!("user-{}", i % 3)))
+        .collect();
+    send_batch(&client, ingest_url(&switchyard), KEY, &events).await;
+
+    let records = read_records(
+        &setup.broker.brokers(),
+        &out_topic,
+        events.len(),
+        Duration::from_secs(60),
+    );
+    assert_eq!(records.len(), events.len(), "every event reaches the destination topic");
+    let mut ids: Vec<String> = records
+        .iter()
+        .map(|record| {
+            let key = String::from_utf8_lossy(record.key().expect("key")).into_owned();
+            let value: serde_json::Value = serde_json::from_slice(record.payload().expect("payload")).expect("JSON");
+            assert_eq!(key, format!("shop/{}", value["userId"].as_str().expect("userId")));
+            assert_eq!(header(record, "switchyard-source-id").as_deref(), Some("shop"));
+            assert_eq!(
+                header(record, "switchyard-message-id").as_deref(),
+                value["messageId"].as_str()
+            );
+            assert_eq!(value["properties"]["revenue"], 9.5);
+            value["messageId"].as_str().expect("messageId").to_string()
+        })
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), events.len());
+}

@@ -12,9 +12,10 @@ use serde::Serialize;
 use switchyard_schemas::Event;
 
 use super::breaker::{Breaker, BreakerState};
+use super::client::Client;
 use super::config::{DestinationConfig, DestinationKind};
 use super::retry;
-use super::webhook::{DeliveryError, WebhookClient};
+use super::webhook::DeliveryError;
 use crate::ack::Ack;
 use crate::dead_letter::{DeadLetter, Stage};
 use crate::source::{Load, Routed};
@@ -47,7 +48,7 @@ pub struct GetDestinationStats;
 pub struct DestinationActor {
     source_id: String,
     config: DestinationConfig,
-    client: Option<WebhookClient>,
+    client: Option<Client>,
     dead_letters: Recipient<DeadLetter>,
     load: Arc<Load>,
     ready: VecDeque<Pending>,
@@ -120,17 +121,8 @@ impl DestinationActor {
             let take = client.batch_max_events().min(self.ready.len());
             let batch: Vec<Pending> = self.ready.drain(..take).collect();
             let events: Vec<Arc<Event>> = batch.iter().map(|p| p.event.clone()).collect();
-            let body = match client.body(&events) {
-                Ok(body) => body,
-                Err(error) => {
-                    for pending in batch {
-                        self.dead_letter(pending, format!("event could not be encoded: {error}"));
-                    }
-                    continue;
-                }
-            };
             self.in_flight += batch.len();
-            let request = client.clone().send(body);
+            let request = client.send(Arc::from(self.source_id.as_str()), events);
             ctx.spawn(
                 request
                     .into_actor(self)
@@ -250,9 +242,15 @@ impl Actor for DestinationActor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(1024);
-        self.client = match &self.config.kind {
-            DestinationKind::Webhook(webhook) => Some(WebhookClient::new(Arc::new(webhook.clone()))),
-            DestinationKind::Blackhole(_) => None,
+        self.client = match Client::new(&self.config.kind) {
+            Ok(client) => client,
+            Err(error) => {
+                // Nothing can be delivered without a client: stop, and the records stay
+                // uncommitted until the configuration is fixed.
+                tracing::error!(source_id = %self.source_id, destination_id = %self.config.id, %error, "destination cannot start");
+                ctx.stop();
+                None
+            }
         };
         tracing::info!(source_id = %self.source_id, destination_id = %self.config.id, "destination started");
     }
@@ -264,7 +262,7 @@ impl Handler<Routed> for DestinationActor {
     /// Always takes the event: the supervisor held it back while [`Load`] said full.
     fn handle(&mut self, message: Routed, ctx: &mut Self::Context) {
         self.stats.received += 1;
-        if self.client.is_none() {
+        if matches!(self.config.kind, DestinationKind::Blackhole(_)) {
             // A blackhole: delivered on arrival.
             self.stats.delivered += 1;
             message.ack.done();

@@ -39,6 +39,44 @@ pub enum DestinationKind {
     /// Takes every event and discards it: for measuring the router itself, and for
     /// trying a configuration without sending anything anywhere.
     Blackhole(BlackholeConfig),
+    /// Another Kafka topic, on this cluster or another, with its own credentials.
+    Kafka(KafkaDestinationConfig),
+}
+
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaDestinationConfig {
+    /// `host:port` list, as librdkafka's `bootstrap.servers`.
+    pub brokers: String,
+    pub topic: String,
+    /// librdkafka properties: credentials and TLS (`security.protocol`, `sasl.*`, `ssl.*`).
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+    /// How long one batch may wait for the cluster before it counts as failed (and is retried).
+    #[serde(default = "default_kafka_timeout_ms")]
+    pub timeout_ms: u64,
+    #[serde(default = "default_kafka_batch_max_events")]
+    pub batch_max_events: usize,
+    #[serde(default)]
+    pub allow_private_network: bool,
+}
+
+/// Options hold passwords: only their names are shown.
+impl std::fmt::Debug for KafkaDestinationConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaDestinationConfig")
+            .field("brokers", &self.brokers)
+            .field("topic", &self.topic)
+            .field("options", &self.options.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+fn default_kafka_timeout_ms() -> u64 {
+    30_000
+}
+fn default_kafka_batch_max_events() -> usize {
+    500
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -149,6 +187,7 @@ impl std::fmt::Debug for DestinationConfig {
         let kind = match &self.kind {
             DestinationKind::Webhook(webhook) => format!("webhook {}", redact_url(&webhook.url)),
             DestinationKind::Blackhole(_) => "blackhole".into(),
+            DestinationKind::Kafka(kafka) => format!("kafka {} topic {}", kafka.brokers, kafka.topic),
         };
         f.debug_struct("DestinationConfig")
             .field("id", &self.id)
@@ -193,6 +232,10 @@ pub enum DestinationConfigError {
         "destinations[{index}].url resolves to private or loopback address {addr}; set allow_private_network = true to allow it"
     )]
     PrivateAddress { index: usize, addr: IpAddr },
+    #[error("destinations[{index}].{field} must not be empty")]
+    Empty { index: usize, field: &'static str },
+    #[error("destinations[{index}].brokers: {reason}")]
+    BadBrokers { index: usize, reason: String },
     #[error("destinations[{index}].{field} must be greater than zero")]
     Zero { index: usize, field: &'static str },
     #[error("destinations[{index}].sources names unknown source {source_id:?}")]
@@ -231,6 +274,7 @@ impl DestinationConfig {
         match &self.kind {
             DestinationKind::Webhook(webhook) => webhook.validate(index),
             DestinationKind::Blackhole(_) => Ok(()),
+            DestinationKind::Kafka(kafka) => kafka.validate(index),
         }
     }
 }
@@ -263,12 +307,58 @@ impl WebhookConfig {
         if self.allow_private_network {
             return Ok(());
         }
-        let addrs = (host.trim_start_matches('[').trim_end_matches(']'), port)
-            .to_socket_addrs()
-            .map_err(|e| bad(format!("cannot resolve {host}: {e}")))?;
-        for addr in addrs {
-            if is_private(addr.ip()) {
-                return Err(DestinationConfigError::PrivateAddress { index, addr: addr.ip() });
+        check_public(index, host, port).map_err(|error| error.unwrap_or_else(bad))
+    }
+}
+
+/// Resolves `host` and refuses it if any address is loopback, private or link-local.
+/// `Err(Err(reason))` when it can't be resolved.
+fn check_public(index: usize, host: &str, port: u16) -> Result<(), Result<DestinationConfigError, String>> {
+    let addrs = (host.trim_start_matches('[').trim_end_matches(']'), port)
+        .to_socket_addrs()
+        .map_err(|e| Err(format!("cannot resolve {host}: {e}")))?;
+    for addr in addrs {
+        if is_private(addr.ip()) {
+            return Err(Ok(DestinationConfigError::PrivateAddress { index, addr: addr.ip() }));
+        }
+    }
+    Ok(())
+}
+
+impl KafkaDestinationConfig {
+    fn validate(&self, index: usize) -> Result<(), DestinationConfigError> {
+        let bad = |reason: String| DestinationConfigError::BadBrokers { index, reason };
+        if self.topic.trim().is_empty() {
+            return Err(DestinationConfigError::Empty { index, field: "topic" });
+        }
+        if self.batch_max_events == 0 {
+            return Err(DestinationConfigError::Zero {
+                index,
+                field: "batch_max_events",
+            });
+        }
+        if self.timeout_ms == 0 {
+            return Err(DestinationConfigError::Zero {
+                index,
+                field: "timeout_ms",
+            });
+        }
+        let brokers: Vec<&str> = self
+            .brokers
+            .split(',')
+            .map(str::trim)
+            .filter(|b| !b.is_empty())
+            .collect();
+        if brokers.is_empty() {
+            return Err(bad("no broker listed".into()));
+        }
+        for broker in brokers {
+            let (host, port) = broker
+                .rsplit_once(':')
+                .ok_or_else(|| bad(format!("{broker:?} is not host:port")))?;
+            let port: u16 = port.parse().map_err(|_| bad(format!("{broker:?} has no valid port")))?;
+            if !self.allow_private_network {
+                check_public(index, host, port).map_err(|error| error.unwrap_or_else(&bad))?;
             }
         }
         Ok(())
@@ -363,5 +453,41 @@ mod tests {
         for secret in ["very-secret", "token-123", "pass", "key=abc"] {
             assert!(!printed.contains(secret), "{secret} leaked in {printed}");
         }
+    }
+
+    #[test]
+    fn kafka_destinations_check_their_brokers_and_hide_their_options() {
+        let kafka = |brokers: &str, allow: bool| DestinationConfig {
+            kind: DestinationKind::Kafka(KafkaDestinationConfig {
+                brokers: brokers.into(),
+                topic: "events".into(),
+                options: BTreeMap::from([("sasl.password".to_string(), "hunter2".to_string())]),
+                timeout_ms: 1000,
+                batch_max_events: 10,
+                allow_private_network: allow,
+            }),
+            ..webhook("http://203.0.113.10/", false)
+        };
+        let error = kafka("127.0.0.1:9092", false)
+            .validate(0, &["web"])
+            .expect_err("loopback refused");
+        assert!(
+            matches!(error, DestinationConfigError::PrivateAddress { .. }),
+            "{error}"
+        );
+        assert!(kafka("127.0.0.1:9092", true).validate(0, &["web"]).is_ok());
+        let error = kafka("no-port", true).validate(1, &["web"]).expect_err("refused");
+        assert!(error.to_string().starts_with("destinations[1].brokers"), "{error}");
+        let config = kafka("127.0.0.1:9092", true);
+        let printed = format!("{config:?}");
+        assert!(!printed.contains("hunter2"), "{printed}");
+        let DestinationKind::Kafka(inner) = &config.kind else {
+            unreachable!("built as kafka")
+        };
+        let printed = format!("{inner:?}");
+        assert!(
+            !printed.contains("hunter2") && printed.contains("sasl.password"),
+            "{printed}"
+        );
     }
 }

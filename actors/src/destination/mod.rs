@@ -4,9 +4,13 @@
 
 mod actor;
 mod breaker;
+mod client;
 pub mod config;
+pub mod kafka;
 mod retry;
 pub mod webhook;
 
 pub use actor::{DestinationActor, DestinationStats, GetDestinationStats};
-pub use config::{BlackholeConfig, DestinationConfig, DestinationKind, RetryConfig, WebhookConfig};
+pub use config::{
+    BlackholeConfig, DestinationConfig, DestinationKind, KafkaDestinationConfig, RetryConfig, WebhookConfig,
+};

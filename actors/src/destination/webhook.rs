@@ -24,14 +24,14 @@ pub struct DeliveryError {
 }
 
 impl DeliveryError {
-    fn retryable(reason: String) -> Self {
+    pub fn retryable(reason: String) -> Self {
         DeliveryError {
             retryable: true,
             reason,
             retry_after: None,
         }
     }
-    fn permanent(reason: String) -> Self {
+    pub fn permanent(reason: String) -> Self {
         DeliveryError {
             retryable: false,
             reason,
