@@ -323,3 +323,56 @@ async fn a_kafka_destination_receives_the_events_in_the_record_format() {
     ids.dedup();
     assert_eq!(ids.len(), events.len());
 }
+
+#[actix_web::test]
+async fn per_user_ordering_holds_a_users_later_events_while_one_retries() {
+    let setup = setup().await;
+    let receiver = Receiver::start(Behaviour::FailFirst {
+        user: "x",
+        remaining: 1,
+    });
+    let config = write_config(&setup, &[]);
+    let mut text = std::fs::read_to_string(&config).expect("config");
+    text.push_str(&format!(
+        "\n[[destinations]]\nid = \"ordered\"\nsources = [\"shop\"]\nkind = \"webhook\"\nurl = \"{}\"\n\
+         allow_private_network = true\nconcurrency = 4\nordering = \"per_user\"\n\
+         retry = {{ min_backoff_ms = 600, max_backoff_ms = 600 }}\n",
+        receiver.url()
+    ));
+    std::fs::write(&config, text).expect("write config");
+    let switchyard = Switchyard::start("run", &config);
+    let client = awc::Client::default();
+    send_batch(&client, ingest_url(&switchyard), KEY, &[track("warm-up", "w")]).await;
+    receiver.wait_for(Duration::from_secs(30), |c| c.contains_key("warm-up"));
+
+    for i in 1..=5 {
+        send_batch(&client, ingest_url(&switchyard), KEY, &[track(&format!("x-{i}"), "x")]).await;
+        send_batch(&client, ingest_url(&switchyard), KEY, &[track(&format!("y-{i}"), "y")]).await;
+    }
+    receiver.wait_for(Duration::from_secs(30), |c| {
+        (1..=5).all(|i| c.contains_key(&format!("x-{i}")))
+    });
+    let arrivals = receiver.arrivals();
+    let order = |user: &str| -> Vec<String> {
+        arrivals
+            .iter()
+            .map(|(id, _)| id.clone())
+            .filter(|id| id.starts_with(user))
+            .collect()
+    };
+    assert_eq!(
+        order("x-"),
+        ["x-1", "x-2", "x-3", "x-4", "x-5"],
+        "x's events in order despite the retry"
+    );
+    assert_eq!(order("y-"), ["y-1", "y-2", "y-3", "y-4", "y-5"]);
+    assert_eq!(receiver.refused(), 1, "x's first request failed once");
+    let at = |id: &str| {
+        arrivals
+            .iter()
+            .find(|(a, _)| a == id)
+            .map(|(_, t)| *t)
+            .expect("arrived")
+    };
+    assert!(at("y-5") < at("x-1"), "y was not held back by x's retry");
+}

@@ -129,6 +129,7 @@ fn destination(kind: DestinationKind) -> DestinationConfig {
         max_buffered_events: 20_000,
         breaker_failures: 5,
         breaker_cooldown_ms: 1_000,
+        ordering: Default::default(),
     }
 }
 

@@ -3,7 +3,7 @@
 //! circuit breaker, and dead-letters what can't be delivered. Nothing it does waits on
 //! another destination, and nothing another destination does waits on it.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,7 +13,7 @@ use switchyard_schemas::Event;
 
 use super::breaker::{Breaker, BreakerState};
 use super::client::Client;
-use super::config::{DestinationConfig, DestinationKind};
+use super::config::{DestinationConfig, DestinationKind, Ordering};
 use super::retry;
 use super::webhook::DeliveryError;
 use crate::ack::Ack;
@@ -56,6 +56,8 @@ pub struct DestinationActor {
     delayed: BTreeMap<(Instant, u64), Pending>,
     sequence: u64,
     in_flight: usize,
+    /// With per-user ordering: events in flight or waiting for a retry, per user.
+    busy_users: HashMap<String, usize>,
     breaker: Breaker,
     wakeup: Option<(Instant, SpawnHandle)>,
     stats: DestinationStats,
@@ -93,6 +95,7 @@ impl DestinationActor {
             delayed: BTreeMap::new(),
             sequence: 0,
             in_flight: 0,
+            busy_users: HashMap::new(),
             breaker,
             wakeup: None,
             stats: DestinationStats::default(),
@@ -110,6 +113,8 @@ impl DestinationActor {
         let due: Vec<(Instant, u64)> = self.delayed.range(..=(now, u64::MAX)).map(|(key, _)| *key).collect();
         for key in due.into_iter().rev() {
             if let Some(pending) = self.delayed.remove(&key) {
+                // Back at the front of the line: the user's first event again.
+                self.release_user(&pending);
                 self.ready.push_front(pending);
             }
         }
@@ -119,7 +124,13 @@ impl DestinationActor {
                 break;
             }
             let take = client.batch_max_events().min(self.ready.len());
-            let batch: Vec<Pending> = self.ready.drain(..take).collect();
+            let batch: Vec<Pending> = match self.config.ordering {
+                Ordering::None => self.ready.drain(..take).collect(),
+                Ordering::PerUser => self.take_in_user_order(take),
+            };
+            if batch.is_empty() {
+                break;
+            }
             let events: Vec<Arc<Event>> = batch.iter().map(|p| p.event.clone()).collect();
             self.in_flight += batch.len();
             let request = client.send(Arc::from(self.source_id.as_str()), events);
@@ -134,6 +145,46 @@ impl DestinationActor {
         self.load.set(self.stats.buffered);
         self.stats.in_flight = self.in_flight;
         self.stats.circuit_open = matches!(self.breaker.state(), BreakerState::Open { .. });
+    }
+
+    fn user_of(pending: &Pending) -> &str {
+        pending.event.user_key().unwrap_or_default()
+    }
+
+    /// Up to `max` ready events whose users have nothing in flight or waiting, keeping
+    /// each user's events in their order; they count as busy until finished.
+    fn take_in_user_order(&mut self, max: usize) -> Vec<Pending> {
+        let mut taken = Vec::new();
+        let mut skipped_users: HashSet<String> = HashSet::new();
+        let mut kept = VecDeque::with_capacity(self.ready.len());
+        while let Some(pending) = self.ready.pop_front() {
+            let user = Self::user_of(&pending);
+            let blocked = self.busy_users.contains_key(user) || skipped_users.contains(user);
+            if taken.len() < max && !blocked {
+                taken.push(pending);
+            } else {
+                skipped_users.insert(user.to_string());
+                kept.push_back(pending);
+            }
+        }
+        self.ready = kept;
+        for pending in &taken {
+            *self.busy_users.entry(Self::user_of(pending).to_string()).or_default() += 1;
+        }
+        taken
+    }
+
+    fn release_user(&mut self, pending: &Pending) {
+        if self.config.ordering != Ordering::PerUser {
+            return;
+        }
+        let user = Self::user_of(pending);
+        if let Some(count) = self.busy_users.get_mut(user) {
+            *count -= 1;
+            if *count == 0 {
+                self.busy_users.remove(user);
+            }
+        }
     }
 
     /// One timer for the earliest moment something can move again.
@@ -168,6 +219,7 @@ impl DestinationActor {
                 self.breaker.success();
                 self.stats.delivered += batch.len() as u64;
                 for pending in batch {
+                    self.release_user(&pending);
                     pending.ack.done();
                 }
             }
@@ -179,6 +231,10 @@ impl DestinationActor {
                     reason = %error.reason, events = batch.len(), "delivery failed, will retry"
                 );
                 let window = Duration::from_secs(self.config.retry.retry_window_secs);
+                // One retry time for the whole batch: its events come back together and
+                // in their order, which per-user ordering relies on.
+                let attempts = batch.iter().map(|p| p.attempts + 1).max().unwrap_or(1);
+                let at = now + retry::delay(&self.config.retry, attempts, error.retry_after);
                 for mut pending in batch {
                     pending.attempts += 1;
                     pending.last_error = Some(error.reason.clone());
@@ -188,7 +244,6 @@ impl DestinationActor {
                         continue;
                     }
                     self.stats.retried += 1;
-                    let at = now + retry::delay(&self.config.retry, pending.attempts, error.retry_after);
                     self.sequence += 1;
                     self.delayed.insert((at, self.sequence), pending);
                 }
@@ -207,6 +262,7 @@ impl DestinationActor {
     }
 
     fn dead_letter(&mut self, pending: Pending, reason: String) {
+        self.release_user(&pending);
         self.stats.dead_lettered += 1;
         tracing::warn!(
             source_id = %self.source_id, destination_id = %self.config.id,

@@ -29,6 +29,19 @@ pub struct DestinationConfig {
     /// How long an open breaker waits before a trial request.
     #[serde(default = "default_breaker_cooldown_ms")]
     pub breaker_cooldown_ms: u64,
+    /// `per_user`: while one of a user's events is in flight or waiting to be retried,
+    /// that user's later events wait too, so they arrive in order. Other users go on.
+    #[serde(default)]
+    pub ordering: Ordering,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Ordering {
+    /// Fastest: retries can overtake later events.
+    #[default]
+    None,
+    PerUser,
 }
 
 /// Debug goes through [`WebhookConfig`]'s, which hides credentials.
@@ -405,6 +418,7 @@ mod tests {
             max_buffered_events: 10,
             breaker_failures: 3,
             breaker_cooldown_ms: 100,
+            ordering: Ordering::None,
         }
     }
 

@@ -12,5 +12,5 @@ pub mod webhook;
 
 pub use actor::{DestinationActor, DestinationStats, GetDestinationStats};
 pub use config::{
-    BlackholeConfig, DestinationConfig, DestinationKind, KafkaDestinationConfig, RetryConfig, WebhookConfig,
+    BlackholeConfig, DestinationConfig, DestinationKind, KafkaDestinationConfig, Ordering, RetryConfig, WebhookConfig,
 };

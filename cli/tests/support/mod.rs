@@ -25,6 +25,11 @@ pub enum Behaviour {
     RefuseBad,
     /// 200 after this long.
     Slow(Duration),
+    /// 500 for the first `remaining` requests carrying an event of `user`, then 200.
+    FailFirst {
+        user: &'static str,
+        remaining: u32,
+    },
 }
 
 /// A webhook receiver on 127.0.0.1; keeps each accepted messageId with its arrival time.
@@ -128,7 +133,17 @@ async fn answer(arrivals: &Mutex<Vec<(String, Instant)>>, behaviour: &Mutex<Beha
         Some(Value::Array(batch)) => batch.clone(),
         _ => vec![value],
     };
-    let behaviour = *behaviour.lock().expect("not poisoned");
+    let behaviour = {
+        let mut current = behaviour.lock().expect("not poisoned");
+        if let Behaviour::FailFirst { user, remaining } = &mut *current
+            && *remaining > 0
+            && events.iter().any(|e| e["userId"] == *user)
+        {
+            *remaining -= 1;
+            return HttpResponse::InternalServerError().body("failing this user's first request");
+        }
+        *current
+    };
     match behaviour {
         Behaviour::FailUntil(until) if Instant::now() < until => {
             return HttpResponse::InternalServerError().body("down for maintenance");
