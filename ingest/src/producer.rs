@@ -2,7 +2,6 @@
 
 use std::time::Duration;
 
-use rdkafka::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
@@ -58,20 +57,15 @@ impl std::fmt::Debug for KafkaSink {
 
 impl KafkaSink {
     pub fn new(config: &KafkaConfig) -> Result<Self, SinkSetupError> {
-        let mut client = ClientConfig::new();
-        client
-            .set("bootstrap.servers", &config.brokers)
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("linger.ms", "2")
-            .set("batch.num.messages", "10000")
-            .set("queue.buffering.max.messages", QUEUE_CAPACITY.to_string())
-            .set("queue.buffering.max.kbytes", "1048576")
-            .set("message.timeout.ms", config.delivery_timeout_ms.to_string())
-            .set("broker.address.family", "v4");
-        for (key, value) in &config.options {
-            client.set(key, value);
-        }
+        let capacity = QUEUE_CAPACITY.to_string();
+        let tuning = [
+            ("linger.ms", "2"),
+            ("batch.num.messages", "10000"),
+            ("queue.buffering.max.messages", capacity.as_str()),
+            ("queue.buffering.max.kbytes", "1048576"),
+        ];
+        let client =
+            switchyard_kafka::durable_producer(&config.brokers, config.delivery_timeout_ms, &tuning, &config.options);
         Ok(KafkaSink {
             producer: client.create()?,
             topic: config.topic.clone(),

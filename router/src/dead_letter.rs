@@ -3,7 +3,6 @@
 //! done. The producer retries without a deadline, so nothing is dropped on the way.
 
 use actix::prelude::*;
-use rdkafka::ClientConfig;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -35,17 +34,8 @@ impl std::fmt::Debug for DeadLetterWriter {
 
 impl DeadLetterWriter {
     pub fn new(kafka: &KafkaConfig, topic: &str) -> Result<Self, KafkaError> {
-        let mut client = ClientConfig::new();
-        client
-            .set("bootstrap.servers", &kafka.brokers)
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            // 0: librdkafka keeps retrying until the broker takes the record.
-            .set("message.timeout.ms", "0")
-            .set("broker.address.family", "v4");
-        for (key, value) in &kafka.options {
-            client.set(key, value);
-        }
+        // A message timeout of 0: librdkafka keeps retrying until the broker takes it.
+        let client = switchyard_kafka::durable_producer(&kafka.brokers, 0, &[], &kafka.options);
         Ok(DeadLetterWriter {
             producer: client.create()?,
             topic: topic.to_string(),

@@ -88,17 +88,18 @@ pub enum ConfigError {
     EmptyKafkaField { field: &'static str },
 }
 
+/// Ids of sources and destinations: 1-64 letters, digits, `-` or `_`, because they
+/// appear in record keys, header values and object paths.
+pub fn is_valid_id(id: &str) -> bool {
+    (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 /// Checks a source list before any IO: ids, keys and rate limits.
 pub fn validate_sources(sources: &[SourceConfig], max_batch_events: u32) -> Result<(), ConfigError> {
     let mut ids = std::collections::HashSet::new();
     let mut keys = std::collections::HashSet::new();
     for (index, source) in sources.iter().enumerate() {
-        let id_ok = (1..=64).contains(&source.id.len())
-            && source
-                .id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        if !id_ok {
+        if !is_valid_id(&source.id) {
             return Err(ConfigError::BadSourceId {
                 index,
                 id: source.id.clone(),

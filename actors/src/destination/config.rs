@@ -258,12 +258,7 @@ pub enum DestinationConfigError {
 impl DestinationConfig {
     /// Checks the settings; resolves webhook hosts to refuse private addresses.
     pub fn validate(&self, index: usize, known_sources: &[&str]) -> Result<(), DestinationConfigError> {
-        let id_ok = (1..=64).contains(&self.id.len())
-            && self
-                .id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        if !id_ok {
+        if !switchyard_schemas::config::is_valid_id(&self.id) {
             return Err(DestinationConfigError::BadId {
                 index,
                 id: self.id.clone(),
@@ -305,23 +300,29 @@ impl WebhookConfig {
         }
         let host = url.host_str().ok_or_else(|| bad("no host".into()))?;
         let port = url.port_or_known_default().unwrap_or(443);
-        if self.batch_max_events == 0 {
-            return Err(DestinationConfigError::Zero {
-                index,
-                field: "batch_max_events",
-            });
-        }
-        if self.timeout_ms == 0 {
-            return Err(DestinationConfigError::Zero {
-                index,
-                field: "timeout_ms",
-            });
-        }
+        positive(index, self.batch_max_events, self.timeout_ms)?;
         if self.allow_private_network {
             return Ok(());
         }
         check_public(index, host, port).map_err(|error| error.unwrap_or_else(bad))
     }
+}
+
+/// The per-request settings every client kind has.
+fn positive(index: usize, batch_max_events: usize, timeout_ms: u64) -> Result<(), DestinationConfigError> {
+    if batch_max_events == 0 {
+        return Err(DestinationConfigError::Zero {
+            index,
+            field: "batch_max_events",
+        });
+    }
+    if timeout_ms == 0 {
+        return Err(DestinationConfigError::Zero {
+            index,
+            field: "timeout_ms",
+        });
+    }
+    Ok(())
 }
 
 /// Resolves `host` and refuses it if any address is loopback, private or link-local.
@@ -344,18 +345,7 @@ impl KafkaDestinationConfig {
         if self.topic.trim().is_empty() {
             return Err(DestinationConfigError::Empty { index, field: "topic" });
         }
-        if self.batch_max_events == 0 {
-            return Err(DestinationConfigError::Zero {
-                index,
-                field: "batch_max_events",
-            });
-        }
-        if self.timeout_ms == 0 {
-            return Err(DestinationConfigError::Zero {
-                index,
-                field: "timeout_ms",
-            });
-        }
+        positive(index, self.batch_max_events, self.timeout_ms)?;
         let brokers: Vec<&str> = self
             .brokers
             .split(',')

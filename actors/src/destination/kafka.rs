@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -30,17 +29,12 @@ impl std::fmt::Debug for KafkaClient {
 
 impl KafkaClient {
     pub fn new(config: &KafkaDestinationConfig) -> Result<Self, KafkaError> {
-        let mut client = ClientConfig::new();
-        client
-            .set("bootstrap.servers", &config.brokers)
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("linger.ms", "5")
-            .set("message.timeout.ms", config.timeout_ms.to_string())
-            .set("broker.address.family", "v4");
-        for (key, value) in &config.options {
-            client.set(key, value);
-        }
+        let client = switchyard_kafka::durable_producer(
+            &config.brokers,
+            config.timeout_ms,
+            &[("linger.ms", "5")],
+            &config.options,
+        );
         Ok(KafkaClient {
             producer: client.create()?,
             topic: Arc::from(config.topic.as_str()),
