@@ -10,6 +10,8 @@ use crate::ack::Ack;
 pub enum Stage {
     /// Refused by validation (a record from an external producer).
     Validate,
+    /// A transform failed on it.
+    Transform,
     /// A destination refused it (4xx) or the retry window ran out.
     Deliver,
 }
@@ -18,6 +20,7 @@ impl Stage {
     pub fn as_str(self) -> &'static str {
         match self {
             Stage::Validate => "validate",
+            Stage::Transform => "transform",
             Stage::Deliver => "deliver",
         }
     }

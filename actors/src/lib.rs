@@ -11,9 +11,11 @@ pub mod dedup;
 pub mod destination;
 pub mod log_destination;
 pub mod source;
+pub mod transform;
 
 pub use ack::{Ack, Completion};
 pub use dead_letter::{DeadLetter, Stage};
 pub use destination::{DestinationActor, DestinationConfig, DestinationStats, GetDestinationStats};
 pub use log_destination::LogDestination;
 pub use source::{DedupSettings, GetStats, Inbound, Load, Outcome, Route, Routed, SourceSupervisor, SupervisorStats};
+pub use transform::{Transform, TransformConfig};

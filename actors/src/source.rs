@@ -14,6 +14,7 @@ use switchyard_schemas::{Event, validate};
 use crate::ack::Ack;
 use crate::dead_letter::{DeadLetter, Stage};
 use crate::dedup::Dedup;
+use crate::transform::{Transform, Transformed};
 
 /// A record of this source as read from Kafka.
 #[derive(Debug, Message)]
@@ -71,9 +72,15 @@ pub struct Route {
 /// What became of one inbound record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    Delivered { destinations: usize },
+    Delivered {
+        destinations: usize,
+    },
     Duplicate,
-    Rejected { reason: String },
+    /// Dropped on purpose by a transform (a condition or sampling).
+    Filtered,
+    Rejected {
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -81,6 +88,7 @@ pub struct SupervisorStats {
     pub received: u64,
     pub delivered: u64,
     pub duplicates: u64,
+    pub filtered: u64,
     pub rejected: u64,
 }
 
@@ -109,6 +117,7 @@ pub struct SourceSupervisor {
     routes: Vec<Route>,
     dead_letters: Recipient<DeadLetter>,
     dedup: Dedup,
+    transform: Transform,
     stats: SupervisorStats,
 }
 
@@ -134,8 +143,48 @@ impl SourceSupervisor {
             routes,
             dead_letters,
             dedup: Dedup::new(dedup.window, dedup.capacity),
+            transform: Transform::default(),
             stats: SupervisorStats::default(),
         }
+    }
+
+    /// The source's own transforms, applied before the fan-out.
+    pub fn with_transform(mut self, transform: Transform) -> Self {
+        self.transform = transform;
+        self
+    }
+
+    /// Sends a record to the dead-letter topic; its share is done once Kafka has it.
+    fn reject(
+        &mut self,
+        stage: Stage,
+        reason: String,
+        message_id: Option<String>,
+        value: Vec<u8>,
+        ack: Ack,
+    ) -> AtomicResponse<Self, Outcome> {
+        self.stats.rejected += 1;
+        tracing::warn!(source_id = %self.source_id, stage = stage.as_str(), %reason, "record rejected");
+        let letter = DeadLetter {
+            source_id: self.source_id.to_string(),
+            destination_id: None,
+            stage,
+            reason: reason.clone(),
+            attempts: 0,
+            message_id,
+            value,
+            ack,
+        };
+        let send = self.dead_letters.send(letter);
+        AtomicResponse::new(Box::pin(
+            async move {
+                if let Err(error) = send.await {
+                    tracing::error!(%error, "dead-letter writer unavailable; the record will be redelivered");
+                }
+            }
+            .into_actor(self)
+            .map(move |_, _, _| Outcome::Rejected { reason }),
+        ))
     }
 
     fn check(&self, message: &Inbound) -> Result<Event, String> {
@@ -170,28 +219,8 @@ impl Handler<Inbound> for SourceSupervisor {
         let event = match self.check(&message) {
             Ok(event) => event,
             Err(reason) => {
-                self.stats.rejected += 1;
-                tracing::warn!(source_id = %self.source_id, %reason, "record rejected");
-                let letter = DeadLetter {
-                    source_id: self.source_id.to_string(),
-                    destination_id: None,
-                    stage: Stage::Validate,
-                    reason: reason.clone(),
-                    attempts: 0,
-                    message_id: message.headers.message_id.clone(),
-                    value: message.value,
-                    ack: message.ack,
-                };
-                let send = self.dead_letters.send(letter);
-                return AtomicResponse::new(Box::pin(
-                    async move {
-                        if let Err(error) = send.await {
-                            tracing::error!(%error, "dead-letter writer unavailable; the record will be redelivered");
-                        }
-                    }
-                    .into_actor(self)
-                    .map(move |_, _, _| Outcome::Rejected { reason }),
-                ));
+                let message_id = message.headers.message_id.clone();
+                return self.reject(Stage::Validate, reason, message_id, message.value, message.ack);
             }
         };
         if let Some(id) = event.message_id()
@@ -201,7 +230,24 @@ impl Handler<Inbound> for SourceSupervisor {
             message.ack.done();
             return AtomicResponse::new(Box::pin(fut::ready(Outcome::Duplicate)));
         }
-        let event = Arc::new(event);
+        let event = match self.transform.apply(event) {
+            Ok(Transformed::Keep(event)) => Arc::new(event),
+            Ok(Transformed::Filtered) => {
+                self.stats.filtered += 1;
+                message.ack.done();
+                return AtomicResponse::new(Box::pin(fut::ready(Outcome::Filtered)));
+            }
+            Err(error) => {
+                let message_id = message.headers.message_id.clone();
+                return self.reject(
+                    Stage::Transform,
+                    error.to_string(),
+                    message_id,
+                    message.value,
+                    message.ack,
+                );
+            }
+        };
         // Hand over without waiting where there is room; only a full destination (or
         // mailbox) makes this record, and so this source, wait.
         let mut waiting: Vec<(Route, Routed)> = Vec::new();
@@ -345,6 +391,7 @@ mod tests {
                 received: 3,
                 delivered: 1,
                 duplicates: 1,
+                filtered: 0,
                 rejected: 1
             }
         );

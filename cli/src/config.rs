@@ -5,7 +5,7 @@ use std::path::Path;
 
 use anyhow::{Context, bail};
 use serde::Deserialize;
-use switchyard_actors::{DedupSettings, DestinationConfig};
+use switchyard_actors::{DedupSettings, DestinationConfig, Transform, TransformConfig};
 use switchyard_ingest::IngestConfig;
 use switchyard_schemas::config::{KafkaConfig, SourceConfig, validate_sources};
 
@@ -20,9 +20,19 @@ pub struct Config {
     #[serde(default)]
     pub router: RouterConfig,
     #[serde(default)]
-    pub sources: Vec<SourceConfig>,
+    pub sources: Vec<SourceEntry>,
     #[serde(default)]
     pub destinations: Vec<DestinationConfig>,
+}
+
+/// A source and its own transforms. Unknown keys are refused by [`SourceConfig`]
+/// (serde can't combine `deny_unknown_fields` with `flatten` on this level).
+#[derive(Debug, Clone, Deserialize)]
+pub struct SourceEntry {
+    #[serde(flatten)]
+    pub source: SourceConfig,
+    #[serde(default)]
+    pub transforms: Vec<TransformConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -75,6 +85,17 @@ fn default_dedup_capacity() -> usize {
 }
 
 impl Config {
+    pub fn source_configs(&self) -> Vec<SourceConfig> {
+        self.sources.iter().map(|entry| entry.source.clone()).collect()
+    }
+
+    pub fn source_transforms(&self) -> std::collections::HashMap<String, Vec<TransformConfig>> {
+        self.sources
+            .iter()
+            .map(|entry| (entry.source.id.clone(), entry.transforms.clone()))
+            .collect()
+    }
+
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
@@ -91,12 +112,17 @@ impl Config {
             bail!("sources: at least one [[sources]] entry is needed");
         }
         let max_batch = u32::try_from(self.ingest.max_batch_events).unwrap_or(u32::MAX);
-        validate_sources(&self.sources, max_batch)?;
+        validate_sources(&self.source_configs(), max_batch)?;
+        for (index, entry) in self.sources.iter().enumerate() {
+            Transform::compile(&entry.transforms).map_err(|error| anyhow::anyhow!("sources[{index}].{error}"))?;
+        }
         self.ingest.validate()?;
-        let source_ids: Vec<&str> = self.sources.iter().map(|s| s.id.as_str()).collect();
+        let source_ids: Vec<&str> = self.sources.iter().map(|s| s.source.id.as_str()).collect();
         let mut destination_ids = std::collections::HashSet::new();
         for (index, destination) in self.destinations.iter().enumerate() {
             destination.validate(index, &source_ids)?;
+            Transform::compile(&destination.transforms)
+                .map_err(|error| anyhow::anyhow!("destinations[{index}].{error}"))?;
             if !destination_ids.insert(destination.id.as_str()) {
                 bail!("destinations[{index}].id {:?} appears twice", destination.id);
             }

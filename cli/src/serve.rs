@@ -73,11 +73,12 @@ async fn serve(config: Config, kafka_brokers: Option<String>, roles: Roles) -> a
             .context("cannot create the dead-letter producer")?
             .start();
         let topology = Topology::start(
-            &config.sources,
+            &config.source_configs(),
+            &config.source_transforms(),
             &config.destinations,
             writer.recipient(),
             config.router.dedup(),
-        );
+        )?;
         Some(RouterConsumer::start(&kafka, &config.router.group_id, topology)?)
     } else {
         None
@@ -85,7 +86,7 @@ async fn serve(config: Config, kafka_brokers: Option<String>, roles: Roles) -> a
 
     if roles.ingest {
         let state = Arc::new(IngestState {
-            sources: SourceRegistry::new(&config.sources, config.ingest.max_batch_events),
+            sources: SourceRegistry::new(&config.source_configs(), config.ingest.max_batch_events),
             sink: KafkaSink::new(&kafka)?,
             limits: config.ingest.limits(),
             trust_forwarded_for: config.ingest.trust_forwarded_for,
@@ -95,7 +96,7 @@ async fn serve(config: Config, kafka_brokers: Option<String>, roles: Roles) -> a
         tracing::info!(addr = %bound.addr, tls = bound.tls, sources = state.sources.len(), topic = %kafka.topic, "ingest listening");
         // A line on stdout for scripts and tests that start us on port 0.
         println!("ingest listening on {scheme}://{}", bound.addr);
-        if let Some(source) = config.sources.first().filter(|_| !bound.tls) {
+        if let Some(source) = config.sources.first().map(|entry| &entry.source).filter(|_| !bound.tls) {
             tracing::info!(
                 "try: curl -u {}: {scheme}://{}/v1/track -H 'content-type: application/json' -d '{{\"userId\":\"user-1\",\"event\":\"Signed Up\"}}'",
                 source.write_key,

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use rdkafka::Message;
-use support::{Behaviour, Receiver, Switchyard, percentile, send_batch, track};
+use support::{Behaviour, Receiver, Switchyard, percentile, received_event, send_batch, track};
 use switchyard_testkit::{Tansu, header, read_records, unique_topic};
 
 const KEY: &str = "route-write-key-0123456789";
@@ -375,4 +375,90 @@ async fn per_user_ordering_holds_a_users_later_events_while_one_retries() {
             .expect("arrived")
     };
     assert!(at("y-5") < at("x-1"), "y was not held back by x's retry");
+}
+
+#[actix_web::test]
+async fn source_and_destination_transforms_filter_and_scrub_events() {
+    let setup = setup().await;
+    let receiver = Receiver::start(Behaviour::Healthy);
+    let config = write_config(&setup, &[]);
+    let text = std::fs::read_to_string(&config).expect("config").replace(
+        &format!("write_key = \"{KEY}\"\n"),
+        &format!(
+            "write_key = \"{KEY}\"\ntransforms = [{{ op = \"drop_if\", condition = '.properties.internal == true' }}]\n"
+        ),
+    );
+    let text = format!(
+        "{text}\n[[destinations]]\nid = \"scrubbed\"\nsources = [\"shop\"]\nkind = \"webhook\"\nurl = \"{}\"\n\
+         allow_private_network = true\ntransforms = [\n  {{ op = \"hash\", fields = [\"properties.email\"], salt = \"pepper-123\" }},\n\
+         {{ op = \"redact\", fields = [\"context.ip\"] }},\n  {{ op = \"drop_fields\", fields = [\"userId\"] }},\n]\n",
+        receiver.url()
+    );
+    std::fs::write(&config, text).expect("write config");
+    let switchyard = Switchyard::start("run", &config);
+    let client = awc::Client::default();
+    let event = |id: &str, internal: bool| {
+        serde_json::json!({"type": "track", "userId": "u-1", "anonymousId": "a-1", "event": "Signed Up", "messageId": id,
+                           "properties": {"email": "ada@example.com", "internal": internal}})
+    };
+    send_batch(
+        &client,
+        ingest_url(&switchyard),
+        KEY,
+        &[event("kept", false), event("internal", true)],
+    )
+    .await;
+    // userId dropped on a track: still valid through its anonymousId. Dropping it from an
+    // event without one would make it invalid: that one is dead-lettered with the reason.
+    send_batch(&client, ingest_url(&switchyard), KEY, &[track("broken", "u-2")]).await;
+    send_batch(&client, ingest_url(&switchyard), KEY, &[event("sentinel", false)]).await;
+
+    let counts = receiver.wait_for(Duration::from_secs(30), |c| c.contains_key("sentinel"));
+    assert!(
+        counts.contains_key("kept") && !counts.contains_key("internal") && !counts.contains_key("broken"),
+        "{counts:?}"
+    );
+    let kept = received_event("kept").expect("kept arrived");
+    assert_eq!(
+        kept["properties"]["email"].as_str().map(str::len),
+        Some(64),
+        "hashed: {kept}"
+    );
+    assert_eq!(kept["context"]["ip"], "[redacted]");
+    assert!(kept.get("userId").is_none() && kept["anonymousId"] == "a-1");
+
+    let letters = read_records(&setup.broker.brokers(), &setup.dead_letters, 1, Duration::from_secs(30));
+    assert_eq!(letters.len(), 1);
+    assert_eq!(
+        header(&letters[0], "switchyard-dead-letter-stage").as_deref(),
+        Some("transform")
+    );
+    assert_eq!(header(&letters[0], "switchyard-message-id").as_deref(), Some("broken"));
+    let reason = header(&letters[0], "switchyard-dead-letter-reason").unwrap_or_default();
+    assert!(reason.contains("no longer valid"), "{reason}");
+}
+
+#[test]
+fn a_bad_condition_stops_the_start_with_its_position() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("bad.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[ingest]\nallow_plain_http = true\n\n[[sources]]\nid = \"shop\"\nwrite_key = \"{KEY}\"\n\
+             transforms = [{{ op = \"drop_if\", condition = '.event == ' }}]\n"
+        ),
+    )
+    .expect("write config");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["check-config", "--config"])
+        .arg(&config)
+        .output()
+        .expect("run switchyard");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("sources[0].transforms[0]: condition") && stderr.contains(":1:"),
+        "{stderr}"
+    );
 }

@@ -15,7 +15,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use switchyard_actors::destination::{BlackholeConfig, DestinationKind, RetryConfig, WebhookConfig};
-use switchyard_actors::{DedupSettings, DestinationConfig};
+use switchyard_actors::{DedupSettings, DestinationConfig, TransformConfig};
 use switchyard_router::{DeadLetterWriter, RouterConsumer, Topology};
 use switchyard_schemas::config::{KafkaConfig, SourceConfig};
 
@@ -130,6 +130,7 @@ fn destination(kind: DestinationKind) -> DestinationConfig {
         breaker_failures: 5,
         breaker_cooldown_ms: 1_000,
         ordering: Default::default(),
+        transforms: Vec::new(),
     }
 }
 
@@ -154,7 +155,14 @@ async fn router(
         window: Duration::from_secs(60),
         capacity: 0,
     };
-    let topology = Topology::start(&sources, &[destination(kind)], writer.recipient(), dedup);
+    // One transform on the path, as a real source would have: redact an address.
+    let transforms = std::collections::HashMap::from([(
+        "bench".to_string(),
+        vec![TransformConfig::Redact {
+            fields: vec!["context.userAgent".into()],
+        }],
+    )]);
+    let topology = Topology::start(&sources, &transforms, &[destination(kind)], writer.recipient(), dedup)?;
     let consumer = RouterConsumer::start(&kafka, group, topology)?;
     let done = |positions: Vec<(String, i32, i64)>| positions.iter().map(|p| p.2 as usize).sum::<usize>();
     let deadline = Instant::now() + Duration::from_secs(180);

@@ -19,6 +19,7 @@ use super::webhook::DeliveryError;
 use crate::ack::Ack;
 use crate::dead_letter::{DeadLetter, Stage};
 use crate::source::{Load, Routed};
+use crate::transform::{Transform, Transformed};
 
 struct Pending {
     event: Arc<Event>,
@@ -34,6 +35,7 @@ pub struct DestinationStats {
     pub received: u64,
     pub delivered: u64,
     pub retried: u64,
+    pub filtered: u64,
     pub dead_lettered: u64,
     pub buffered: usize,
     pub in_flight: usize,
@@ -51,6 +53,7 @@ pub struct DestinationActor {
     client: Option<Client>,
     dead_letters: Recipient<DeadLetter>,
     load: Arc<Load>,
+    transform: Transform,
     ready: VecDeque<Pending>,
     /// Events waiting for their retry time; the sequence number keeps equal times apart.
     delayed: BTreeMap<(Instant, u64), Pending>,
@@ -91,6 +94,7 @@ impl DestinationActor {
             client: None,
             dead_letters,
             load,
+            transform: Transform::default(),
             ready: VecDeque::new(),
             delayed: BTreeMap::new(),
             sequence: 0,
@@ -100,6 +104,12 @@ impl DestinationActor {
             wakeup: None,
             stats: DestinationStats::default(),
         }
+    }
+
+    /// This destination's own transforms, applied before buffering.
+    pub fn with_transform(mut self, transform: Transform) -> Self {
+        self.transform = transform;
+        self
     }
 
     fn buffered(&self) -> usize {
@@ -261,8 +271,13 @@ impl DestinationActor {
         self.pump(ctx);
     }
 
+    /// An event that was sent (so it held its user's turn) and won't be delivered.
     fn dead_letter(&mut self, pending: Pending, reason: String) {
         self.release_user(&pending);
+        self.dead_letter_at(pending, Stage::Deliver, reason);
+    }
+
+    fn dead_letter_at(&mut self, pending: Pending, stage: Stage, reason: String) {
         self.stats.dead_lettered += 1;
         tracing::warn!(
             source_id = %self.source_id, destination_id = %self.config.id,
@@ -272,7 +287,7 @@ impl DestinationActor {
         let letter = DeadLetter {
             source_id: self.source_id.clone(),
             destination_id: Some(self.config.id.clone()),
-            stage: Stage::Deliver,
+            stage,
             reason: match &pending.last_error {
                 Some(last) if *last != reason => format!("{reason} (last error: {last})"),
                 _ => reason,
@@ -316,8 +331,29 @@ impl Handler<Routed> for DestinationActor {
     type Result = ();
 
     /// Always takes the event: the supervisor held it back while [`Load`] said full.
-    fn handle(&mut self, message: Routed, ctx: &mut Self::Context) {
+    fn handle(&mut self, mut message: Routed, ctx: &mut Self::Context) {
         self.stats.received += 1;
+        if !self.transform.is_empty() {
+            match self.transform.apply(message.event.as_ref().clone()) {
+                Ok(Transformed::Keep(event)) => message.event = Arc::new(event),
+                Ok(Transformed::Filtered) => {
+                    self.stats.filtered += 1;
+                    message.ack.done();
+                    return;
+                }
+                Err(error) => {
+                    let pending = Pending {
+                        event: message.event,
+                        ack: message.ack,
+                        first_seen: Instant::now(),
+                        attempts: 0,
+                        last_error: None,
+                    };
+                    self.dead_letter_at(pending, Stage::Transform, error.to_string());
+                    return;
+                }
+            }
+        }
         if matches!(self.config.kind, DestinationKind::Blackhole(_)) {
             // A blackhole: delivered on arrival.
             self.stats.delivered += 1;

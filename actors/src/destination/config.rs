@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 /// No `deny_unknown_fields` here: serde can't combine it with `flatten`. Unknown keys
 /// still fail, in the flattened kind's settings (which deny them).
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct DestinationConfig {
     /// Letters, digits, `-` and `_`.
     pub id: String,
@@ -29,6 +29,9 @@ pub struct DestinationConfig {
     /// How long an open breaker waits before a trial request.
     #[serde(default = "default_breaker_cooldown_ms")]
     pub breaker_cooldown_ms: u64,
+    /// Applied to each event before it is sent (after the source's own).
+    #[serde(default)]
+    pub transforms: Vec<crate::transform::TransformConfig>,
     /// `per_user`: while one of a user's events is in flight or waiting to be retried,
     /// that user's later events wait too, so they arrive in order. Other users go on.
     #[serde(default)]
@@ -409,6 +412,7 @@ mod tests {
             breaker_failures: 3,
             breaker_cooldown_ms: 100,
             ordering: Ordering::None,
+            transforms: Vec::new(),
         }
     }
 

@@ -15,6 +15,19 @@ use std::time::{Duration, Instant};
 use actix_web::{App, HttpResponse, HttpServer, web};
 use serde_json::Value;
 
+/// Every event any receiver of this test process accepted, whole.
+static EVENTS: Mutex<Vec<Value>> = Mutex::new(Vec::new());
+
+/// The accepted event with this messageId, as the receiver got it.
+pub fn received_event(message_id: &str) -> Option<Value> {
+    EVENTS
+        .lock()
+        .expect("not poisoned")
+        .iter()
+        .find(|e| e["messageId"] == message_id)
+        .cloned()
+}
+
 /// How a receiver answers.
 #[derive(Debug, Clone, Copy)]
 pub enum Behaviour {
@@ -158,6 +171,7 @@ async fn answer(arrivals: &Mutex<Vec<(String, Instant)>>, behaviour: &Mutex<Beha
     let mut arrivals = arrivals.lock().expect("not poisoned");
     for event in events {
         arrivals.push((event["messageId"].as_str().unwrap_or_default().to_string(), now));
+        EVENTS.lock().expect("not poisoned").push(event);
     }
     HttpResponse::Ok().finish()
 }
