@@ -11,7 +11,15 @@ DURATION="${BENCH_DURATION:-10s}"
 CONNECTIONS="${BENCH_CONNECTIONS:-8}"
 WORKERS="${BENCH_WORKERS:-1}"
 TANSU="${TANSU_BIN:-$(command -v tansu || echo "$HOME/.cargo/bin/tansu")}"
-command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 1; }
+if ! command -v wrk >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing wrk (HTTP load generator)..." >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
+  else
+    echo "wrk is missing: install it (Debian: apt-get install wrk)" >&2
+    exit 1
+  fi
+fi
 
 # The whole workspace, as the tests build it: building a subset unifies features
 # differently and would rebuild half the dependency tree.
