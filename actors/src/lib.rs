@@ -17,5 +17,7 @@ pub use ack::{Ack, Completion};
 pub use dead_letter::{DeadLetter, Stage};
 pub use destination::{DestinationActor, DestinationConfig, DestinationStats, GetDestinationStats};
 pub use log_destination::LogDestination;
-pub use source::{DedupSettings, GetStats, Inbound, Load, Outcome, Route, Routed, SourceSupervisor, SupervisorStats};
+pub use source::{
+    DedupSettings, GetStats, Inbound, Load, Outcome, Route, Routed, SetRoutes, SourceSupervisor, SupervisorStats,
+};
 pub use transform::{Transform, TransformConfig};

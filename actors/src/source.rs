@@ -96,6 +96,12 @@ pub struct SupervisorStats {
 #[rtype(result = "SupervisorStats")]
 pub struct GetStats;
 
+/// Replaces the source's destinations (a configuration reload). Records already handed
+/// over stay with the destinations that took them.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct SetRoutes(pub Vec<Route>);
+
 /// How a supervisor remembers messageIds.
 #[derive(Debug, Clone, Copy)]
 pub struct DedupSettings {
@@ -291,6 +297,16 @@ impl Handler<Inbound> for SourceSupervisor {
             wait.into_actor(self)
                 .map(move |_, _, _| Outcome::Delivered { destinations }),
         ))
+    }
+}
+
+impl Handler<SetRoutes> for SourceSupervisor {
+    type Result = ();
+
+    fn handle(&mut self, message: SetRoutes, _ctx: &mut Self::Context) {
+        let ids: Vec<&str> = message.0.iter().map(|route| route.destination_id.as_str()).collect();
+        tracing::info!(source_id = %self.source_id, destinations = ?ids, "source destinations updated");
+        self.routes = message.0;
     }
 }
 

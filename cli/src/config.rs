@@ -27,7 +27,7 @@ pub struct Config {
 
 /// A source and its own transforms. Unknown keys are refused by [`SourceConfig`]
 /// (serde can't combine `deny_unknown_fields` with `flatten` on this level).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct SourceEntry {
     #[serde(flatten)]
     pub source: SourceConfig,

@@ -39,10 +39,15 @@ const LOCAL_PARTITIONS: i32 = 4;
 
 pub fn start(config_path: PathBuf, kafka_brokers: Option<String>, roles: Roles) -> anyhow::Result<()> {
     let config = Config::load(&config_path)?;
-    actix_web::rt::System::new().block_on(serve(config, kafka_brokers, roles))
+    actix_web::rt::System::new().block_on(serve(config_path, config, kafka_brokers, roles))
 }
 
-async fn serve(config: Config, kafka_brokers: Option<String>, roles: Roles) -> anyhow::Result<()> {
+async fn serve(
+    config_path: PathBuf,
+    config: Config,
+    kafka_brokers: Option<String>,
+    roles: Roles,
+) -> anyhow::Result<()> {
     let mut kafka = config.kafka.clone();
     if let Some(brokers) = kafka_brokers {
         kafka.get_or_insert_with(|| KafkaConfig::new("")).brokers = brokers;
@@ -79,6 +84,7 @@ async fn serve(config: Config, kafka_brokers: Option<String>, roles: Roles) -> a
             writer.recipient(),
             config.router.dedup(),
         )?;
+        actix_web::rt::spawn(reload_on_hangup(config_path, config.clone(), topology.clone()));
         Some(RouterConsumer::start(&kafka, &config.router.group_id, topology)?)
     } else {
         None
@@ -131,4 +137,45 @@ async fn shutdown_signal() -> anyhow::Result<()> {
     }
     tracing::info!("stopping");
     Ok(())
+}
+
+/// SIGHUP re-reads the configuration file and applies its destinations: added ones
+/// start, changed ones are replaced, removed ones retire, nothing restarts. Source
+/// changes need a restart (ingest's keys and the consumer's routing depend on them): a
+/// reload that changes sources is refused and says so.
+async fn reload_on_hangup(path: PathBuf, mut current: Config, topology: Topology) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hangup) = signal(SignalKind::hangup()) else {
+        tracing::error!("cannot listen for SIGHUP; configuration reload is off");
+        return;
+    };
+    while hangup.recv().await.is_some() {
+        let next = match Config::load(&path) {
+            Ok(next) => next,
+            Err(error) => {
+                tracing::error!(
+                    error = format!("{error:#}"),
+                    "configuration reload refused; keeping the running one"
+                );
+                continue;
+            }
+        };
+        if next.sources != current.sources {
+            tracing::error!("configuration reload refused: sources changed, which needs a restart");
+            continue;
+        }
+        match topology.reload(&next.destinations).await {
+            Ok(summary) => {
+                tracing::info!(
+                    added = summary.added,
+                    changed = summary.changed,
+                    removed = summary.removed,
+                    unchanged = summary.unchanged,
+                    "configuration reloaded"
+                );
+                current = next;
+            }
+            Err(error) => tracing::error!(%error, "configuration reload refused; keeping the running one"),
+        }
+    }
 }

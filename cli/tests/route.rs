@@ -462,3 +462,50 @@ fn a_bad_condition_stops_the_start_with_its_position() {
         "{stderr}"
     );
 }
+
+#[actix_web::test]
+async fn sighup_swaps_destinations_without_a_restart() {
+    let setup = setup().await;
+    let first = Receiver::start(Behaviour::Healthy);
+    let second = Receiver::start(Behaviour::Healthy);
+    let config = write_config(&setup, &[("first", &first, 2)]);
+    let switchyard = Switchyard::start("run", &config);
+    let client = awc::Client::default();
+    let batch = |prefix: &str| {
+        (0..10)
+            .map(|i| track(&format!("{prefix}-{i}"), &format!("u-{i}")))
+            .collect::<Vec<_>>()
+    };
+    send_batch(&client, ingest_url(&switchyard), KEY, &batch("before")).await;
+    let got = first.wait_for(Duration::from_secs(30), |c| c.len() >= 10);
+    assert_eq!(got.len(), 10);
+
+    // Same source, the destination replaced by another one.
+    std::fs::write(
+        &config,
+        std::fs::read_to_string(write_config(&setup, &[("second", &second, 2)])).expect("config"),
+    )
+    .expect("rewrite config");
+    let pid = switchyard.child.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    actix_web::rt::time::sleep(Duration::from_millis(1500)).await;
+
+    send_batch(&client, ingest_url(&switchyard), KEY, &batch("after")).await;
+    let got = second.wait_for(Duration::from_secs(30), |c| c.len() >= 10);
+    assert!((0..10).all(|i| got.contains_key(&format!("after-{i}"))), "{got:?}");
+    assert!(
+        got.keys().all(|id| id.starts_with("after-")),
+        "the new destination got only later events: {got:?}"
+    );
+    let old = first.counts();
+    assert!(
+        old.keys().all(|id| id.starts_with("before-")),
+        "the removed destination got nothing new: {old:?}"
+    );
+}

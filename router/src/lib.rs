@@ -12,4 +12,4 @@ pub mod topology;
 
 pub use consumer::{ConsumerError, RouterConsumer};
 pub use dead_letter::DeadLetterWriter;
-pub use topology::{Topology, TopologyError};
+pub use topology::{ReloadSummary, Topology, TopologyError};

@@ -47,6 +47,15 @@ pub struct DestinationStats {
 #[rtype(result = "DestinationStats")]
 pub struct GetDestinationStats;
 
+/// The destination left the configuration (`forward_to` is `None`: its buffered events
+/// are finished, no longer wanted) or was replaced (they move to the replacement).
+/// In-flight requests complete first; then the actor stops.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Retire {
+    pub forward_to: Option<Recipient<Routed>>,
+}
+
 pub struct DestinationActor {
     source_id: String,
     config: DestinationConfig,
@@ -63,6 +72,8 @@ pub struct DestinationActor {
     busy_users: HashMap<String, usize>,
     breaker: Breaker,
     wakeup: Option<(Instant, SpawnHandle)>,
+    /// Set once retired: where events go now (`None`: finished, not delivered).
+    retired: Option<Option<Recipient<Routed>>>,
     stats: DestinationStats,
 }
 
@@ -102,6 +113,7 @@ impl DestinationActor {
             busy_users: HashMap::new(),
             breaker,
             wakeup: None,
+            retired: None,
             stats: DestinationStats::default(),
         }
     }
@@ -221,8 +233,42 @@ impl DestinationActor {
         self.wakeup = Some((at, handle));
     }
 
+    /// Hands an event on after retirement: to the replacement, or finished.
+    fn hand_on(&self, pending: Pending) {
+        match &self.retired {
+            Some(Some(replacement)) => {
+                let routed = Routed {
+                    source_id: Arc::from(self.source_id.as_str()),
+                    event: pending.event,
+                    ack: pending.ack,
+                };
+                let send = replacement.send(routed);
+                actix::spawn(async move {
+                    if let Err(error) = send.await {
+                        tracing::error!(%error, "replacement destination unavailable; the record will be redelivered");
+                    }
+                });
+            }
+            _ => pending.ack.done(),
+        }
+    }
+
     fn finished(&mut self, batch: Vec<Pending>, result: Result<(), DeliveryError>, ctx: &mut Context<Self>) {
         self.in_flight -= batch.len();
+        if self.retired.is_some() {
+            let delivered = result.is_ok();
+            for pending in batch {
+                if delivered {
+                    pending.ack.done();
+                } else {
+                    self.hand_on(pending);
+                }
+            }
+            if self.in_flight == 0 {
+                ctx.stop();
+            }
+            return;
+        }
         let now = Instant::now();
         match result {
             Ok(()) => {
@@ -333,6 +379,17 @@ impl Handler<Routed> for DestinationActor {
     /// Always takes the event: the supervisor held it back while [`Load`] said full.
     fn handle(&mut self, mut message: Routed, ctx: &mut Self::Context) {
         self.stats.received += 1;
+        if self.retired.is_some() {
+            let pending = Pending {
+                event: message.event,
+                ack: message.ack,
+                first_seen: Instant::now(),
+                attempts: 0,
+                last_error: None,
+            };
+            self.hand_on(pending);
+            return;
+        }
         if !self.transform.is_empty() {
             match self.transform.apply(message.event.as_ref().clone()) {
                 Ok(Transformed::Keep(event)) => message.event = Arc::new(event),
@@ -368,6 +425,33 @@ impl Handler<Routed> for DestinationActor {
             last_error: None,
         });
         self.pump(ctx);
+    }
+}
+
+impl Handler<Retire> for DestinationActor {
+    type Result = ();
+
+    fn handle(&mut self, message: Retire, ctx: &mut Self::Context) {
+        tracing::info!(
+            source_id = %self.source_id, destination_id = %self.config.id,
+            replaced = message.forward_to.is_some(), buffered = self.buffered(), "destination retired"
+        );
+        self.retired = Some(message.forward_to);
+        if let Some((_, handle)) = self.wakeup.take() {
+            ctx.cancel_future(handle);
+        }
+        let waiting: Vec<Pending> = self
+            .ready
+            .drain(..)
+            .chain(std::mem::take(&mut self.delayed).into_values())
+            .collect();
+        for pending in waiting {
+            self.hand_on(pending);
+        }
+        self.load.set(0);
+        if self.in_flight == 0 {
+            ctx.stop();
+        }
     }
 }
 

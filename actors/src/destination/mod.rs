@@ -10,7 +10,7 @@ pub mod kafka;
 mod retry;
 pub mod webhook;
 
-pub use actor::{DestinationActor, DestinationStats, GetDestinationStats};
+pub use actor::{DestinationActor, DestinationStats, GetDestinationStats, Retire};
 pub use config::{
     BlackholeConfig, DestinationConfig, DestinationKind, KafkaDestinationConfig, Ordering, RetryConfig, WebhookConfig,
 };
