@@ -465,3 +465,124 @@ impl Handler<GetDestinationStats> for DestinationActor {
         MessageResult(stats)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ack::Completion;
+    use crate::destination::config::{Ordering as Order, RetryConfig, WebhookConfig};
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    struct Collect(Arc<Mutex<Vec<String>>>);
+    impl Actor for Collect {
+        type Context = Context<Self>;
+    }
+    impl Handler<Routed> for Collect {
+        type Result = ();
+        fn handle(&mut self, message: Routed, _: &mut Self::Context) {
+            self.0
+                .lock()
+                .expect("not poisoned")
+                .push(message.event.message_id().unwrap_or_default().to_string());
+            message.ack.done();
+        }
+    }
+    impl Handler<DeadLetter> for Collect {
+        type Result = ();
+        fn handle(&mut self, message: DeadLetter, _: &mut Self::Context) {
+            self.0
+                .lock()
+                .expect("not poisoned")
+                .push(format!("dead: {}", message.reason));
+            message.ack.done();
+        }
+    }
+
+    #[derive(Clone, Default)]
+    struct Count(Arc<AtomicUsize>);
+    impl Completion for Count {
+        fn complete(&self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// A webhook nobody listens on, retried only after a long wait: events pile up.
+    fn unreachable_webhook() -> DestinationConfig {
+        DestinationConfig {
+            id: "down".into(),
+            sources: vec!["web".into()],
+            kind: DestinationKind::Webhook(WebhookConfig {
+                url: "http://127.0.0.1:1/hook".into(),
+                signing_secret: None,
+                bearer_token: None,
+                basic_auth: None,
+                headers: Default::default(),
+                timeout_ms: 1_000,
+                batch_max_events: 1,
+                allow_private_network: true,
+            }),
+            retry: RetryConfig {
+                min_backoff_ms: 60_000,
+                max_backoff_ms: 60_000,
+                ..RetryConfig::default()
+            },
+            concurrency: 1,
+            max_buffered_events: 100,
+            breaker_failures: 100,
+            breaker_cooldown_ms: 1_000,
+            ordering: Order::None,
+            transforms: Vec::new(),
+        }
+    }
+
+    #[actix::test]
+    async fn a_replaced_destination_hands_its_waiting_events_to_the_replacement() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let replacement = Collect(seen.clone()).start();
+        let dead = Collect(seen.clone()).start();
+        let completed = Count::default();
+        let actor = DestinationActor::new("web", unreachable_webhook(), dead.recipient(), Load::new(100)).start();
+        for i in 0..3 {
+            let event: Event = serde_json::from_value(
+                serde_json::json!({"type": "track", "userId": "u", "event": "e", "messageId": format!("m{i}")}),
+            )
+            .expect("sample parses");
+            let routed = Routed {
+                source_id: Arc::from("web"),
+                event: Arc::new(event),
+                ack: Ack::new(completed.clone()),
+            };
+            actor.send(routed).await.expect("alive");
+        }
+        // Let the connection attempts fail and the events move to their (long) retry wait.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while actor.send(GetDestinationStats).await.expect("alive").retried < 3 && Instant::now() < deadline {
+            actix::clock::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(
+            completed.0.load(Ordering::SeqCst),
+            0,
+            "nothing is finished while waiting to retry"
+        );
+
+        actor
+            .send(Retire {
+                forward_to: Some(replacement.recipient()),
+            })
+            .await
+            .expect("alive");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while completed.0.load(Ordering::SeqCst) < 3 && Instant::now() < deadline {
+            actix::clock::sleep(Duration::from_millis(20)).await;
+        }
+        let mut got = seen.lock().expect("not poisoned").clone();
+        got.sort();
+        assert_eq!(
+            got,
+            vec!["m0", "m1", "m2"],
+            "moved to the replacement, none dead-lettered"
+        );
+        assert_eq!(completed.0.load(Ordering::SeqCst), 3);
+    }
+}
