@@ -121,10 +121,14 @@ async fn segment_python_events_arrive_once_with_their_fields() {
             }
         }
         assert_eq!(value["context"]["library"], message["context"]["library"]);
-        // Same instant to the millisecond; the library writes +00:00, we write Z.
+        // The same instant, to the millisecond: the library writes +00:00, we write Z.
         let client_time = message["timestamp"].as_str().expect("sent timestamp");
         let original = value["originalTimestamp"].as_str().expect("originalTimestamp");
         assert_eq!(original.get(..23), client_time.get(..23), "originalTimestamp of {id}");
+        assert!(
+            original.ends_with('Z') && original.len() == 24,
+            "millisecond RFC 3339 in UTC: {original}"
+        );
         assert!(
             value["receivedAt"].is_string() && value["sentAt"].is_string(),
             "{value}"

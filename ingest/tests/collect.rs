@@ -160,7 +160,7 @@ async fn a_tracked_event_lands_with_its_key_headers_and_fields() {
     assert_eq!(event["event"], "Order Completed");
     assert_eq!(event["properties"], json!({"revenue": 12.5, "items": [{"sku": "a"}]}));
     assert_eq!(event["customTopLevel"], json!({"kept": true}));
-    assert_eq!(event["originalTimestamp"], "2024-05-01T12:00:00Z");
+    assert_eq!(event["originalTimestamp"], "2024-05-01T12:00:00.000Z");
     assert_eq!(event["context"]["ip"], "198.51.100.23");
     assert!(event["receivedAt"].is_string());
     assert!(event.get("writeKey").is_none());

@@ -141,6 +141,16 @@ mod tests {
     }
 
     #[test]
+    fn times_are_written_with_at_least_milliseconds() {
+        let mut event =
+            track(json!({"type": "track", "userId": "u", "event": "e", "timestamp": "2024-05-01T12:00:00Z"}));
+        enrich(&mut event, &context("2024-05-01T12:00:00.123456Z"));
+        let written = serde_json::to_value(&event).expect("serialises");
+        assert_eq!(written["originalTimestamp"], "2024-05-01T12:00:00.000Z");
+        assert_eq!(written["receivedAt"], "2024-05-01T12:00:00.123456Z");
+    }
+
+    #[test]
     fn message_id_is_generated_only_when_missing() {
         let mut kept = track(json!({"type": "track", "userId": "u", "event": "e", "messageId": "m-1"}));
         enrich(&mut kept, &context("2024-05-01T00:00:00Z"));

@@ -87,13 +87,33 @@ pub struct Common {
         skip_serializing_if = "Option::is_none"
     )]
     pub user_id: Option<String>,
-    #[serde(default, deserialize_with = "timestamp", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "timestamp",
+        serialize_with = "write_timestamp",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub timestamp: Option<DateTime<Utc>>,
-    #[serde(default, deserialize_with = "timestamp", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "timestamp",
+        serialize_with = "write_timestamp",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub sent_at: Option<DateTime<Utc>>,
-    #[serde(default, deserialize_with = "timestamp", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "timestamp",
+        serialize_with = "write_timestamp",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub original_timestamp: Option<DateTime<Utc>>,
-    #[serde(default, deserialize_with = "timestamp", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "timestamp",
+        serialize_with = "write_timestamp",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub received_at: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context: Option<Object>,
@@ -258,6 +278,24 @@ pub(crate) fn non_empty(value: Option<&str>) -> Option<&str> {
 /// ISO-8601 / RFC 3339 with a time zone, as every Segment library sends. A zone-less
 /// time is refused rather than guessed: the skew correction would silently be off by
 /// the client's UTC offset.
+/// Always at least milliseconds (`2024-05-01T12:00:00.000Z`), finer when the client
+/// sent finer: one width for the common case keeps the text sortable and the same as
+/// Segment's.
+fn write_timestamp<S: serde::Serializer>(time: &Option<DateTime<Utc>>, serializer: S) -> Result<S::Ok, S::Error> {
+    use chrono::SecondsFormat;
+    match time {
+        Some(time) => {
+            let format = if time.timestamp_subsec_nanos() % 1_000_000 == 0 {
+                SecondsFormat::Millis
+            } else {
+                SecondsFormat::AutoSi
+            };
+            serializer.serialize_str(&time.to_rfc3339_opts(format, true))
+        }
+        None => serializer.serialize_none(),
+    }
+}
+
 pub(crate) fn timestamp<'de, D>(deserializer: D) -> Result<Option<DateTime<Utc>>, D::Error>
 where
     D: Deserializer<'de>,

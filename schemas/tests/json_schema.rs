@@ -153,9 +153,14 @@ fn unknown_fields_survive_a_round_trip_through_the_types() {
                 ("userId" | "anonymousId" | "groupId" | "messageId" | "previousId", Value::Number(n)) => {
                     json!(n.to_string())
                 }
+                // Times come back as the same instant, written in UTC with milliseconds.
                 (key, Value::String(text)) if key.ends_with("At") || key.ends_with("imestamp") => {
                     let parsed = chrono::DateTime::parse_from_rfc3339(text).expect("sample times are valid");
-                    json!(parsed.with_timezone(&chrono::Utc))
+                    json!(
+                        parsed
+                            .with_timezone(&chrono::Utc)
+                            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+                    )
                 }
                 _ => value.clone(),
             };

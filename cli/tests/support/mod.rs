@@ -38,7 +38,8 @@ pub enum Behaviour {
     RefuseBad,
     /// 200 after this long.
     Slow(Duration),
-    /// 500 for the first `remaining` requests carrying an event of `user`, then 200.
+    /// 503 with `Retry-After: 2` for the first `remaining` requests carrying an event
+    /// of `user`, then 200.
     FailFirst {
         user: &'static str,
         remaining: u32,
@@ -153,7 +154,10 @@ async fn answer(arrivals: &Mutex<Vec<(String, Instant)>>, behaviour: &Mutex<Beha
             && events.iter().any(|e| e["userId"] == *user)
         {
             *remaining -= 1;
-            return HttpResponse::InternalServerError().body("failing this user's first request");
+            // Retry-After makes the wait certain: full jitter alone may retry at once.
+            return HttpResponse::ServiceUnavailable()
+                .insert_header(("Retry-After", "2"))
+                .body("failing this user's first request");
         }
         *current
     };
