@@ -13,6 +13,9 @@ pub mod log_destination;
 pub mod source;
 pub mod transform;
 
+#[cfg(test)]
+mod test_support;
+
 pub use ack::{Ack, Completion};
 pub use dead_letter::{DeadLetter, Stage};
 pub use destination::{DestinationActor, DestinationConfig, DestinationStats, GetDestinationStats};

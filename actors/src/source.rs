@@ -321,40 +321,9 @@ impl Handler<GetStats> for SourceSupervisor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ack::Completion;
+    use crate::test_support::{Collect, Count};
     use std::sync::Mutex;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    struct Collect(Arc<Mutex<Vec<String>>>);
-    impl Actor for Collect {
-        type Context = Context<Self>;
-    }
-    impl Handler<Routed> for Collect {
-        type Result = ();
-        fn handle(&mut self, message: Routed, _: &mut Self::Context) {
-            let id = message.event.message_id().unwrap_or_default().to_string();
-            self.0.lock().expect("not poisoned").push(id);
-            message.ack.done();
-        }
-    }
-    impl Handler<DeadLetter> for Collect {
-        type Result = ();
-        fn handle(&mut self, message: DeadLetter, _: &mut Self::Context) {
-            self.0
-                .lock()
-                .expect("not poisoned")
-                .push(format!("dead: {}", message.reason));
-            message.ack.done();
-        }
-    }
-
-    #[derive(Clone, Default)]
-    struct Count(Arc<AtomicUsize>);
-    impl Completion for Count {
-        fn complete(&self) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
+    use std::sync::atomic::Ordering;
 
     fn inbound(source: &str, value: serde_json::Value, done: &Count) -> Inbound {
         let event: Event = serde_json::from_value(value.clone()).expect("sample parses");

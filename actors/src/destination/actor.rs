@@ -29,6 +29,19 @@ struct Pending {
     last_error: Option<String>,
 }
 
+impl Pending {
+    /// An event just taken from the supervisor, not yet attempted.
+    fn new(message: Routed) -> Self {
+        Pending {
+            event: message.event,
+            ack: message.ack,
+            first_seen: Instant::now(),
+            attempts: 0,
+            last_error: None,
+        }
+    }
+}
+
 /// Counters and state an operator can read.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct DestinationStats {
@@ -380,13 +393,7 @@ impl Handler<Routed> for DestinationActor {
     fn handle(&mut self, mut message: Routed, ctx: &mut Self::Context) {
         self.stats.received += 1;
         if self.retired.is_some() {
-            let pending = Pending {
-                event: message.event,
-                ack: message.ack,
-                first_seen: Instant::now(),
-                attempts: 0,
-                last_error: None,
-            };
+            let pending = Pending::new(message);
             self.hand_on(pending);
             return;
         }
@@ -399,13 +406,7 @@ impl Handler<Routed> for DestinationActor {
                     return;
                 }
                 Err(error) => {
-                    let pending = Pending {
-                        event: message.event,
-                        ack: message.ack,
-                        first_seen: Instant::now(),
-                        attempts: 0,
-                        last_error: None,
-                    };
+                    let pending = Pending::new(message);
                     self.dead_letter_at(pending, Stage::Transform, error.to_string());
                     return;
                 }
@@ -417,13 +418,7 @@ impl Handler<Routed> for DestinationActor {
             message.ack.done();
             return;
         }
-        self.ready.push_back(Pending {
-            event: message.event,
-            ack: message.ack,
-            first_seen: Instant::now(),
-            attempts: 0,
-            last_error: None,
-        });
+        self.ready.push_back(Pending::new(message));
         self.pump(ctx);
     }
 }
@@ -469,43 +464,10 @@ impl Handler<GetDestinationStats> for DestinationActor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ack::Completion;
     use crate::destination::config::{Ordering as Order, RetryConfig, WebhookConfig};
+    use crate::test_support::{Collect, Count};
     use std::sync::Mutex;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    struct Collect(Arc<Mutex<Vec<String>>>);
-    impl Actor for Collect {
-        type Context = Context<Self>;
-    }
-    impl Handler<Routed> for Collect {
-        type Result = ();
-        fn handle(&mut self, message: Routed, _: &mut Self::Context) {
-            self.0
-                .lock()
-                .expect("not poisoned")
-                .push(message.event.message_id().unwrap_or_default().to_string());
-            message.ack.done();
-        }
-    }
-    impl Handler<DeadLetter> for Collect {
-        type Result = ();
-        fn handle(&mut self, message: DeadLetter, _: &mut Self::Context) {
-            self.0
-                .lock()
-                .expect("not poisoned")
-                .push(format!("dead: {}", message.reason));
-            message.ack.done();
-        }
-    }
-
-    #[derive(Clone, Default)]
-    struct Count(Arc<AtomicUsize>);
-    impl Completion for Count {
-        fn complete(&self) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
+    use std::sync::atomic::Ordering;
 
     /// A webhook nobody listens on, retried only after a long wait: events pile up.
     fn unreachable_webhook() -> DestinationConfig {
