@@ -10,6 +10,7 @@ pub mod dead_letter;
 pub mod dedup;
 pub mod destination;
 pub mod log_destination;
+pub mod park;
 pub mod source;
 pub mod transform;
 
@@ -20,7 +21,9 @@ pub use ack::{Ack, Completion};
 pub use dead_letter::{DeadLetter, Stage};
 pub use destination::{DestinationActor, DestinationConfig, DestinationStats, GetDestinationStats};
 pub use log_destination::LogDestination;
+pub use park::{Park, Parked};
 pub use source::{
-    DedupSettings, GetStats, Inbound, Load, Outcome, Route, Routed, SetRoutes, SourceSupervisor, SupervisorStats,
+    DedupSettings, GetStats, Inbound, Load, Outcome, Route, Routed, SetRoutes, SetTransform, SourceSupervisor,
+    SupervisorStats,
 };
 pub use transform::{Transform, TransformConfig};

@@ -14,6 +14,7 @@ use switchyard_schemas::{Event, validate};
 use crate::ack::Ack;
 use crate::dead_letter::{DeadLetter, Stage};
 use crate::dedup::Dedup;
+use crate::park::Parked;
 use crate::transform::{Transform, Transformed};
 
 /// A record of this source as read from Kafka.
@@ -33,6 +34,9 @@ pub struct Routed {
     pub source_id: Arc<str>,
     pub event: Arc<Event>,
     pub ack: Ack,
+    /// Set when the event comes back from the retry topic: its transforms are done and
+    /// its retry state goes on.
+    pub parked: Option<Parked>,
 }
 
 /// How many events a destination holds, against its limit. The destination keeps it
@@ -101,6 +105,12 @@ pub struct GetStats;
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct SetRoutes(pub Vec<Route>);
+
+/// Replaces the source's own transforms (a configuration reload); records after it
+/// are transformed the new way.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct SetTransform(pub Transform);
 
 /// How a supervisor remembers messageIds.
 #[derive(Debug, Clone, Copy)]
@@ -262,6 +272,7 @@ impl Handler<Inbound> for SourceSupervisor {
                 source_id: self.source_id.clone(),
                 event: event.clone(),
                 ack: message.ack.share(),
+                parked: None,
             };
             if route.load.is_full() {
                 waiting.push((route.clone(), routed));
@@ -307,6 +318,15 @@ impl Handler<SetRoutes> for SourceSupervisor {
         let ids: Vec<&str> = message.0.iter().map(|route| route.destination_id.as_str()).collect();
         tracing::info!(source_id = %self.source_id, destinations = ?ids, "source destinations updated");
         self.routes = message.0;
+    }
+}
+
+impl Handler<SetTransform> for SourceSupervisor {
+    type Result = ();
+
+    fn handle(&mut self, message: SetTransform, _ctx: &mut Self::Context) {
+        tracing::info!(source_id = %self.source_id, "source transforms updated");
+        self.transform = message.0;
     }
 }
 

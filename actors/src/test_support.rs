@@ -7,10 +7,11 @@ use actix::prelude::*;
 
 use crate::ack::Completion;
 use crate::dead_letter::DeadLetter;
+use crate::park::Park;
 use crate::source::Routed;
 
-/// Records the messageId of each event it takes, and "dead: <reason>" for each dead
-/// letter, finishing both.
+/// Records the messageId of each event it takes, "dead: <reason>" for each dead
+/// letter and "parked: <messageId>" for each parked event, finishing them all.
 pub(crate) struct Collect(pub(crate) Arc<Mutex<Vec<String>>>);
 
 impl Actor for Collect {
@@ -33,6 +34,15 @@ impl Handler<DeadLetter> for Collect {
             .lock()
             .expect("not poisoned")
             .push(format!("dead: {}", message.reason));
+        message.ack.done();
+    }
+}
+
+impl Handler<Park> for Collect {
+    type Result = ();
+    fn handle(&mut self, message: Park, _: &mut Self::Context) {
+        let id = message.message_id.unwrap_or_default();
+        self.0.lock().expect("not poisoned").push(format!("parked: {id}"));
         message.ack.done();
     }
 }

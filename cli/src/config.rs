@@ -43,6 +43,11 @@ pub struct RouterConfig {
     /// Where undeliverable events go, with the reason in the record headers.
     #[serde(default = "default_dead_letter_topic")]
     pub dead_letter_topic: String,
+    /// Where a destination whose buffer (`max_buffered_events`) is full parks further
+    /// events, read back when they are due, so it never holds back its source. Empty
+    /// turns parking off: a full destination then makes its source wait.
+    #[serde(default = "default_retry_topic")]
+    pub retry_topic: String,
     /// Repeated messageIds of a source are dropped within this window...
     #[serde(default = "default_dedup_window_secs")]
     pub dedup_window_secs: u64,
@@ -56,6 +61,7 @@ impl Default for RouterConfig {
         RouterConfig {
             group_id: default_group_id(),
             dead_letter_topic: default_dead_letter_topic(),
+            retry_topic: default_retry_topic(),
             dedup_window_secs: default_dedup_window_secs(),
             dedup_capacity: default_dedup_capacity(),
         }
@@ -63,6 +69,10 @@ impl Default for RouterConfig {
 }
 
 impl RouterConfig {
+    pub fn retry_topic(&self) -> Option<&str> {
+        Some(self.retry_topic.as_str()).filter(|topic| !topic.is_empty())
+    }
+
     pub fn dedup(&self) -> DedupSettings {
         DedupSettings {
             window: std::time::Duration::from_secs(self.dedup_window_secs),
@@ -73,6 +83,9 @@ impl RouterConfig {
 
 fn default_group_id() -> String {
     "switchyard-router".into()
+}
+fn default_retry_topic() -> String {
+    "switchyard.retry".into()
 }
 fn default_dead_letter_topic() -> String {
     "switchyard.deadletter".into()

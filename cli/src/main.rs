@@ -63,6 +63,7 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_logging(cli.log_format);
+    exit_on_panic();
     match cli.command {
         Command::Run(common) => serve::start(common.config, common.kafka_brokers, serve::Roles::ALL),
         Command::Ingest(common) => serve::start(common.config, common.kafka_brokers, serve::Roles::INGEST),
@@ -75,6 +76,18 @@ fn main() -> anyhow::Result<()> {
         Command::CreateTopic(args) => topic::create(args),
         Command::Sink(args) => sink::run(args),
     }
+}
+
+/// A panic on any thread ends the process. Actors run on shared threads, so a panic
+/// would otherwise leave a half-dead actor system holding offsets uncommitted forever;
+/// a restarted process (Kubernetes, systemd) redelivers everything uncommitted instead.
+fn exit_on_panic() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        report(info);
+        tracing::error!(%info, "panic: exiting so that a restart redelivers what was in flight");
+        std::process::exit(101);
+    }));
 }
 
 fn init_logging(format: LogFormat) {

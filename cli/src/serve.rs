@@ -57,7 +57,10 @@ async fn serve(
         None if roles.ingest && roles.router => {
             let mut kafka = KafkaConfig::new("");
             let broker = LocalBroker::start(
-                &[kafka.topic.as_str(), config.router.dead_letter_topic.as_str()],
+                &[kafka.topic.as_str(), config.router.dead_letter_topic.as_str()]
+                    .into_iter()
+                    .chain(config.router.retry_topic())
+                    .collect::<Vec<_>>(),
                 LOCAL_PARTITIONS,
             )?;
             kafka.brokers = broker.bootstrap_servers();
@@ -74,21 +77,27 @@ async fn serve(
     };
 
     let router = if roles.router {
-        let writer = DeadLetterWriter::new(&kafka, &config.router.dead_letter_topic)
-            .context("cannot create the dead-letter producer")?
-            .start();
+        let retry_topic = config.router.retry_topic();
+        let mut writer = DeadLetterWriter::new(&kafka, &config.router.dead_letter_topic)
+            .context("cannot create the dead-letter producer")?;
+        if let Some(topic) = retry_topic {
+            writer = writer.with_retry_topic(topic);
+        }
+        let writer = writer.start();
         let topology = Topology::start(
             &config.source_configs(),
             &config.source_transforms(),
             &config.destinations,
-            writer.recipient(),
+            writer.clone().recipient(),
+            retry_topic.map(|_| writer.recipient()),
             config.router.dedup(),
         )?;
-        actix_web::rt::spawn(reload_on_hangup(config_path, config.clone(), topology.clone()));
-        Some(RouterConsumer::start(&kafka, &config.router.group_id, topology)?)
+        let consumer = RouterConsumer::start(&kafka, &config.router.group_id, retry_topic, topology.clone())?;
+        Some((consumer, topology))
     } else {
         None
     };
+    let topology = router.as_ref().map(|(_, topology)| topology.clone());
 
     if roles.ingest {
         let state = Arc::new(IngestState {
@@ -97,6 +106,7 @@ async fn serve(
             limits: config.ingest.limits(),
             trust_forwarded_for: config.ingest.trust_forwarded_for,
         });
+        actix_web::rt::spawn(reload_on_change(config_path, topology, Some(state.clone())));
         let bound = server::bind(&config.ingest, state.clone())?;
         let scheme = if bound.tls { "https" } else { "http" };
         tracing::info!(addr = %bound.addr, tls = bound.tls, sources = state.sources.len(), topic = %kafka.topic, "ingest listening");
@@ -115,10 +125,11 @@ async fn serve(
             .flush(Duration::from_secs(10))
             .context("events still unacknowledged at shutdown")?;
     } else {
+        actix_web::rt::spawn(reload_on_change(config_path, topology, None));
         shutdown_signal().await?;
     }
 
-    if let Some(router) = router {
+    if let Some((router, _)) = router {
         // Off this thread: the consumer may be waiting on a supervisor that runs here.
         actix_web::rt::task::spawn_blocking(move || router.stop())
             .await
@@ -139,43 +150,69 @@ async fn shutdown_signal() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// SIGHUP re-reads the configuration file and applies its destinations: added ones
-/// start, changed ones are replaced, removed ones retire, nothing restarts. Source
-/// changes need a restart (ingest's keys and the consumer's routing depend on them): a
-/// reload that changes sources is refused and says so.
-async fn reload_on_hangup(path: PathBuf, mut current: Config, topology: Topology) {
+/// How often the configuration file is checked for changes.
+const WATCH_EVERY: Duration = Duration::from_secs(2);
+
+/// Re-reads the configuration file on SIGHUP, or when its contents change (checked
+/// every two seconds: polling works the same for an edited file and for a Kubernetes
+/// ConfigMap whose symlinks are swapped). Sources and destinations, with their
+/// transforms, are applied while running: the router's actors first, so a new source's
+/// records have a supervisor before ingest takes its key. Other sections (kafka,
+/// ingest, router) are read at start only. A file that doesn't load or compile is
+/// refused whole and the running configuration stays.
+async fn reload_on_change(path: PathBuf, topology: Option<Topology>, ingest: Option<Arc<IngestState>>) {
     use tokio::signal::unix::{SignalKind, signal};
     let Ok(mut hangup) = signal(SignalKind::hangup()) else {
         tracing::error!("cannot listen for SIGHUP; configuration reload is off");
         return;
     };
-    while hangup.recv().await.is_some() {
-        let next = match Config::load(&path) {
-            Ok(next) => next,
-            Err(error) => {
-                tracing::error!(
-                    error = format!("{error:#}"),
-                    "configuration reload refused; keeping the running one"
-                );
-                continue;
+    let mut seen = std::fs::read(&path).ok();
+    let mut tick = tokio::time::interval(WATCH_EVERY);
+    loop {
+        tokio::select! {
+            signal = hangup.recv() => if signal.is_none() { return },
+            _ = tick.tick() => {
+                let now = std::fs::read(&path).ok();
+                if now.is_none() || now == seen {
+                    continue;
+                }
+                tracing::info!(path = %path.display(), "configuration file changed");
             }
-        };
-        if next.sources != current.sources {
-            tracing::error!("configuration reload refused: sources changed, which needs a restart");
-            continue;
         }
-        match topology.reload(&next.destinations).await {
-            Ok(summary) => {
-                tracing::info!(
-                    added = summary.added,
-                    changed = summary.changed,
-                    removed = summary.removed,
-                    unchanged = summary.unchanged,
-                    "configuration reloaded"
-                );
-                current = next;
-            }
-            Err(error) => tracing::error!(%error, "configuration reload refused; keeping the running one"),
+        seen = std::fs::read(&path).ok();
+        if let Err(error) = reload(&path, topology.as_ref(), ingest.as_deref()).await {
+            tracing::error!(
+                error = format!("{error:#}"),
+                "configuration reload refused; keeping the running one"
+            );
         }
     }
+}
+
+async fn reload(
+    path: &std::path::Path,
+    topology: Option<&Topology>,
+    ingest: Option<&IngestState>,
+) -> anyhow::Result<()> {
+    let next = Config::load(path)?;
+    if let Some(topology) = topology {
+        let summary = topology
+            .reload(&next.source_configs(), &next.source_transforms(), &next.destinations)
+            .await?;
+        tracing::info!(
+            sources_added = summary.sources_added,
+            sources_changed = summary.sources_changed,
+            sources_removed = summary.sources_removed,
+            destinations_added = summary.added,
+            destinations_changed = summary.changed,
+            destinations_removed = summary.removed,
+            destinations_unchanged = summary.unchanged,
+            "configuration reloaded"
+        );
+    }
+    if let Some(ingest) = ingest {
+        ingest.sources.reload(&next.source_configs());
+        tracing::info!(sources = ingest.sources.len(), "ingest sources reloaded");
+    }
+    Ok(())
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::Message;
 use support::{Behaviour, Receiver, Switchyard, percentile, received_event, send_batch, track};
-use switchyard_testkit::{Tansu, header, read_records, unique_topic};
+use switchyard_testkit::{Tansu, header, read_records, read_until, unique_topic};
 
 const KEY: &str = "route-write-key-0123456789";
 
@@ -17,6 +17,7 @@ struct Setup {
     broker: Tansu,
     topic: String,
     dead_letters: String,
+    retries: String,
     dir: tempfile::TempDir,
 }
 
@@ -24,35 +25,48 @@ async fn setup() -> Setup {
     let broker = Tansu::start();
     let topic = unique_topic("route");
     let dead_letters = format!("{topic}.dead");
+    let retries = format!("{topic}.retry");
     broker.create_topic(&topic, 4).await;
     broker.create_topic(&dead_letters, 1).await;
+    broker.create_topic(&retries, 2).await;
     Setup {
         broker,
         topic,
         dead_letters,
+        retries,
         dir: tempfile::tempdir().expect("temp dir"),
     }
 }
 
-fn write_config(setup: &Setup, destinations: &[(&str, &Receiver, usize)]) -> PathBuf {
+fn config_text(setup: &Setup, destinations: &[(&str, &Receiver, usize)]) -> String {
     let mut text = format!(
         "[kafka]\nbrokers = \"{}\"\ntopic = \"{}\"\n\n[ingest]\nlisten = \"127.0.0.1:0\"\nallow_plain_http = true\n\n\
-         [router]\ngroup_id = \"{}-group\"\ndead_letter_topic = \"{}\"\n\n[[sources]]\nid = \"shop\"\nwrite_key = \"{KEY}\"\n",
+         [router]\ngroup_id = \"{}-group\"\ndead_letter_topic = \"{}\"\nretry_topic = \"{}\"\n\n\
+         [[sources]]\nid = \"shop\"\nwrite_key = \"{KEY}\"\n",
         setup.broker.brokers(),
         setup.topic,
         setup.topic,
-        setup.dead_letters
+        setup.dead_letters,
+        setup.retries
     );
     for (id, receiver, concurrency) in destinations {
-        text.push_str(&format!(
-            "\n[[destinations]]\nid = \"{id}\"\nsources = [\"shop\"]\nkind = \"webhook\"\nurl = \"{}\"\n\
-             allow_private_network = true\nconcurrency = {concurrency}\nbreaker_cooldown_ms = 200\n\
-             retry = {{ min_backoff_ms = 50, max_backoff_ms = 400 }}\n",
-            receiver.url()
-        ));
+        text.push_str(&destination_block(id, "shop", receiver, *concurrency));
     }
+    text
+}
+
+fn destination_block(id: &str, source: &str, receiver: &Receiver, concurrency: usize) -> String {
+    format!(
+        "\n[[destinations]]\nid = \"{id}\"\nsources = [\"{source}\"]\nkind = \"webhook\"\nurl = \"{}\"\n\
+         allow_private_network = true\nconcurrency = {concurrency}\nbreaker_cooldown_ms = 200\n\
+         retry = {{ min_backoff_ms = 50, max_backoff_ms = 400 }}\n",
+        receiver.url()
+    )
+}
+
+fn write_config(setup: &Setup, destinations: &[(&str, &Receiver, usize)]) -> PathBuf {
     let path = setup.dir.path().join("switchyard.toml");
-    std::fs::write(&path, text).expect("write config");
+    std::fs::write(&path, config_text(setup, destinations)).expect("write config");
     path
 }
 
@@ -508,4 +522,123 @@ async fn sighup_swaps_destinations_without_a_restart() {
         old.keys().all(|id| id.starts_with("before-")),
         "the removed destination got nothing new: {old:?}"
     );
+}
+
+/// The status ingest answers a one-event batch with, under `write_key`.
+async fn batch_status(client: &awc::Client, url: &str, write_key: &str, message_id: &str) -> u16 {
+    let response = client
+        .post(format!("{url}/v1/batch"))
+        .basic_auth(write_key, "")
+        .send_json(&serde_json::json!({ "batch": [track(message_id, "u-1")] }))
+        .await
+        .expect("ingest answers");
+    response.status().as_u16()
+}
+
+#[actix_web::test]
+async fn editing_the_file_adds_and_removes_sources_without_a_restart() {
+    const APP_KEY: &str = "route-app-write-key-0123456789";
+    let setup = setup().await;
+    let first = Receiver::start(Behaviour::Healthy);
+    let second = Receiver::start(Behaviour::Healthy);
+    let config = write_config(&setup, &[("first", &first, 2)]);
+    let mut switchyard = Switchyard::start("run", &config);
+    let client = awc::Client::default();
+    let url = &ingest_url(&switchyard).to_string();
+    assert_eq!(
+        batch_status(&client, url, APP_KEY, "probe-0").await,
+        401,
+        "not a source yet"
+    );
+
+    // No signal: the file's change is noticed on its own.
+    let app = format!(
+        "\n[[sources]]\nid = \"app\"\nwrite_key = \"{APP_KEY}\"\n{}",
+        destination_block("second", "app", &second, 2)
+    );
+    std::fs::write(&config, config_text(&setup, &[("first", &first, 2)]) + &app).expect("rewrite config");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut probes = 1;
+    while batch_status(&client, url, APP_KEY, &format!("probe-{probes}")).await != 200 {
+        assert!(Instant::now() < deadline, "the added source was never accepted");
+        probes += 1;
+        actix_web::rt::time::sleep(Duration::from_millis(200)).await;
+    }
+    let app_batch: Vec<_> = (0..10).map(|i| track(&format!("app-{i}"), &format!("u-{i}"))).collect();
+    send_batch(&client, url, APP_KEY, &app_batch).await;
+    let got = second.wait_for(Duration::from_secs(30), |c| {
+        (0..10).all(|i| c.contains_key(&format!("app-{i}")))
+    });
+    assert!((0..10).all(|i| got.contains_key(&format!("app-{i}"))), "{got:?}");
+    let shop_batch: Vec<_> = (0..5).map(|i| track(&format!("shop-{i}"), &format!("u-{i}"))).collect();
+    send_batch(&client, url, KEY, &shop_batch).await;
+    let got = first.wait_for(Duration::from_secs(30), |c| c.len() >= 5);
+    assert!(
+        got.keys().all(|id| id.starts_with("shop-")),
+        "sources keep their own destinations: {got:?}"
+    );
+
+    // The first source goes away: its key is refused, the other keeps flowing.
+    let only_app = config_text(&setup, &[])
+        .replace("id = \"shop\"", "id = \"app\"")
+        .replace(KEY, APP_KEY)
+        + &destination_block("second", "app", &second, 2);
+    std::fs::write(&config, only_app).expect("rewrite config");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while batch_status(&client, url, KEY, "shop-late").await != 401 {
+        assert!(Instant::now() < deadline, "the removed source's key was still accepted");
+        actix_web::rt::time::sleep(Duration::from_millis(200)).await;
+    }
+    send_batch(&client, url, APP_KEY, &[track("app-after", "u-1")]).await;
+    let got = second.wait_for(Duration::from_secs(30), |c| c.contains_key("app-after"));
+    assert!(got.contains_key("app-after"), "{got:?}");
+    assert!(switchyard.child.try_wait().expect("status").is_none(), "no restart");
+}
+
+#[actix_web::test]
+async fn a_full_destination_parks_its_overflow_and_never_holds_back_the_others() {
+    let setup = setup().await;
+    let steady = Receiver::start(Behaviour::Healthy);
+    let down = Receiver::start(Behaviour::FailUntil(Instant::now() + Duration::from_secs(3600)));
+    let mut text = config_text(&setup, &[("steady", &steady, 2), ("down", &down, 1)]);
+    // The last table is "down": a buffer of 20 events, then parking.
+    text.push_str("max_buffered_events = 20\n");
+    let config = setup.dir.path().join("switchyard.toml");
+    std::fs::write(&config, text).expect("write config");
+    let switchyard = Switchyard::start("run", &config);
+    let client = awc::Client::default();
+
+    let events: Vec<_> = (0..300)
+        .map(|i| track(&format!("p-{i}"), &format!("u-{}", i % 7)))
+        .collect();
+    for chunk in events.chunks(50) {
+        send_batch(&client, ingest_url(&switchyard), KEY, chunk).await;
+    }
+    let got = steady.wait_for(Duration::from_secs(30), |c| c.len() >= 300);
+    assert_eq!(
+        got.len(),
+        300,
+        "the healthy destination got everything while the other is down"
+    );
+    assert!(down.counts().is_empty(), "nothing reached the failing destination yet");
+
+    let parked = read_until(
+        &setup.broker.brokers(),
+        &setup.retries,
+        Duration::from_secs(30),
+        |records| records.len() >= 250,
+    );
+    assert!(parked.len() >= 250, "overflow parked: {}", parked.len());
+    let first = &parked[0];
+    assert_eq!(header(first, "switchyard-destination-id").as_deref(), Some("down"));
+    assert!(header(first, "switchyard-retry-not-before-ms").is_some());
+
+    // Recovery: every parked event comes back and is delivered.
+    down.set(Behaviour::Healthy);
+    let got = down.wait_for(Duration::from_secs(60), |c| c.len() >= 300);
+    let missing: Vec<_> = (0..300)
+        .map(|i| format!("p-{i}"))
+        .filter(|id| !got.contains_key(id))
+        .collect();
+    assert!(missing.is_empty(), "never delivered after recovery: {missing:?}");
 }

@@ -126,11 +126,7 @@ fn to_records(
 
 /// Server libraries send HTTP Basic with the write key as user name; browsers put
 /// `writeKey` in the body.
-fn authenticate<'a>(
-    request: &HttpRequest,
-    body: &[u8],
-    sources: &'a SourceRegistry,
-) -> Result<&'a Source, IngestError> {
+fn authenticate(request: &HttpRequest, body: &[u8], sources: &SourceRegistry) -> Result<Arc<Source>, IngestError> {
     let write_key = match request.headers().get(header::AUTHORIZATION) {
         Some(value) => basic_user(value.as_bytes()).ok_or(IngestError::Unauthorized {
             code: "invalid_authorization",

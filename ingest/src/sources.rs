@@ -1,7 +1,7 @@
 //! Which write key belongs to which source, and how fast each source may send.
 
 use std::num::NonZeroU32;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
@@ -14,6 +14,8 @@ use switchyard_schemas::config::SourceConfig;
 pub struct Source {
     pub id: Arc<str>,
     key_digest: [u8; 32],
+    /// The limits it was built with, so a reload keeps the limiter of an unchanged source.
+    limits: (Option<u32>, Option<u32>),
     limiter: Option<DefaultDirectRateLimiter>,
 }
 
@@ -50,49 +52,85 @@ impl Source {
 }
 
 /// All sources, looked up by write key.
+/// The sources ingest accepts, by write key. [`SourceRegistry::reload`] swaps the set
+/// while requests are served; a request keeps the source it authenticated as.
 #[derive(Debug, Default)]
 pub struct SourceRegistry {
-    sources: Vec<Source>,
+    max_batch_events: usize,
+    sources: RwLock<Arc<[Arc<Source>]>>,
 }
 
 impl SourceRegistry {
-    /// Builds the registry from validated source configs.
     pub fn new(configs: &[SourceConfig], max_batch_events: usize) -> Self {
-        let sources = configs
-            .iter()
-            .map(|config| Source {
-                id: Arc::from(config.id.as_str()),
-                key_digest: digest(&config.write_key),
-                limiter: config.rate_limit_events_per_sec.and_then(NonZeroU32::new).map(|rate| {
-                    let floor = u32::try_from(max_batch_events).unwrap_or(u32::MAX);
-                    let burst = config.rate_limit_burst_events.unwrap_or(rate.get().max(floor));
-                    let burst = NonZeroU32::new(burst).unwrap_or(rate);
-                    RateLimiter::direct(Quota::per_second(rate).allow_burst(burst))
-                }),
-            })
-            .collect();
-        SourceRegistry { sources }
+        let registry = SourceRegistry {
+            max_batch_events,
+            sources: RwLock::new(Arc::from(Vec::new())),
+        };
+        registry.reload(configs);
+        registry
     }
 
-    /// The source this write key belongs to. Every key is compared, each in constant
-    /// time, so the answer's timing says nothing about how close a guess was.
-    pub fn authenticate(&self, write_key: &str) -> Option<&Source> {
+    /// Replaces the sources. An unchanged source (same id, key and limits) keeps its
+    /// rate limiter, so a reload doesn't hand out a fresh burst.
+    pub fn reload(&self, configs: &[SourceConfig]) {
+        let current = self.snapshot();
+        let sources: Vec<Arc<Source>> = configs
+            .iter()
+            .map(|config| {
+                let key_digest = digest(&config.write_key);
+                let limits = (config.rate_limit_events_per_sec, config.rate_limit_burst_events);
+                let same = current
+                    .iter()
+                    .find(|s| *s.id == *config.id && s.key_digest == key_digest && s.limits == limits);
+                match same {
+                    Some(source) => source.clone(),
+                    None => Arc::new(self.build(config, key_digest, limits)),
+                }
+            })
+            .collect();
+        *self.sources.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::from(sources);
+    }
+
+    fn build(&self, config: &SourceConfig, key_digest: [u8; 32], limits: (Option<u32>, Option<u32>)) -> Source {
+        let limiter = config.rate_limit_events_per_sec.and_then(NonZeroU32::new).map(|rate| {
+            let floor = u32::try_from(self.max_batch_events).unwrap_or(u32::MAX);
+            let burst = config.rate_limit_burst_events.unwrap_or(rate.get().max(floor));
+            let burst = NonZeroU32::new(burst).unwrap_or(rate);
+            RateLimiter::direct(Quota::per_second(rate).allow_burst(burst))
+        });
+        Source {
+            id: Arc::from(config.id.as_str()),
+            key_digest,
+            limits,
+            limiter,
+        }
+    }
+
+    fn snapshot(&self) -> Arc<[Arc<Source>]> {
+        self.sources
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    pub fn authenticate(&self, write_key: &str) -> Option<Arc<Source>> {
         let presented = digest(write_key);
         let mut found = None;
-        for source in &self.sources {
+        // Every key is compared, so the time taken says nothing about which matched.
+        for source in self.snapshot().iter() {
             if bool::from(source.key_digest.ct_eq(&presented)) {
-                found = Some(source);
+                found = Some(source.clone());
             }
         }
         found
     }
 
     pub fn len(&self) -> usize {
-        self.sources.len()
+        self.snapshot().len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.sources.is_empty()
+        self.snapshot().is_empty()
     }
 }
 
@@ -123,7 +161,10 @@ mod tests {
             ],
             2500,
         );
-        assert_eq!(registry.authenticate("key-ios-0123456789").map(|s| &*s.id), Some("ios"));
+        assert_eq!(
+            registry.authenticate("key-ios-0123456789").map(|s| s.id.to_string()),
+            Some("ios".into())
+        );
         assert!(registry.authenticate("key-ios-012345678").is_none());
         assert!(registry.authenticate("").is_none());
     }
@@ -148,5 +189,32 @@ mod tests {
         for _ in 0..100 {
             assert_eq!(source.admit(2500), RateDecision::Allowed);
         }
+    }
+
+    #[test]
+    fn reload_swaps_keys_and_keeps_the_limiter_of_an_unchanged_source() {
+        let registry = SourceRegistry::new(&[config("web", "key-web-0123456789", Some(10))], 10);
+        let before = registry.authenticate("key-web-0123456789").expect("known");
+        assert_eq!(before.admit(10), RateDecision::Allowed);
+        registry.reload(&[
+            config("web", "key-web-0123456789", Some(10)),
+            config("ios", "key-ios-0123456789", None),
+        ]);
+        let after = registry.authenticate("key-web-0123456789").expect("still known");
+        assert!(
+            matches!(after.admit(10), RateDecision::Limited(_)),
+            "the spent burst carries over a reload"
+        );
+        assert!(
+            registry.authenticate("key-ios-0123456789").is_some(),
+            "added source accepted"
+        );
+        registry.reload(&[config("ios", "key-ios-rotated-0123", None)]);
+        assert!(
+            registry.authenticate("key-web-0123456789").is_none(),
+            "removed source refused"
+        );
+        assert!(registry.authenticate("key-ios-0123456789").is_none(), "old key refused");
+        assert_eq!(registry.len(), 1);
     }
 }

@@ -129,6 +129,7 @@ fn destination(kind: DestinationKind) -> DestinationConfig {
         max_buffered_events: 20_000,
         breaker_failures: 5,
         breaker_cooldown_ms: 1_000,
+        stall_after_secs: 120,
         ordering: Default::default(),
         transforms: Vec::new(),
     }
@@ -162,8 +163,15 @@ async fn router(
             fields: vec!["context.userAgent".into()],
         }],
     )]);
-    let topology = Topology::start(&sources, &transforms, &[destination(kind)], writer.recipient(), dedup)?;
-    let consumer = RouterConsumer::start(&kafka, group, topology)?;
+    let topology = Topology::start(
+        &sources,
+        &transforms,
+        &[destination(kind)],
+        writer.recipient(),
+        None,
+        dedup,
+    )?;
+    let consumer = RouterConsumer::start(&kafka, group, None, topology)?;
     let done = |positions: Vec<(String, i32, i64)>| positions.iter().map(|p| p.2 as usize).sum::<usize>();
     let deadline = Instant::now() + Duration::from_secs(180);
     while consumer.tracker().positions().is_empty() && Instant::now() < deadline {

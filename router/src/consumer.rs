@@ -3,26 +3,35 @@
 //! tracker and handed to its source's supervisor; the tracker's committable positions
 //! are committed every half second and on shutdown. On a revoke, the finished prefix
 //! of each revoked partition is committed and the rest forgotten: its new owner reads
-//! those records again (at-least-once).
+//! those records again (at-least-once). A partition whose source can't keep up is
+//! paused rather than blocking the loop (see [`Held`]).
 
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
-use actix::prelude::{MailboxError, SendError};
+use actix::prelude::{Addr, Recipient, SendError};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
-use switchyard_actors::{Ack, DeadLetter, Inbound, Stage};
+use switchyard_actors::{Ack, DeadLetter, Inbound, Routed, SourceSupervisor, Stage};
 use switchyard_schemas::config::KafkaConfig;
 use switchyard_schemas::record::RecordHeaders;
 use tokio::sync::watch;
 
 use crate::offsets::OffsetTracker;
+use crate::retry;
 use crate::topology::Topology;
 
 const COMMIT_EVERY: Duration = Duration::from_millis(500);
+/// How often records waiting for a full mailbox are offered again.
+const HELD_RETRY: Duration = Duration::from_millis(2);
+/// A partition whose records wait this long, or this many of them, is paused.
+const PAUSE_AFTER: Duration = Duration::from_millis(50);
+const PAUSE_AFTER_RECORDS: usize = 1000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConsumerError {
@@ -43,19 +52,36 @@ pub struct RouterConsumer {
 }
 
 impl RouterConsumer {
-    /// Subscribes `group_id` to the ingest topic and starts consuming.
-    pub fn start(config: &KafkaConfig, group_id: &str, topology: Topology) -> Result<Self, ConsumerError> {
+    /// Subscribes `group_id` to the ingest topic (and the retry topic, when given) and
+    /// starts consuming.
+    pub fn start(
+        config: &KafkaConfig,
+        group_id: &str,
+        retry_topic: Option<&str>,
+        topology: Topology,
+    ) -> Result<Self, ConsumerError> {
         let tracker = OffsetTracker::default();
-        let consumer = create(config, group_id, tracker.clone())?;
-        consumer.subscribe(&[config.topic.as_str()])?;
-        tracing::info!(topic = %config.topic, group_id, "router consuming");
+        let revoked = Revoked::default();
+        let consumer = create(config, group_id, tracker.clone(), revoked.clone())?;
+        let mut topics = vec![config.topic.as_str()];
+        topics.extend(retry_topic);
+        consumer.subscribe(&topics)?;
+        tracing::info!(topic = %config.topic, retry_topic, group_id, "router consuming");
+        let retry_topic = retry_topic.map(str::to_string);
         let (stop, stopped) = watch::channel(false);
         let thread_tracker = tracker.clone();
         let thread = std::thread::Builder::new()
             .name("kafka-consumer".into())
             .spawn(move || {
                 let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-                runtime.block_on(consume(consumer, topology, thread_tracker, stopped))
+                runtime.block_on(consume(
+                    consumer,
+                    topology,
+                    retry_topic,
+                    thread_tracker,
+                    revoked,
+                    stopped,
+                ))
             })?;
         Ok(RouterConsumer { stop, thread, tracker })
     }
@@ -73,6 +99,7 @@ impl RouterConsumer {
 
 struct RouterContext {
     tracker: OffsetTracker,
+    revoked: Revoked,
 }
 
 impl ClientContext for RouterContext {}
@@ -82,6 +109,7 @@ impl ConsumerContext for RouterContext {
         let Rebalance::Revoke(revoked) = rebalance else { return };
         let mut finished = TopicPartitionList::new();
         for element in revoked.elements() {
+            self.revoked.add(element.topic(), element.partition());
             if let Some(position) = self.tracker.revoke(element.topic(), element.partition()) {
                 let _ = finished.add_partition_offset(element.topic(), element.partition(), Offset::Offset(position));
             }
@@ -97,6 +125,7 @@ fn create(
     config: &KafkaConfig,
     group_id: &str,
     tracker: OffsetTracker,
+    revoked: Revoked,
 ) -> Result<StreamConsumer<RouterContext>, KafkaError> {
     let mut client = ClientConfig::new();
     client
@@ -112,7 +141,7 @@ fn create(
     for (key, value) in &config.options {
         client.set(key, value);
     }
-    client.create_with_context(RouterContext { tracker })
+    client.create_with_context(RouterContext { tracker, revoked })
 }
 
 fn commit<C: Consumer<X>, X: ConsumerContext>(consumer: &C, positions: &TopicPartitionList, mode: CommitMode) {
@@ -135,21 +164,33 @@ fn commit_finished(consumer: &StreamConsumer<RouterContext>, tracker: &OffsetTra
 async fn consume(
     consumer: StreamConsumer<RouterContext>,
     topology: Topology,
+    retry_topic: Option<String>,
     tracker: OffsetTracker,
+    revoked: Revoked,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), ConsumerError> {
     let mut commit_tick = tokio::time::interval(COMMIT_EVERY);
+    let mut held = Held::default();
     loop {
         tokio::select! {
             _ = stop.changed() => break,
             _ = commit_tick.tick() => commit_finished(&consumer, &tracker, CommitMode::Async),
-            message = consumer.recv() => match message {
-                Ok(message) => {
-                    let ack = tracker.begin(message.topic(), message.partition(), message.offset());
-                    dispatch(&topology, &message, ack).await;
+            _ = tokio::time::sleep(HELD_RETRY), if !held.is_empty() => held.offer(&consumer),
+            message = consumer.recv() => {
+                held.forget(revoked.take());
+                match message {
+                    Ok(message) => {
+                        let ack = tracker.begin(message.topic(), message.partition(), message.offset());
+                        let handoff = if retry_topic.as_deref() == Some(message.topic()) {
+                            prepare_returning(&topology, &message, ack)
+                        } else {
+                            prepare(&topology, &message, ack)
+                        };
+                        held.push(&consumer, message.topic(), message.partition(), handoff);
+                    }
+                    Err(error) => tracing::warn!(%error, "kafka poll failed"),
                 }
-                Err(error) => tracing::warn!(%error, "kafka poll failed"),
-            },
+            }
         }
     }
     commit_finished(&consumer, &tracker, CommitMode::Sync);
@@ -157,41 +198,106 @@ async fn consume(
     Ok(())
 }
 
-async fn dispatch(topology: &Topology, message: &BorrowedMessage<'_>, ack: Ack) {
-    let value = message.payload().unwrap_or_default().to_vec();
-    let pairs: Vec<(&str, Option<&[u8]>)> = message
-        .headers()
-        .map(|headers| headers.iter().map(|h| (h.key, h.value)).collect())
-        .unwrap_or_default();
-    let headers = match RecordHeaders::from_pairs(pairs) {
-        Ok(headers) => headers,
-        Err(error) => return dead_letter(topology, "unknown", None, error.to_string(), value, ack).await,
-    };
-    let Some(supervisor) = topology.supervisor(&headers.source_id) else {
-        let reason = format!("no source {:?} is configured", headers.source_id);
-        let (source_id, message_id) = (headers.source_id.clone(), headers.message_id.clone());
-        return dead_letter(topology, &source_id, message_id, reason, value, ack).await;
-    };
-    let source_id = headers.source_id.clone();
-    // No round trip per record: the mailbox keeps the order, and only a full one waits.
-    let result = match supervisor.try_send(Inbound { headers, value, ack }) {
-        Ok(()) => Ok(()),
-        Err(SendError::Full(inbound)) => supervisor.send(inbound).await.map(drop),
-        Err(SendError::Closed(_)) => Err(MailboxError::Closed),
-    };
-    if let Err(error) = result {
-        tracing::error!(%source_id, %error, "source supervisor unavailable; the record will be redelivered");
+/// Where a record goes next: its source's supervisor, the dead-letter topic, or (from
+/// the retry topic) straight back to its destination once due.
+enum Handoff {
+    Source(Addr<SourceSupervisor>, Inbound),
+    DeadLetter(Recipient<DeadLetter>, DeadLetter),
+    Destination(Recipient<Routed>, Routed, SystemTime),
+    Finished,
+}
+
+impl Handoff {
+    /// Hands over without waiting; gives the record back when the mailbox is full (or,
+    /// for a parked event, when it is not due yet).
+    fn try_send(self) -> Option<Handoff> {
+        let closed = match self {
+            Handoff::Source(addr, inbound) => match addr.try_send(inbound) {
+                Ok(()) => return None,
+                Err(SendError::Full(inbound)) => return Some(Handoff::Source(addr, inbound)),
+                Err(SendError::Closed(inbound)) => inbound.headers.source_id,
+            },
+            Handoff::DeadLetter(recipient, letter) => match recipient.try_send(letter) {
+                Ok(()) => return None,
+                Err(SendError::Full(letter)) => return Some(Handoff::DeadLetter(recipient, letter)),
+                Err(SendError::Closed(letter)) => letter.source_id,
+            },
+            Handoff::Destination(recipient, routed, not_before) => {
+                if SystemTime::now() < not_before {
+                    return Some(Handoff::Destination(recipient, routed, not_before));
+                }
+                match recipient.try_send(routed) {
+                    Ok(()) => return None,
+                    Err(SendError::Full(routed)) => return Some(Handoff::Destination(recipient, routed, not_before)),
+                    Err(SendError::Closed(routed)) => routed.source_id.to_string(),
+                }
+            }
+            Handoff::Finished => return None,
+        };
+        // The record's share went down with the mailbox: it is redelivered later.
+        tracing::error!(source_id = %closed, "actor unavailable; the record will be redelivered");
+        None
     }
 }
 
-async fn dead_letter(
+fn header_pairs<'a>(message: &'a BorrowedMessage<'_>) -> Vec<(&'a str, Option<&'a [u8]>)> {
+    message
+        .headers()
+        .map(|headers| headers.iter().map(|h| (h.key, h.value)).collect())
+        .unwrap_or_default()
+}
+
+/// A parked event back from the retry topic goes to its destination, not through its
+/// source again (it was validated, deduplicated and transformed before it was parked).
+fn prepare_returning(topology: &Topology, message: &BorrowedMessage<'_>, ack: Ack) -> Handoff {
+    let value = message.payload().unwrap_or_default();
+    let returning = match retry::decode(&header_pairs(message), value) {
+        Ok(returning) => returning,
+        Err(reason) => return dead_letter(topology, "unknown", None, reason, value.to_vec(), ack),
+    };
+    let Some(recipient) = topology.destination(&returning.source_id, &returning.destination_id) else {
+        // The destination left the configuration: its events are no longer wanted.
+        tracing::info!(
+            source_id = %returning.source_id, destination_id = %returning.destination_id,
+            "parked event of a removed destination dropped"
+        );
+        ack.done();
+        return Handoff::Finished;
+    };
+    let routed = Routed {
+        source_id: Arc::from(returning.source_id.as_str()),
+        event: Arc::new(returning.event),
+        ack,
+        parked: Some(returning.state),
+    };
+    Handoff::Destination(recipient, routed, returning.not_before)
+}
+
+fn prepare(topology: &Topology, message: &BorrowedMessage<'_>, ack: Ack) -> Handoff {
+    let value = message.payload().unwrap_or_default().to_vec();
+    let pairs = header_pairs(message);
+    let headers = match RecordHeaders::from_pairs(pairs) {
+        Ok(headers) => headers,
+        Err(error) => return dead_letter(topology, "unknown", None, error.to_string(), value, ack),
+    };
+    match topology.supervisor(&headers.source_id) {
+        Some(supervisor) => Handoff::Source(supervisor, Inbound { headers, value, ack }),
+        None => {
+            let reason = format!("no source {:?} is configured", headers.source_id);
+            let (source_id, message_id) = (headers.source_id.clone(), headers.message_id.clone());
+            dead_letter(topology, &source_id, message_id, reason, value, ack)
+        }
+    }
+}
+
+fn dead_letter(
     topology: &Topology,
     source_id: &str,
     message_id: Option<String>,
     reason: String,
     value: Vec<u8>,
     ack: Ack,
-) {
+) -> Handoff {
     tracing::warn!(source_id, %reason, "unroutable record");
     let letter = DeadLetter {
         source_id: source_id.to_string(),
@@ -203,7 +309,120 @@ async fn dead_letter(
         value,
         ack,
     };
-    if let Err(error) = topology.dead_letters().send(letter).await {
-        tracing::error!(%error, "dead-letter writer unavailable; the record will be redelivered");
+    Handoff::DeadLetter(topology.dead_letters().clone(), letter)
+}
+
+/// Partitions revoked during a poll, for the loop to drop what it holds of them.
+#[derive(Debug, Clone, Default)]
+struct Revoked(Arc<Mutex<Vec<(String, i32)>>>);
+
+impl Revoked {
+    fn add(&self, topic: &str, partition: i32) {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push((topic.to_string(), partition));
+    }
+
+    fn take(&self) -> Vec<(String, i32)> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
+    }
+}
+
+struct Waiting {
+    records: VecDeque<Handoff>,
+    since: Instant,
+    paused: bool,
+}
+
+/// Records of partitions whose next actor had a full mailbox, in partition order. A
+/// partition held for long (or for many records) is paused, so the poll loop keeps
+/// serving every other partition, rebalances and commits instead of blocking; it
+/// resumes once its records are taken. librdkafka drops what it prefetched of a paused
+/// partition and fetches again from the last record returned, which is in here.
+#[derive(Default)]
+struct Held {
+    partitions: HashMap<(String, i32), Waiting>,
+}
+
+impl Held {
+    fn is_empty(&self) -> bool {
+        self.partitions.is_empty()
+    }
+
+    fn push(&mut self, consumer: &StreamConsumer<RouterContext>, topic: &str, partition: i32, handoff: Handoff) {
+        let key = (topic.to_string(), partition);
+        let handoff = match self.partitions.get_mut(&key) {
+            Some(waiting) => {
+                waiting.records.push_back(handoff);
+                if !waiting.paused && waiting.records.len() >= PAUSE_AFTER_RECORDS {
+                    waiting.paused = set_paused(consumer, &key, true);
+                }
+                return;
+            }
+            None => handoff,
+        };
+        if let Some(handoff) = handoff.try_send() {
+            let waiting = Waiting {
+                records: VecDeque::from([handoff]),
+                since: Instant::now(),
+                paused: false,
+            };
+            self.partitions.insert(key, waiting);
+        }
+    }
+
+    /// Offers held records again, in order; resumes partitions that emptied and pauses
+    /// those held too long.
+    fn offer(&mut self, consumer: &StreamConsumer<RouterContext>) {
+        self.partitions.retain(|key, waiting| {
+            while let Some(handoff) = waiting.records.pop_front() {
+                if let Some(handoff) = handoff.try_send() {
+                    waiting.records.push_front(handoff);
+                    if !waiting.paused && waiting.since.elapsed() >= PAUSE_AFTER {
+                        waiting.paused = set_paused(consumer, key, true);
+                    }
+                    return true;
+                }
+            }
+            if waiting.paused {
+                set_paused(consumer, key, false);
+            }
+            false
+        });
+    }
+
+    /// Drops the records of revoked partitions: unfinished, so their new owner reads
+    /// them again.
+    fn forget(&mut self, revoked: Vec<(String, i32)>) {
+        for key in revoked {
+            self.partitions.remove(&key);
+        }
+    }
+}
+
+/// Pauses or resumes one partition; returns whether it is now paused.
+fn set_paused(consumer: &StreamConsumer<RouterContext>, (topic, partition): &(String, i32), pause: bool) -> bool {
+    let mut list = TopicPartitionList::new();
+    list.add_partition(topic, *partition);
+    let result = if pause {
+        consumer.pause(&list)
+    } else {
+        consumer.resume(&list)
+    };
+    match result {
+        Ok(()) => {
+            tracing::info!(
+                topic,
+                partition,
+                paused = pause,
+                "partition flow changed: its source is busy"
+            );
+            pause
+        }
+        Err(error) => {
+            tracing::warn!(topic, partition, %error, "cannot pause or resume a partition");
+            false
+        }
     }
 }

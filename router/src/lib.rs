@@ -2,12 +2,13 @@
 //!
 //! Delivery guarantee: at-least-once. A partition's offset is committed only up to the
 //! contiguous prefix of records that every target has finished with (delivered,
-//! dead-lettered, or dropped as a duplicate), so a crash or a rebalance repeats only
+//! dead-lettered, parked in the retry topic, or dropped as a duplicate), so a crash or a rebalance repeats only
 //! records that were in flight; destinations see duplicates only then.
 
 pub mod consumer;
 pub mod dead_letter;
 pub mod offsets;
+pub mod retry;
 pub mod topology;
 
 pub use consumer::{ConsumerError, RouterConsumer};

@@ -1,17 +1,18 @@
 //! From configuration to running actors: a supervisor per source, a destination actor
 //! per (source, destination) spread over a pool of arbiters (threads), and the
-//! dead-letter writer they share. [`Topology::reload`] applies a changed destination
-//! list while running: only the added, changed and removed destinations' actors start
-//! or stop, and events buffered by a changed destination move to its replacement.
+//! dead-letter writer they share. [`Topology::reload`] applies a changed configuration
+//! while running: only the actors of added, changed and removed sources and
+//! destinations start, update or stop, and events buffered by a changed destination
+//! move to its replacement.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use actix::prelude::*;
 use switchyard_actors::destination::Retire;
 use switchyard_actors::{
-    DeadLetter, DedupSettings, DestinationActor, DestinationConfig, Load, LogDestination, Route, SetRoutes,
-    SourceSupervisor, Transform, TransformConfig,
+    DeadLetter, DedupSettings, DestinationActor, DestinationConfig, Load, LogDestination, Park, Route, Routed,
+    SetRoutes, SetTransform, SourceSupervisor, Transform, TransformConfig,
 };
 use switchyard_schemas::config::SourceConfig;
 
@@ -20,52 +21,153 @@ use switchyard_schemas::config::SourceConfig;
 #[error("{0}")]
 pub struct TopologyError(pub String);
 
-/// What a reload changed.
+/// What a reload changed. Destinations count once per source they serve.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReloadSummary {
+    pub sources_added: usize,
+    pub sources_changed: usize,
+    pub sources_removed: usize,
     pub added: usize,
     pub changed: usize,
     pub removed: usize,
     pub unchanged: usize,
 }
 
-struct Running {
+struct RunningDestination {
     config: DestinationConfig,
     addr: Addr<DestinationActor>,
     route: Route,
+}
+
+struct RunningSource {
+    transforms: Vec<TransformConfig>,
+    addr: Addr<SourceSupervisor>,
+}
+
+/// An actor leaving: its buffered events go to `forward_to`, or are finished.
+type Retiring = (Addr<DestinationActor>, Option<Recipient<Routed>>);
+
+/// Changes for a supervisor that keeps running, sent once the plan is made.
+struct Update {
+    source_id: String,
+    addr: Addr<SourceSupervisor>,
+    routes: Vec<Route>,
+    transform: Option<Transform>,
+    retire: Vec<Retiring>,
 }
 
 struct Shared {
     arbiters: Vec<ArbiterHandle>,
     next: usize,
     dead_letters: Recipient<DeadLetter>,
+    parking: Option<Recipient<Park>>,
+    dedup: DedupSettings,
+    sources: HashMap<String, RunningSource>,
     /// By (source id, destination id).
-    destinations: HashMap<(String, String), Running>,
+    destinations: HashMap<(String, String), RunningDestination>,
 }
 
 impl Shared {
-    fn start_destination(&mut self, source_id: &str, config: &DestinationConfig, transform: Transform) -> Running {
+    fn start_destination(
+        &mut self,
+        source_id: &str,
+        config: &DestinationConfig,
+        transform: Transform,
+    ) -> RunningDestination {
         let arbiter = &self.arbiters[self.next % self.arbiters.len()];
         self.next += 1;
-        let load = Load::new(config.max_buffered_events);
-        let (source, actor_config, letters, actor_load) = (
+        // A destination that parks its overflow never makes its source wait.
+        let parks = DestinationActor::parks(config, self.parking.is_some());
+        let load = Load::new(if parks { usize::MAX } else { config.max_buffered_events });
+        let (source, actor_config, letters, actor_load, parking) = (
             source_id.to_string(),
             config.clone(),
             self.dead_letters.clone(),
             load.clone(),
+            self.parking.clone().filter(|_| parks),
         );
         let addr = DestinationActor::start_in_arbiter(arbiter, move |_| {
-            DestinationActor::new(&source, actor_config, letters, actor_load).with_transform(transform)
+            let actor = DestinationActor::new(&source, actor_config, letters, actor_load).with_transform(transform);
+            match parking {
+                Some(parking) => actor.with_parking(parking),
+                None => actor,
+            }
         });
         let route = Route {
             destination_id: config.id.clone(),
             recipient: addr.clone().recipient(),
             load,
         };
-        Running {
+        RunningDestination {
             config: config.clone(),
             addr,
             route,
+        }
+    }
+
+    /// The routes `source_id` should have now: running destinations kept when their
+    /// configuration is the same, others started; the ones replaced or gone retire.
+    fn routes_for(
+        &mut self,
+        source_id: &str,
+        destinations: &[DestinationConfig],
+        compiled: &HashMap<String, Transform>,
+        summary: &mut ReloadSummary,
+        retire: &mut Vec<Retiring>,
+    ) -> Vec<Route> {
+        let wanted: Vec<&DestinationConfig> = destinations
+            .iter()
+            .filter(|d| d.sources.iter().any(|s| s == source_id))
+            .collect();
+        let mut routes = Vec::new();
+        for destination in &wanted {
+            let key = (source_id.to_string(), destination.id.clone());
+            if let Some(running) = self.destinations.get(&key)
+                && running.config == **destination
+            {
+                summary.unchanged += 1;
+                routes.push(running.route.clone());
+                continue;
+            }
+            let transform = compiled.get(&destination.id).cloned().unwrap_or_default();
+            let running = self.start_destination(source_id, destination, transform);
+            let recipient = running.route.recipient.clone();
+            routes.push(running.route.clone());
+            match self.destinations.insert(key, running) {
+                Some(old) => {
+                    summary.changed += 1;
+                    retire.push((old.addr, Some(recipient)));
+                }
+                None => summary.added += 1,
+            }
+        }
+        self.retire_except(source_id, &wanted, summary, retire);
+        if routes.is_empty() {
+            routes.push(log_route());
+        }
+        routes
+    }
+
+    /// Retires the destinations of `source_id` not in `wanted`: no longer wanted, so
+    /// their buffered events are finished.
+    fn retire_except(
+        &mut self,
+        source_id: &str,
+        wanted: &[&DestinationConfig],
+        summary: &mut ReloadSummary,
+        retire: &mut Vec<Retiring>,
+    ) {
+        let gone: Vec<(String, String)> = self
+            .destinations
+            .keys()
+            .filter(|(source, id)| source == source_id && !wanted.iter().any(|d| d.id == *id))
+            .cloned()
+            .collect();
+        for key in gone {
+            if let Some(old) = self.destinations.remove(&key) {
+                summary.removed += 1;
+                retire.push((old.addr, None));
+            }
         }
     }
 }
@@ -73,7 +175,8 @@ impl Shared {
 /// The running supervisors, by source id, and the destinations behind them.
 #[derive(Clone)]
 pub struct Topology {
-    supervisors: Arc<HashMap<String, Addr<SourceSupervisor>>>,
+    /// Read on every record; written only by a reload.
+    supervisors: Arc<RwLock<HashMap<String, Addr<SourceSupervisor>>>>,
     dead_letters: Recipient<DeadLetter>,
     shared: Arc<Mutex<Shared>>,
 }
@@ -81,20 +184,31 @@ pub struct Topology {
 impl std::fmt::Debug for Topology {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Topology")
-            .field("sources", &self.supervisors.len())
+            .field("sources", &self.len())
             .finish_non_exhaustive()
     }
 }
 
-fn compile_destinations(destinations: &[DestinationConfig]) -> Result<HashMap<String, Transform>, TopologyError> {
-    destinations
-        .iter()
-        .map(|destination| {
-            let transform = Transform::compile(&destination.transforms)
-                .map_err(|error| TopologyError(format!("destinations {:?}: {error}", destination.id)))?;
-            Ok((destination.id.clone(), transform))
-        })
-        .collect()
+/// Compiled transform chains, by source or destination id.
+type Compiled = HashMap<String, Transform>;
+
+fn compile_all(
+    source_transforms: &HashMap<String, Vec<TransformConfig>>,
+    destinations: &[DestinationConfig],
+) -> Result<(Compiled, Compiled), TopologyError> {
+    let mut sources = HashMap::new();
+    for (source_id, configs) in source_transforms {
+        let transform =
+            Transform::compile(configs).map_err(|error| TopologyError(format!("sources {source_id:?}: {error}")))?;
+        sources.insert(source_id.clone(), transform);
+    }
+    let mut compiled = HashMap::new();
+    for destination in destinations {
+        let transform = Transform::compile(&destination.transforms)
+            .map_err(|error| TopologyError(format!("destinations {:?}: {error}", destination.id)))?;
+        compiled.insert(destination.id.clone(), transform);
+    }
+    Ok((sources, compiled))
 }
 
 /// A source with no destination logs its events, so a first run shows them flowing.
@@ -108,128 +222,70 @@ fn log_route() -> Route {
 
 impl Topology {
     /// Starts every actor. Must run inside an actix system. `source_transforms` holds
-    /// each source's own transform chain, by source id.
+    /// each source's own transform chain, by source id. With `parking` (the retry topic's
+    /// writer), a full destination parks its overflow there instead of holding back its
+    /// source.
     pub fn start(
         sources: &[SourceConfig],
         source_transforms: &HashMap<String, Vec<TransformConfig>>,
         destinations: &[DestinationConfig],
         dead_letters: Recipient<DeadLetter>,
+        parking: Option<Recipient<Park>>,
         dedup: DedupSettings,
     ) -> Result<Self, TopologyError> {
-        // Compile everything first, so a bad transform starts nothing.
-        let mut compiled_sources = HashMap::new();
-        for (source_id, configs) in source_transforms {
-            let transform = Transform::compile(configs)
-                .map_err(|error| TopologyError(format!("sources {source_id:?}: {error}")))?;
-            compiled_sources.insert(source_id.clone(), transform);
-        }
-        let compiled_destinations = compile_destinations(destinations)?;
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
         // The arbiters' threads live as long as the system; the handles start actors on them.
         let arbiters = (0..threads).map(|_| Arbiter::new().handle()).collect();
-        let mut shared = Shared {
-            arbiters,
-            next: 0,
+        let topology = Topology {
+            supervisors: Arc::default(),
             dead_letters: dead_letters.clone(),
-            destinations: HashMap::new(),
+            shared: Arc::new(Mutex::new(Shared {
+                arbiters,
+                next: 0,
+                dead_letters,
+                parking,
+                dedup,
+                sources: HashMap::new(),
+                destinations: HashMap::new(),
+            })),
         };
-        let mut supervisors = HashMap::new();
-        for source in sources {
-            let mut routes = Vec::new();
-            for destination in destinations.iter().filter(|d| d.sources.contains(&source.id)) {
-                let transform = compiled_destinations.get(&destination.id).cloned().unwrap_or_default();
-                let running = shared.start_destination(&source.id, destination, transform);
-                routes.push(running.route.clone());
-                shared
-                    .destinations
-                    .insert((source.id.clone(), destination.id.clone()), running);
-            }
-            if routes.is_empty() {
-                routes.push(log_route());
-            }
-            let transform = compiled_sources.get(&source.id).cloned().unwrap_or_default();
-            let supervisor = SourceSupervisor::new(&source.id, routes, dead_letters.clone(), dedup)
-                .with_transform(transform)
-                .start();
-            supervisors.insert(source.id.clone(), supervisor);
-        }
-        Ok(Topology {
-            supervisors: Arc::new(supervisors),
-            dead_letters,
-            shared: Arc::new(Mutex::new(shared)),
-        })
+        let (updates, _) = topology.plan(sources, source_transforms, destinations)?;
+        debug_assert!(updates.is_empty(), "nothing runs before the start");
+        Ok(topology)
     }
 
-    /// Applies a new destination list: starts added destinations, replaces changed ones
+    /// Applies a new configuration: starts added sources and destinations, updates a
+    /// kept source's transforms and destination list, replaces changed destinations
     /// (their buffered events move to the replacement), retires removed ones (their
-    /// buffered events are finished: the destination is no longer wanted), and leaves
-    /// the rest running untouched. Nothing changes if a transform doesn't compile.
-    pub async fn reload(&self, destinations: &[DestinationConfig]) -> Result<ReloadSummary, TopologyError> {
-        let compiled = compile_destinations(destinations)?;
-        let mut summary = ReloadSummary::default();
-        let mut plans = Vec::new();
-        {
-            let mut shared = self.shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            for source_id in self.supervisors.keys() {
-                let mut routes = Vec::new();
-                let mut retire: Vec<(Addr<DestinationActor>, Option<Recipient<switchyard_actors::Routed>>)> =
-                    Vec::new();
-                let wanted: Vec<&DestinationConfig> =
-                    destinations.iter().filter(|d| d.sources.contains(source_id)).collect();
-                for destination in &wanted {
-                    let key = (source_id.clone(), destination.id.clone());
-                    let same = shared
-                        .destinations
-                        .get(&key)
-                        .is_some_and(|running| running.config == **destination);
-                    if same {
-                        summary.unchanged += 1;
-                        if let Some(running) = shared.destinations.get(&key) {
-                            routes.push(running.route.clone());
-                        }
-                        continue;
-                    }
-                    let transform = compiled.get(&destination.id).cloned().unwrap_or_default();
-                    let running = shared.start_destination(source_id, destination, transform);
-                    routes.push(running.route.clone());
-                    match shared.destinations.insert(key, running) {
-                        Some(old) => {
-                            summary.changed += 1;
-                            retire.push((old.addr, Some(routes[routes.len() - 1].recipient.clone())));
-                        }
-                        None => summary.added += 1,
-                    }
-                }
-                let gone: Vec<(String, String)> = shared
-                    .destinations
-                    .keys()
-                    .filter(|(source, id)| source == source_id && !wanted.iter().any(|d| d.id == *id))
-                    .cloned()
-                    .collect();
-                for key in gone {
-                    if let Some(old) = shared.destinations.remove(&key) {
-                        summary.removed += 1;
-                        retire.push((old.addr, None));
-                    }
-                }
-                if routes.is_empty() {
-                    routes.push(log_route());
-                }
-                plans.push((source_id.clone(), routes, retire));
-            }
-        }
-        for (source_id, routes, retire) in plans {
-            let Some(supervisor) = self.supervisors.get(&source_id) else {
-                continue;
-            };
+    /// buffered events are finished: no longer wanted) and stops removed sources
+    /// (records of a removed source still in Kafka go to the dead-letter topic as
+    /// unroutable). Everything else keeps running untouched. Nothing changes if a
+    /// transform doesn't compile.
+    pub async fn reload(
+        &self,
+        sources: &[SourceConfig],
+        source_transforms: &HashMap<String, Vec<TransformConfig>>,
+        destinations: &[DestinationConfig],
+    ) -> Result<ReloadSummary, TopologyError> {
+        let (updates, summary) = self.plan(sources, source_transforms, destinations)?;
+        for update in updates {
+            let Update {
+                source_id,
+                addr,
+                routes,
+                transform,
+                retire,
+            } = update;
+            let unavailable =
+                |error: MailboxError| TopologyError(format!("source {source_id}: supervisor unavailable: {error}"));
             // The supervisor switches first, so nothing new reaches a retired actor;
             // what reached it before is ahead of `Retire` in its mailbox.
-            supervisor
-                .send(SetRoutes(routes))
-                .await
-                .map_err(|error| TopologyError(format!("source {source_id}: supervisor unavailable: {error}")))?;
-            for (addr, forward_to) in retire {
-                if let Err(error) = addr.send(Retire { forward_to }).await {
+            if let Some(transform) = transform {
+                addr.send(SetTransform(transform)).await.map_err(unavailable)?;
+            }
+            addr.send(SetRoutes(routes)).await.map_err(unavailable)?;
+            for (actor, forward_to) in retire {
+                if let Err(error) = actor.send(Retire { forward_to }).await {
                     tracing::error!(%source_id, %error, "retired destination was already gone");
                 }
             }
@@ -237,8 +293,100 @@ impl Topology {
         Ok(summary)
     }
 
-    pub fn supervisor(&self, source_id: &str) -> Option<&Addr<SourceSupervisor>> {
-        self.supervisors.get(source_id)
+    /// Compiles, then starts what is new and works out what running supervisors must
+    /// be told. Removed sources leave the routing table here.
+    fn plan(
+        &self,
+        sources: &[SourceConfig],
+        source_transforms: &HashMap<String, Vec<TransformConfig>>,
+        destinations: &[DestinationConfig],
+    ) -> Result<(Vec<Update>, ReloadSummary), TopologyError> {
+        let (compiled_sources, compiled_destinations) = compile_all(source_transforms, destinations)?;
+        let mut summary = ReloadSummary::default();
+        let mut updates = Vec::new();
+        let mut shared = self.shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut supervisors = self
+            .supervisors
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for source in sources {
+            let transforms = source_transforms.get(&source.id).cloned().unwrap_or_default();
+            let transform = compiled_sources.get(&source.id).cloned().unwrap_or_default();
+            let mut retire = Vec::new();
+            let routes = shared.routes_for(
+                &source.id,
+                destinations,
+                &compiled_destinations,
+                &mut summary,
+                &mut retire,
+            );
+            match shared.sources.get_mut(&source.id) {
+                Some(running) => {
+                    let changed = running.transforms != transforms;
+                    if changed {
+                        summary.sources_changed += 1;
+                        running.transforms = transforms;
+                    }
+                    updates.push(Update {
+                        source_id: source.id.clone(),
+                        addr: running.addr.clone(),
+                        routes,
+                        transform: changed.then_some(transform),
+                        retire,
+                    });
+                }
+                None => {
+                    summary.sources_added += 1;
+                    let addr = SourceSupervisor::new(&source.id, routes, shared.dead_letters.clone(), shared.dedup)
+                        .with_transform(transform)
+                        .start();
+                    supervisors.insert(source.id.clone(), addr.clone());
+                    shared
+                        .sources
+                        .insert(source.id.clone(), RunningSource { transforms, addr });
+                }
+            }
+        }
+        let gone: Vec<String> = shared
+            .sources
+            .keys()
+            .filter(|id| !sources.iter().any(|s| s.id == **id))
+            .cloned()
+            .collect();
+        for source_id in gone {
+            summary.sources_removed += 1;
+            supervisors.remove(&source_id);
+            let mut retire = Vec::new();
+            shared.retire_except(&source_id, &[], &mut summary, &mut retire);
+            if let Some(running) = shared.sources.remove(&source_id) {
+                // No routes left: what the supervisor still holds finishes as not wanted.
+                updates.push(Update {
+                    source_id,
+                    addr: running.addr,
+                    routes: Vec::new(),
+                    transform: None,
+                    retire,
+                });
+            }
+        }
+        Ok((updates, summary))
+    }
+
+    pub fn supervisor(&self, source_id: &str) -> Option<Addr<SourceSupervisor>> {
+        self.supervisors
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(source_id)
+            .cloned()
+    }
+
+    /// The running actor of one destination of one source.
+    pub fn destination(&self, source_id: &str, destination_id: &str) -> Option<Recipient<Routed>> {
+        let shared = self.shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        shared
+            .destinations
+            .get(&(source_id.to_string(), destination_id.to_string()))
+            .map(|running| running.route.recipient.clone())
     }
 
     pub fn dead_letters(&self) -> &Recipient<DeadLetter> {
@@ -246,10 +394,13 @@ impl Topology {
     }
 
     pub fn len(&self) -> usize {
-        self.supervisors.len()
+        self.supervisors
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.supervisors.is_empty()
+        self.len() == 0
     }
 }

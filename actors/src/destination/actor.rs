@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use actix::prelude::*;
 use serde::Serialize;
@@ -18,26 +18,37 @@ use super::retry;
 use super::webhook::DeliveryError;
 use crate::ack::Ack;
 use crate::dead_letter::{DeadLetter, Stage};
+use crate::park::{Park, Parked};
 use crate::source::{Load, Routed};
 use crate::transform::{Transform, Transformed};
 
 struct Pending {
     event: Arc<Event>,
     ack: Ack,
-    first_seen: Instant,
+    /// Wall-clock, because it travels through the retry topic.
+    first_seen: SystemTime,
     attempts: u32,
+    parks: u32,
     last_error: Option<String>,
 }
 
 impl Pending {
-    /// An event just taken from the supervisor, not yet attempted.
+    /// An event just taken from the supervisor (not yet attempted), or back from the
+    /// retry topic with its retry state.
     fn new(message: Routed) -> Self {
+        let parked = message.parked.unwrap_or(Parked {
+            attempts: 0,
+            parks: 0,
+            first_seen: SystemTime::now(),
+            last_error: None,
+        });
         Pending {
             event: message.event,
             ack: message.ack,
-            first_seen: Instant::now(),
-            attempts: 0,
-            last_error: None,
+            first_seen: parked.first_seen,
+            attempts: parked.attempts,
+            parks: parked.parks,
+            last_error: parked.last_error,
         }
     }
 }
@@ -50,6 +61,12 @@ pub struct DestinationStats {
     pub retried: u64,
     pub filtered: u64,
     pub dead_lettered: u64,
+    /// Handed to the retry topic because the buffer was full.
+    pub parked: u64,
+    /// Times the client was restarted: it could not start, or a request stalled.
+    pub restarts: u64,
+    /// Requests abandoned for getting no answer within `stall_after_secs`.
+    pub stalls: u64,
     pub buffered: usize,
     pub in_flight: usize,
     pub circuit_open: bool,
@@ -69,18 +86,41 @@ pub struct Retire {
     pub forward_to: Option<Recipient<Routed>>,
 }
 
+/// How often in-flight requests are checked for a stall.
+const STALL_CHECK_EVERY: Duration = Duration::from_secs(1);
+/// Restart backoff: doubling from the first wait up to the last.
+const RESTART_FIRST_WAIT: Duration = Duration::from_millis(100);
+const RESTART_MAX_WAIT: Duration = Duration::from_secs(60);
+
+/// A request on its way, with the events it carries so a restart can send them again.
+struct Request {
+    batch: Vec<Pending>,
+    handle: SpawnHandle,
+    since: Instant,
+}
+
+/// A parked event stays away at least this long, so a full buffer has time to drain.
+const PARK_MIN_WAIT: Duration = Duration::from_secs(1);
+
 pub struct DestinationActor {
     source_id: String,
     config: DestinationConfig,
     client: Option<Client>,
     dead_letters: Recipient<DeadLetter>,
+    /// The retry topic, when there is one; without it a full buffer holds the source back.
+    parking: Option<Recipient<Park>>,
     load: Arc<Load>,
     transform: Transform,
     ready: VecDeque<Pending>,
     /// Events waiting for their retry time; the sequence number keeps equal times apart.
     delayed: BTreeMap<(Instant, u64), Pending>,
     sequence: u64,
+    /// Events in `requests`.
     in_flight: usize,
+    requests: HashMap<u64, Request>,
+    next_request: u64,
+    /// Restarts since the last delivery, for the backoff.
+    restart_streak: u32,
     /// With per-user ordering: events in flight or waiting for a retry, per user.
     busy_users: HashMap<String, usize>,
     breaker: Breaker,
@@ -117,12 +157,16 @@ impl DestinationActor {
             config,
             client: None,
             dead_letters,
+            parking: None,
             load,
             transform: Transform::default(),
             ready: VecDeque::new(),
             delayed: BTreeMap::new(),
             sequence: 0,
             in_flight: 0,
+            requests: HashMap::new(),
+            next_request: 0,
+            restart_streak: 0,
             busy_users: HashMap::new(),
             breaker,
             wakeup: None,
@@ -135,6 +179,108 @@ impl DestinationActor {
     pub fn with_transform(mut self, transform: Transform) -> Self {
         self.transform = transform;
         self
+    }
+
+    /// Overflow goes to the retry topic instead of holding the source back. Not with
+    /// per-user ordering: a parked event could come back after a later one of its user.
+    pub fn with_parking(mut self, parking: Recipient<Park>) -> Self {
+        if self.config.ordering == Ordering::None {
+            self.parking = Some(parking);
+        }
+        self
+    }
+
+    /// Whether a full buffer parks events rather than making the source wait.
+    pub fn parks(config: &DestinationConfig, retry_topic: bool) -> bool {
+        retry_topic && config.ordering == Ordering::None
+    }
+
+    fn park(&mut self, pending: Pending) {
+        let Some(parking) = self.parking.clone() else {
+            return;
+        };
+        self.stats.parked += 1;
+        let wait = retry::delay(&self.config.retry, pending.parks + 1, None).max(PARK_MIN_WAIT);
+        tracing::debug!(
+            source_id = %self.source_id, destination_id = %self.config.id,
+            message_id = pending.event.message_id().unwrap_or_default(), ?wait, "buffer full, event parked"
+        );
+        let park = Park {
+            source_id: self.source_id.clone(),
+            destination_id: self.config.id.clone(),
+            value: serde_json::to_vec(pending.event.as_ref()).unwrap_or_default(),
+            message_id: pending.event.message_id().map(str::to_string),
+            state: Parked {
+                attempts: pending.attempts,
+                parks: pending.parks + 1,
+                first_seen: pending.first_seen,
+                last_error: pending.last_error,
+            },
+            not_before: SystemTime::now() + wait,
+            ack: pending.ack,
+        };
+        // The writer finishes the share once Kafka has the parked copy; if it is gone
+        // the share is dropped unfinished and the record is redelivered.
+        let send = parking.send(park);
+        actix::spawn(async move {
+            if let Err(error) = send.await {
+                tracing::error!(%error, "retry topic writer unavailable; the record will be redelivered");
+            }
+        });
+    }
+
+    /// Builds the client; on failure restarts with backoff, the events kept buffered.
+    fn start_client(&mut self, ctx: &mut Context<Self>) {
+        match Client::new(&self.config.kind) {
+            Ok(client) => {
+                self.client = client;
+                self.pump(ctx);
+            }
+            Err(error) => self.restart(ctx, &error),
+        }
+    }
+
+    /// Restarts the delivery side in place: in-flight requests are abandoned and their
+    /// events go back to the front of the line, the client is dropped and built again
+    /// after a backoff that doubles with each restart until a delivery succeeds. The
+    /// buffer, retry timers and breaker survive, so no event is lost or reordered.
+    fn restart(&mut self, ctx: &mut Context<Self>, reason: &str) {
+        self.stats.restarts += 1;
+        self.restart_streak += 1;
+        let wait = RESTART_FIRST_WAIT
+            .saturating_mul(2u32.saturating_pow(self.restart_streak - 1))
+            .min(RESTART_MAX_WAIT);
+        tracing::error!(
+            source_id = %self.source_id, destination_id = %self.config.id, %reason,
+            restarts = self.stats.restarts, ?wait, "destination restarting"
+        );
+        let mut requests: Vec<(u64, Request)> = self.requests.drain().collect();
+        requests.sort_by_key(|(id, _)| std::cmp::Reverse(*id));
+        for (_, request) in requests {
+            ctx.cancel_future(request.handle);
+            self.in_flight -= request.batch.len();
+            for pending in request.batch.into_iter().rev() {
+                self.release_user(&pending);
+                self.ready.push_front(pending);
+            }
+        }
+        self.client = None;
+        ctx.run_later(wait, |actor, ctx| {
+            if actor.retired.is_none() {
+                actor.start_client(ctx);
+            }
+        });
+    }
+
+    /// A request older than `stall_after_secs` has hung (every client has a shorter
+    /// timeout): restart.
+    fn check_stalled(&mut self, ctx: &mut Context<Self>) {
+        let limit = Duration::from_secs(self.config.stall_after_secs);
+        let stalled = self.requests.values().any(|request| request.since.elapsed() >= limit);
+        if stalled && self.retired.is_none() {
+            self.stats.stalls += 1;
+            self.restart(ctx, &format!("a request got no answer within {limit:?}"));
+        }
     }
 
     fn buffered(&self) -> usize {
@@ -154,7 +300,7 @@ impl DestinationActor {
             }
         }
         let Some(client) = self.client.clone() else { return };
-        while self.in_flight < self.config.concurrency && !self.ready.is_empty() {
+        while self.requests.len() < self.config.concurrency && !self.ready.is_empty() {
             if !self.breaker.try_acquire(now) {
                 break;
             }
@@ -169,11 +315,19 @@ impl DestinationActor {
             let events: Vec<Arc<Event>> = batch.iter().map(|p| p.event.clone()).collect();
             self.in_flight += batch.len();
             let request = client.send(Arc::from(self.source_id.as_str()), events);
-            ctx.spawn(
+            self.next_request += 1;
+            let id = self.next_request;
+            let handle = ctx.spawn(
                 request
                     .into_actor(self)
-                    .map(move |result, actor, ctx| actor.finished(batch, result, ctx)),
+                    .map(move |result, actor, ctx| actor.finished(id, result, ctx)),
             );
+            let request = Request {
+                batch,
+                handle,
+                since: now,
+            };
+            self.requests.insert(id, request);
         }
         self.schedule_wakeup(ctx, now);
         self.stats.buffered = self.buffered();
@@ -254,6 +408,7 @@ impl DestinationActor {
                     source_id: Arc::from(self.source_id.as_str()),
                     event: pending.event,
                     ack: pending.ack,
+                    parked: None,
                 };
                 let send = replacement.send(routed);
                 actix::spawn(async move {
@@ -266,7 +421,10 @@ impl DestinationActor {
         }
     }
 
-    fn finished(&mut self, batch: Vec<Pending>, result: Result<(), DeliveryError>, ctx: &mut Context<Self>) {
+    fn finished(&mut self, id: u64, result: Result<(), DeliveryError>, ctx: &mut Context<Self>) {
+        let Some(Request { batch, .. }) = self.requests.remove(&id) else {
+            return;
+        };
         self.in_flight -= batch.len();
         if self.retired.is_some() {
             let delivered = result.is_ok();
@@ -285,6 +443,7 @@ impl DestinationActor {
         let now = Instant::now();
         match result {
             Ok(()) => {
+                self.restart_streak = 0;
                 self.breaker.success();
                 self.stats.delivered += batch.len() as u64;
                 for pending in batch {
@@ -307,7 +466,7 @@ impl DestinationActor {
                 for mut pending in batch {
                     pending.attempts += 1;
                     pending.last_error = Some(error.reason.clone());
-                    if now.duration_since(pending.first_seen) >= window {
+                    if pending.first_seen.elapsed().unwrap_or_default() >= window {
                         let reason = format!("retry window of {window:?} ran out; last error: {}", error.reason);
                         self.dead_letter(pending, reason);
                         continue;
@@ -372,16 +531,8 @@ impl Actor for DestinationActor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(1024);
-        self.client = match Client::new(&self.config.kind) {
-            Ok(client) => client,
-            Err(error) => {
-                // Nothing can be delivered without a client: stop, and the records stay
-                // uncommitted until the configuration is fixed.
-                tracing::error!(source_id = %self.source_id, destination_id = %self.config.id, %error, "destination cannot start");
-                ctx.stop();
-                None
-            }
-        };
+        self.start_client(ctx);
+        ctx.run_interval(STALL_CHECK_EVERY, |actor, ctx| actor.check_stalled(ctx));
         tracing::info!(source_id = %self.source_id, destination_id = %self.config.id, "destination started");
     }
 }
@@ -397,7 +548,7 @@ impl Handler<Routed> for DestinationActor {
             self.hand_on(pending);
             return;
         }
-        if !self.transform.is_empty() {
+        if message.parked.is_none() && !self.transform.is_empty() {
             match self.transform.apply(message.event.as_ref().clone()) {
                 Ok(Transformed::Keep(event)) => message.event = Arc::new(event),
                 Ok(Transformed::Filtered) => {
@@ -418,7 +569,12 @@ impl Handler<Routed> for DestinationActor {
             message.ack.done();
             return;
         }
-        self.ready.push_back(Pending::new(message));
+        let pending = Pending::new(message);
+        if self.parking.is_some() && self.buffered() >= self.config.max_buffered_events {
+            self.park(pending);
+            return;
+        }
+        self.ready.push_back(pending);
         self.pump(ctx);
     }
 }
@@ -493,9 +649,154 @@ mod tests {
             max_buffered_events: 100,
             breaker_failures: 100,
             breaker_cooldown_ms: 1_000,
+            stall_after_secs: 120,
             ordering: Order::None,
             transforms: Vec::new(),
         }
+    }
+
+    fn routed(message_id: &str, completed: &Count) -> Routed {
+        let event: Event = serde_json::from_value(
+            serde_json::json!({"type": "track", "userId": "u", "event": "e", "messageId": message_id}),
+        )
+        .expect("sample parses");
+        Routed {
+            source_id: Arc::from("web"),
+            event: Arc::new(event),
+            ack: Ack::new(completed.clone()),
+            parked: None,
+        }
+    }
+
+    #[actix::test]
+    async fn a_full_buffer_parks_further_events_and_a_parked_event_keeps_its_retry_state() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let parking = Collect(seen.clone()).start();
+        let dead = Collect(seen.clone()).start();
+        let completed = Count::default();
+        let config = DestinationConfig {
+            max_buffered_events: 2,
+            ..unreachable_webhook()
+        };
+        let actor = DestinationActor::new("web", config, dead.clone().recipient(), Load::new(usize::MAX))
+            .with_parking(parking.recipient())
+            .start();
+        for i in 0..5 {
+            actor.send(routed(&format!("m{i}"), &completed)).await.expect("alive");
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while completed.0.load(Ordering::SeqCst) < 3 && Instant::now() < deadline {
+            actix::clock::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(
+            *seen.lock().expect("not poisoned"),
+            vec!["parked: m2", "parked: m3", "parked: m4"],
+            "the two buffered stay, the rest are parked in order"
+        );
+        assert_eq!(completed.0.load(Ordering::SeqCst), 3, "parked events are finished here");
+        let stats = actor.send(GetDestinationStats).await.expect("alive");
+        assert_eq!((stats.parked, stats.buffered), (3, 2));
+
+        // Back from the retry topic past its retry window: the next failure dead-letters it.
+        let mut back = routed("m9", &completed);
+        back.parked = Some(Parked {
+            attempts: 7,
+            parks: 1,
+            first_seen: SystemTime::now() - Duration::from_secs(5 * 3600),
+            last_error: Some("connect refused".into()),
+        });
+        let retired_config = DestinationConfig {
+            id: "down-2".into(),
+            retry: RetryConfig {
+                min_backoff_ms: 1,
+                max_backoff_ms: 1,
+                ..RetryConfig::default()
+            },
+            ..unreachable_webhook()
+        };
+        let fresh = DestinationActor::new("web", retired_config, dead.recipient(), Load::new(usize::MAX)).start();
+        fresh.send(back).await.expect("alive");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while completed.0.load(Ordering::SeqCst) < 4 && Instant::now() < deadline {
+            actix::clock::sleep(Duration::from_millis(20)).await;
+        }
+        let seen = seen.lock().expect("not poisoned").clone();
+        let dead: Vec<&String> = seen.iter().filter(|s| s.starts_with("dead: ")).collect();
+        assert_eq!(dead.len(), 1, "{seen:?}");
+        assert!(dead[0].contains("retry window"), "{dead:?}");
+        let stats = fresh.send(GetDestinationStats).await.expect("alive");
+        assert_eq!(stats.dead_lettered, 1);
+    }
+
+    /// A local HTTP endpoint whose first connection never gets an answer; later ones get 200.
+    fn hangs_once() -> std::net::SocketAddr {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for (index, stream) in listener.incoming().enumerate() {
+                let Ok(mut stream) = stream else { continue };
+                if index == 0 {
+                    held.push(stream);
+                    continue;
+                }
+                std::thread::spawn(move || {
+                    let mut buffer = [0u8; 65536];
+                    let mut request = Vec::new();
+                    while let Ok(read) = stream.read(&mut buffer) {
+                        if read == 0 {
+                            break;
+                        }
+                        request.extend_from_slice(&buffer[..read]);
+                        let text = String::from_utf8_lossy(&request);
+                        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                            let length = head
+                                .lines()
+                                .find_map(|line| {
+                                    line.to_ascii_lowercase()
+                                        .strip_prefix("content-length:")
+                                        .map(|v| v.trim().to_string())
+                                })
+                                .and_then(|v| v.parse::<usize>().ok())
+                                .unwrap_or(0);
+                            if body.len() >= length {
+                                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
+                                request.clear();
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    #[actix::test]
+    async fn a_stalled_request_restarts_the_client_and_its_events_are_sent_again() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let dead = Collect(seen.clone()).start();
+        let completed = Count::default();
+        let mut config = unreachable_webhook();
+        if let DestinationKind::Webhook(webhook) = &mut config.kind {
+            webhook.url = format!("http://{}/hook", hangs_once());
+            webhook.timeout_ms = 600_000;
+        }
+        config.stall_after_secs = 1;
+        let actor = DestinationActor::new("web", config, dead.recipient(), Load::new(100)).start();
+        actor.send(routed("m1", &completed)).await.expect("alive");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while completed.0.load(Ordering::SeqCst) < 1 && Instant::now() < deadline {
+            actix::clock::sleep(Duration::from_millis(50)).await;
+        }
+        let stats = actor.send(GetDestinationStats).await.expect("alive");
+        assert_eq!(
+            completed.0.load(Ordering::SeqCst),
+            1,
+            "delivered after the restart: {stats:?}"
+        );
+        assert_eq!((stats.stalls, stats.restarts, stats.delivered), (1, 1, 1), "{stats:?}");
+        assert!(seen.lock().expect("not poisoned").is_empty(), "nothing dead-lettered");
     }
 
     #[actix::test]
@@ -506,16 +807,7 @@ mod tests {
         let completed = Count::default();
         let actor = DestinationActor::new("web", unreachable_webhook(), dead.recipient(), Load::new(100)).start();
         for i in 0..3 {
-            let event: Event = serde_json::from_value(
-                serde_json::json!({"type": "track", "userId": "u", "event": "e", "messageId": format!("m{i}")}),
-            )
-            .expect("sample parses");
-            let routed = Routed {
-                source_id: Arc::from("web"),
-                event: Arc::new(event),
-                ack: Ack::new(completed.clone()),
-            };
-            actor.send(routed).await.expect("alive");
+            actor.send(routed(&format!("m{i}"), &completed)).await.expect("alive");
         }
         // Let the connection attempts fail and the events move to their (long) retry wait.
         let deadline = Instant::now() + Duration::from_secs(10);

@@ -29,6 +29,11 @@ pub struct DestinationConfig {
     /// How long an open breaker waits before a trial request.
     #[serde(default = "default_breaker_cooldown_ms")]
     pub breaker_cooldown_ms: u64,
+    /// A request without an answer this long is abandoned and the actor's client is
+    /// restarted; its events are sent again. Above any client timeout, so only a hung
+    /// request trips it.
+    #[serde(default = "default_stall_after_secs")]
+    pub stall_after_secs: u64,
     /// Applied to each event before it is sent (after the source's own).
     #[serde(default)]
     pub transforms: Vec<crate::transform::TransformConfig>,
@@ -175,6 +180,10 @@ fn default_max_buffered_events() -> usize {
 fn default_breaker_failures() -> u32 {
     5
 }
+fn default_stall_after_secs() -> u64 {
+    120
+}
+
 fn default_breaker_cooldown_ms() -> u64 {
     5_000
 }
@@ -411,6 +420,7 @@ mod tests {
             max_buffered_events: 10,
             breaker_failures: 3,
             breaker_cooldown_ms: 100,
+            stall_after_secs: 120,
             ordering: Ordering::None,
             transforms: Vec::new(),
         }
