@@ -39,12 +39,16 @@ pub struct Routed {
     pub parked: Option<Parked>,
 }
 
-/// How many events a destination holds, against its limit. The destination keeps it
-/// current; the supervisor reads it before handing over, so a full destination makes
-/// its source wait without a round trip per event.
+/// How many events a destination holds, against its limit: those it has taken
+/// (`buffered`, kept by the destination) plus those handed over and still in its
+/// mailbox (`queued`, counted up by the supervisor and down by the destination), so the
+/// bound holds however far the destination's thread lags behind. The supervisor reads
+/// it before handing over: a full destination makes its source wait without a round
+/// trip per event.
 #[derive(Debug)]
 pub struct Load {
     buffered: AtomicUsize,
+    queued: AtomicUsize,
     capacity: usize,
 }
 
@@ -52,6 +56,7 @@ impl Load {
     pub fn new(capacity: usize) -> Arc<Load> {
         Arc::new(Load {
             buffered: AtomicUsize::new(0),
+            queued: AtomicUsize::new(0),
             capacity,
         })
     }
@@ -60,8 +65,21 @@ impl Load {
         self.buffered.store(buffered, Ordering::Relaxed);
     }
 
+    /// One more event on its way into the destination's mailbox.
+    pub fn queue(&self) {
+        self.queued.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The destination took an event from its mailbox. Events that arrive without
+    /// [`Load::queue`] (back from the retry topic) leave the count at zero.
+    pub fn dequeue(&self) {
+        let _ = self
+            .queued
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+    }
+
     pub fn is_full(&self) -> bool {
-        self.buffered.load(Ordering::Relaxed) >= self.capacity
+        self.buffered.load(Ordering::Relaxed) + self.queued.load(Ordering::Relaxed) >= self.capacity
     }
 }
 
@@ -278,9 +296,13 @@ impl Handler<Inbound> for SourceSupervisor {
                 waiting.push((route.clone(), routed));
                 continue;
             }
+            route.load.queue();
             match route.recipient.try_send(routed) {
                 Ok(()) => {}
-                Err(SendError::Full(routed)) => waiting.push((route.clone(), routed)),
+                Err(SendError::Full(routed)) => {
+                    route.load.dequeue();
+                    waiting.push((route.clone(), routed));
+                }
                 Err(SendError::Closed(_)) => {
                     // The share went down with the mailbox: the record is redelivered.
                     tracing::error!(source_id = %self.source_id, destination_id = %route.destination_id, "destination actor unavailable");
@@ -299,6 +321,7 @@ impl Handler<Inbound> for SourceSupervisor {
                 while route.load.is_full() {
                     actix::clock::sleep(FULL_RETRY).await;
                 }
+                route.load.queue();
                 if let Err(error) = route.recipient.send(routed).await {
                     tracing::error!(%source_id, destination_id = %route.destination_id, %error, "destination actor unavailable");
                 }

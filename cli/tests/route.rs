@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::Message;
 use support::{Behaviour, Receiver, Switchyard, percentile, received_event, send_batch, track};
-use switchyard_testkit::{Tansu, header, read_records, read_until, unique_topic};
+use switchyard_testkit::{Tansu, header, produce_events, read_records, read_until, unique_topic};
 
 const KEY: &str = "route-write-key-0123456789";
 
@@ -641,4 +641,51 @@ async fn a_full_destination_parks_its_overflow_and_never_holds_back_the_others()
         .filter(|id| !got.contains_key(id))
         .collect();
     assert!(missing.is_empty(), "never delivered after recovery: {missing:?}");
+}
+
+#[actix_web::test]
+async fn a_source_that_cannot_keep_up_pauses_its_partition_and_others_keep_flowing() {
+    const FLOW_KEY: &str = "route-flow-write-key-0123456789";
+    let setup = setup().await;
+    let held = Receiver::start(Behaviour::FailUntil(Instant::now() + Duration::from_secs(3600)));
+    let open = Receiver::start(Behaviour::Healthy);
+    // Per-user ordering never parks: the failing destination fills up and its source waits.
+    let mut text = config_text(&setup, &[("held", &held, 2)]);
+    text.push_str("ordering = \"per_user\"\nmax_buffered_events = 5\n");
+    text.push_str(&format!("\n[[sources]]\nid = \"flow\"\nwrite_key = \"{FLOW_KEY}\"\n"));
+    text.push_str(&destination_block("open", "flow", &open, 2));
+    let config = setup.dir.path().join("switchyard.toml");
+    std::fs::write(&config, text).expect("write config");
+    let _switchyard = Switchyard::start("router", &config);
+
+    // External producers: "shop" fills partition 0 far past its supervisor's mailbox.
+    let shop: Vec<_> = (0..1600)
+        .map(|i| track(&format!("s-{i}"), &format!("u-{}", i % 10)))
+        .collect();
+    produce_events(&setup.broker.brokers(), &setup.topic, 0, "shop", &shop).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while held.refused() < 10 {
+        assert!(
+            Instant::now() < deadline,
+            "the router never reached the failing destination"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Long enough for the supervisor's mailbox to fill behind the full destination.
+    actix_web::rt::time::sleep(Duration::from_secs(1)).await;
+    let flow: Vec<_> = (0..100).map(|i| track(&format!("f-{i}"), "u-1")).collect();
+    produce_events(&setup.broker.brokers(), &setup.topic, 1, "flow", &flow).await;
+
+    let got = open.wait_for(Duration::from_secs(30), |c| c.len() >= 100);
+    assert_eq!(
+        got.len(),
+        100,
+        "the other partition kept flowing while one source was stuck"
+    );
+    assert!(held.counts().is_empty());
+
+    held.set(Behaviour::Healthy);
+    let got = held.wait_for(Duration::from_secs(120), |c| c.len() >= 1600);
+    let missing = (0..1600).filter(|i| !got.contains_key(&format!("s-{i}"))).count();
+    assert_eq!(missing, 0, "the paused partition resumed and delivered everything");
 }

@@ -201,7 +201,7 @@ async fn consume(
 /// Where a record goes next: its source's supervisor, the dead-letter topic, or (from
 /// the retry topic) straight back to its destination once due.
 enum Handoff {
-    Source(Addr<SourceSupervisor>, Inbound),
+    Source(Arc<Addr<SourceSupervisor>>, Inbound),
     DeadLetter(Recipient<DeadLetter>, DeadLetter),
     Destination(Recipient<Routed>, Routed, SystemTime),
     Finished,
@@ -412,12 +412,11 @@ fn set_paused(consumer: &StreamConsumer<RouterContext>, (topic, partition): &(St
     };
     match result {
         Ok(()) => {
-            tracing::info!(
-                topic,
-                partition,
-                paused = pause,
-                "partition flow changed: its source is busy"
-            );
+            if pause {
+                tracing::warn!(topic, partition, "partition paused: the actor it feeds is full");
+            } else {
+                tracing::info!(topic, partition, "partition resumed");
+            }
             pause
         }
         Err(error) => {

@@ -175,8 +175,10 @@ impl Shared {
 /// The running supervisors, by source id, and the destinations behind them.
 #[derive(Clone)]
 pub struct Topology {
-    /// Read on every record; written only by a reload.
-    supervisors: Arc<RwLock<HashMap<String, Addr<SourceSupervisor>>>>,
+    /// Read on every record; written only by a reload. Shared, not cloned: actix parks a
+    /// sender that fills a mailbox, and only that same sender then sees it full (a fresh
+    /// clone of an `Addr` always gets one more message in).
+    supervisors: Arc<RwLock<HashMap<String, Arc<Addr<SourceSupervisor>>>>>,
     dead_letters: Recipient<DeadLetter>,
     shared: Arc<Mutex<Shared>>,
 }
@@ -340,7 +342,7 @@ impl Topology {
                     let addr = SourceSupervisor::new(&source.id, routes, shared.dead_letters.clone(), shared.dedup)
                         .with_transform(transform)
                         .start();
-                    supervisors.insert(source.id.clone(), addr.clone());
+                    supervisors.insert(source.id.clone(), Arc::new(addr.clone()));
                     shared
                         .sources
                         .insert(source.id.clone(), RunningSource { transforms, addr });
@@ -372,7 +374,7 @@ impl Topology {
         Ok((updates, summary))
     }
 
-    pub fn supervisor(&self, source_id: &str) -> Option<Addr<SourceSupervisor>> {
+    pub fn supervisor(&self, source_id: &str) -> Option<Arc<Addr<SourceSupervisor>>> {
         self.supervisors
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())

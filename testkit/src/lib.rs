@@ -138,6 +138,46 @@ fn client_config(brokers: &str) -> ClientConfig {
     config
 }
 
+/// Produces events to one partition of `topic` as an external producer would: the
+/// record format's headers (source id, schema version) and the event JSON as value.
+pub async fn produce_events(brokers: &str, topic: &str, partition: i32, source_id: &str, events: &[serde_json::Value]) {
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    // One record per batch: tansu answers a fetch that starts inside a record batch with
+    // nothing (Kafka returns the enclosing batch), which a consumer resuming a paused
+    // partition mid-batch would wait on forever.
+    let producer: FutureProducer = client_config(brokers)
+        .set("batch.num.messages", "1")
+        .create()
+        .expect("producer");
+    let mut deliveries = Vec::with_capacity(events.len());
+    for event in events {
+        let value = serde_json::to_vec(event).expect("event JSON");
+        let headers = OwnedHeaders::new()
+            .insert(Header {
+                key: "switchyard-source-id",
+                value: Some(source_id),
+            })
+            .insert(Header {
+                key: "switchyard-schema-version",
+                value: Some("1"),
+            });
+        let record = FutureRecord::<(), _>::to(topic)
+            .partition(partition)
+            .payload(&value)
+            .headers(headers);
+        deliveries.push(
+            producer
+                .send_result(record)
+                .map_err(|(error, _)| error)
+                .expect("queued"),
+        );
+    }
+    for delivery in deliveries {
+        delivery.await.expect("delivered").expect("broker took it");
+    }
+}
+
 /// A topic name no other test uses.
 pub fn unique_topic(prefix: &str) -> String {
     let nanos = std::time::SystemTime::now()

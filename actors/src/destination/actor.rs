@@ -542,6 +542,7 @@ impl Handler<Routed> for DestinationActor {
 
     /// Always takes the event: the supervisor held it back while [`Load`] said full.
     fn handle(&mut self, mut message: Routed, ctx: &mut Self::Context) {
+        self.load.dequeue();
         self.stats.received += 1;
         if self.retired.is_some() {
             let pending = Pending::new(message);

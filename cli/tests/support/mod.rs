@@ -193,7 +193,11 @@ impl Switchyard {
         let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
             .args([role, "--config"])
             .arg(config)
-            .env("RUST_LOG", "warn")
+            // SWITCHYARD_TEST_LOG=info (say) shows more of the child's log when debugging.
+            .env(
+                "RUST_LOG",
+                std::env::var("SWITCHYARD_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
