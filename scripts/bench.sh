@@ -152,7 +152,7 @@ report=target/bench-report.md
   echo "| router → blackhole (no-op) destination | $blackhole_eps | $blackhole_cpu | $(per_cpu "$blackhole_cpu") | $(ratio "$blackhole_eps" "$consumer_eps") |"
   echo "| router → local webhook (batches of 100, signed) | $webhook_eps | $webhook_cpu | $(per_cpu "$webhook_cpu") | $(ratio "$webhook_eps" "$consumer_eps") |"
   echo
-  echo "The router figures count from the first record to the last committed position; the webhook"
+  echo "The router figures count from the first record read to the last one finished; the webhook"
   echo "case's CPU includes the in-process receiver. Targets: at least 0.5 of the bare consumer with one"
   echo "destination, and 100,000 events per CPU-second on the no-op path."
 } > "$report"

@@ -23,7 +23,7 @@ pub use destination::{DestinationActor, DestinationConfig, DestinationStats, Get
 pub use log_destination::LogDestination;
 pub use park::{Park, Parked};
 pub use source::{
-    DedupSettings, GetStats, Inbound, Load, Outcome, Route, Routed, SetRoutes, SetTransform, SourceSupervisor,
-    SupervisorStats,
+    DedupSettings, GetStats, Inbound, InboundBatch, Load, Outcome, Route, Routed, RoutedBatch, SetRoutes, SetTransform,
+    SourceSupervisor, SupervisorStats,
 };
 pub use transform::{Transform, TransformConfig};

@@ -3,7 +3,7 @@
 
 use actix::prelude::*;
 
-use crate::source::Routed;
+use crate::source::{Routed, RoutedBatch};
 
 #[derive(Debug, Default)]
 pub struct LogDestination {
@@ -29,5 +29,15 @@ impl Handler<Routed> for LogDestination {
             "event routed"
         );
         message.ack.done();
+    }
+}
+
+impl Handler<RoutedBatch> for LogDestination {
+    type Result = ();
+
+    fn handle(&mut self, batch: RoutedBatch, ctx: &mut Self::Context) {
+        for message in batch.0 {
+            <Self as Handler<Routed>>::handle(self, message, ctx);
+        }
     }
 }

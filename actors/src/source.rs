@@ -26,6 +26,17 @@ pub struct Inbound {
     pub ack: Ack,
 }
 
+/// Consecutive records of one partition for this source, handed over in one message:
+/// one wakeup of the supervisor's thread for many records.
+#[derive(Debug, Message)]
+#[rtype(result = "Vec<Outcome>")]
+pub struct InboundBatch(pub Vec<Inbound>);
+
+/// Events for one destination, in order, handed over in one message.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct RoutedBatch(pub Vec<Routed>);
+
 /// A decoded, validated event on its way to one destination, with that destination's
 /// share of the record.
 #[derive(Debug, Message)]
@@ -65,17 +76,17 @@ impl Load {
         self.buffered.store(buffered, Ordering::Relaxed);
     }
 
-    /// One more event on its way into the destination's mailbox.
-    pub fn queue(&self) {
-        self.queued.fetch_add(1, Ordering::Relaxed);
+    /// More events on their way into the destination's mailbox.
+    pub fn queue(&self, events: usize) {
+        self.queued.fetch_add(events, Ordering::Relaxed);
     }
 
-    /// The destination took an event from its mailbox. Events that arrive without
+    /// The destination took events from its mailbox. Events that arrive without
     /// [`Load::queue`] (back from the retry topic) leave the count at zero.
-    pub fn dequeue(&self) {
+    pub fn dequeue(&self, events: usize) {
         let _ = self
             .queued
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| Some(n.saturating_sub(events)));
     }
 
     pub fn is_full(&self) -> bool {
@@ -87,7 +98,7 @@ impl Load {
 #[derive(Debug, Clone)]
 pub struct Route {
     pub destination_id: String,
-    pub recipient: Recipient<Routed>,
+    pub recipient: Recipient<RoutedBatch>,
     pub load: Arc<Load>,
 }
 
@@ -188,37 +199,123 @@ impl SourceSupervisor {
         self
     }
 
-    /// Sends a record to the dead-letter topic; its share is done once Kafka has it.
-    fn reject(
-        &mut self,
-        stage: Stage,
-        reason: String,
-        message_id: Option<String>,
-        value: Vec<u8>,
-        ack: Ack,
-    ) -> AtomicResponse<Self, Outcome> {
+    /// A record for the dead-letter topic; its share is done once Kafka has it.
+    fn reject(&mut self, stage: Stage, reason: String, message: Inbound) -> DeadLetter {
         self.stats.rejected += 1;
         tracing::warn!(source_id = %self.source_id, stage = stage.as_str(), %reason, "record rejected");
-        let letter = DeadLetter {
+        DeadLetter {
             source_id: self.source_id.to_string(),
             destination_id: None,
             stage,
-            reason: reason.clone(),
+            reason,
             attempts: 0,
-            message_id,
-            value,
-            ack,
+            message_id: message.headers.message_id,
+            value: message.value,
+            ack: message.ack,
+        }
+    }
+
+    /// Checks, deduplicates and transforms one record, and adds it to each route's
+    /// batch. A rejected record goes to `letters`.
+    fn admit(&mut self, message: Inbound, batches: &mut [Vec<Routed>], letters: &mut Vec<DeadLetter>) -> Outcome {
+        self.stats.received += 1;
+        let event = match self.check(&message) {
+            Ok(event) => event,
+            Err(reason) => {
+                letters.push(self.reject(Stage::Validate, reason.clone(), message));
+                return Outcome::Rejected { reason };
+            }
         };
-        let send = self.dead_letters.send(letter);
-        AtomicResponse::new(Box::pin(
-            async move {
-                if let Err(error) = send.await {
+        if let Some(id) = event.message_id()
+            && !self.dedup.first_time(id, Instant::now())
+        {
+            self.stats.duplicates += 1;
+            message.ack.done();
+            return Outcome::Duplicate;
+        }
+        let event = match self.transform.apply(event) {
+            Ok(Transformed::Keep(event)) => Arc::new(event),
+            Ok(Transformed::Filtered) => {
+                self.stats.filtered += 1;
+                message.ack.done();
+                return Outcome::Filtered;
+            }
+            Err(error) => {
+                let reason = error.to_string();
+                letters.push(self.reject(Stage::Transform, reason.clone(), message));
+                return Outcome::Rejected { reason };
+            }
+        };
+        for batch in batches.iter_mut() {
+            batch.push(Routed {
+                source_id: self.source_id.clone(),
+                event: event.clone(),
+                ack: message.ack.share(),
+                parked: None,
+            });
+        }
+        message.ack.done();
+        self.stats.delivered += 1;
+        Outcome::Delivered {
+            destinations: batches.len(),
+        }
+    }
+
+    /// Admits a batch of records and hands each destination its share in one message.
+    /// Hands over without waiting where there is room; only a full destination (or
+    /// mailbox) makes the batch, and so this source, wait.
+    fn dispatch(&mut self, messages: Vec<Inbound>) -> ResponseActFuture<Self, Vec<Outcome>> {
+        let mut batches: Vec<Vec<Routed>> = self.routes.iter().map(|_| Vec::with_capacity(messages.len())).collect();
+        let mut letters = Vec::new();
+        let outcomes: Vec<Outcome> = messages
+            .into_iter()
+            .map(|message| self.admit(message, &mut batches, &mut letters))
+            .collect();
+        let mut waiting: Vec<(Route, Vec<Routed>)> = Vec::new();
+        for (route, batch) in self.routes.iter().zip(batches) {
+            if batch.is_empty() {
+                continue;
+            }
+            if route.load.is_full() {
+                waiting.push((route.clone(), batch));
+                continue;
+            }
+            let count = batch.len();
+            route.load.queue(count);
+            match route.recipient.try_send(RoutedBatch(batch)) {
+                Ok(()) => {}
+                Err(SendError::Full(batch)) => {
+                    route.load.dequeue(count);
+                    waiting.push((route.clone(), batch.0));
+                }
+                Err(SendError::Closed(_)) => {
+                    // The shares went down with the mailbox: the records are redelivered.
+                    tracing::error!(source_id = %self.source_id, destination_id = %route.destination_id, "destination actor unavailable");
+                }
+            }
+        }
+        if waiting.is_empty() && letters.is_empty() {
+            return Box::pin(fut::ready(outcomes));
+        }
+        let source_id = self.source_id.clone();
+        let dead_letters = self.dead_letters.clone();
+        let wait = async move {
+            for letter in letters {
+                if let Err(error) = dead_letters.send(letter).await {
                     tracing::error!(%error, "dead-letter writer unavailable; the record will be redelivered");
                 }
             }
-            .into_actor(self)
-            .map(move |_, _, _| Outcome::Rejected { reason }),
-        ))
+            for (route, batch) in waiting {
+                while route.load.is_full() {
+                    actix::clock::sleep(FULL_RETRY).await;
+                }
+                route.load.queue(batch.len());
+                if let Err(error) = route.recipient.send(RoutedBatch(batch)).await {
+                    tracing::error!(%source_id, destination_id = %route.destination_id, %error, "destination actor unavailable");
+                }
+            }
+        };
+        Box::pin(wait.into_actor(self).map(move |_, _, _| outcomes))
     }
 
     fn check(&self, message: &Inbound) -> Result<Event, String> {
@@ -244,93 +341,23 @@ impl Actor for SourceSupervisor {
 }
 
 impl Handler<Inbound> for SourceSupervisor {
-    /// Atomic: one record at a time, so records reach each destination in order and a
+    /// Atomic: one batch at a time, so records reach each destination in order and a
     /// full destination holds the source back instead of piling up futures.
     type Result = AtomicResponse<Self, Outcome>;
 
     fn handle(&mut self, message: Inbound, _ctx: &mut Self::Context) -> Self::Result {
-        self.stats.received += 1;
-        let event = match self.check(&message) {
-            Ok(event) => event,
-            Err(reason) => {
-                let message_id = message.headers.message_id.clone();
-                return self.reject(Stage::Validate, reason, message_id, message.value, message.ack);
-            }
-        };
-        if let Some(id) = event.message_id()
-            && !self.dedup.first_time(id, Instant::now())
-        {
-            self.stats.duplicates += 1;
-            message.ack.done();
-            return AtomicResponse::new(Box::pin(fut::ready(Outcome::Duplicate)));
-        }
-        let event = match self.transform.apply(event) {
-            Ok(Transformed::Keep(event)) => Arc::new(event),
-            Ok(Transformed::Filtered) => {
-                self.stats.filtered += 1;
-                message.ack.done();
-                return AtomicResponse::new(Box::pin(fut::ready(Outcome::Filtered)));
-            }
-            Err(error) => {
-                let message_id = message.headers.message_id.clone();
-                return self.reject(
-                    Stage::Transform,
-                    error.to_string(),
-                    message_id,
-                    message.value,
-                    message.ack,
-                );
-            }
-        };
-        // Hand over without waiting where there is room; only a full destination (or
-        // mailbox) makes this record, and so this source, wait.
-        let mut waiting: Vec<(Route, Routed)> = Vec::new();
-        for route in &self.routes {
-            let routed = Routed {
-                source_id: self.source_id.clone(),
-                event: event.clone(),
-                ack: message.ack.share(),
-                parked: None,
-            };
-            if route.load.is_full() {
-                waiting.push((route.clone(), routed));
-                continue;
-            }
-            route.load.queue();
-            match route.recipient.try_send(routed) {
-                Ok(()) => {}
-                Err(SendError::Full(routed)) => {
-                    route.load.dequeue();
-                    waiting.push((route.clone(), routed));
-                }
-                Err(SendError::Closed(_)) => {
-                    // The share went down with the mailbox: the record is redelivered.
-                    tracing::error!(source_id = %self.source_id, destination_id = %route.destination_id, "destination actor unavailable");
-                }
-            }
-        }
-        message.ack.done();
-        self.stats.delivered += 1;
-        let destinations = self.routes.len();
-        if waiting.is_empty() {
-            return AtomicResponse::new(Box::pin(fut::ready(Outcome::Delivered { destinations })));
-        }
-        let source_id = self.source_id.clone();
-        let wait = async move {
-            for (route, routed) in waiting {
-                while route.load.is_full() {
-                    actix::clock::sleep(FULL_RETRY).await;
-                }
-                route.load.queue();
-                if let Err(error) = route.recipient.send(routed).await {
-                    tracing::error!(%source_id, destination_id = %route.destination_id, %error, "destination actor unavailable");
-                }
-            }
-        };
+        let response = self.dispatch(vec![message]);
         AtomicResponse::new(Box::pin(
-            wait.into_actor(self)
-                .map(move |_, _, _| Outcome::Delivered { destinations }),
+            response.map(|mut outcomes, _, _| outcomes.pop().unwrap_or(Outcome::Filtered)),
         ))
+    }
+}
+
+impl Handler<InboundBatch> for SourceSupervisor {
+    type Result = AtomicResponse<Self, Vec<Outcome>>;
+
+    fn handle(&mut self, batch: InboundBatch, _ctx: &mut Self::Context) -> Self::Result {
+        AtomicResponse::new(self.dispatch(batch.0))
     }
 }
 
@@ -383,7 +410,7 @@ mod tests {
         let first = Collect(seen.clone()).start();
         let second = Collect(seen.clone()).start();
         let dead = Collect(seen.clone()).start();
-        let route = |id: &str, recipient: Recipient<Routed>| Route {
+        let route = |id: &str, recipient: Recipient<RoutedBatch>| Route {
             destination_id: id.into(),
             recipient,
             load: Load::new(10),

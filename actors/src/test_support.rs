@@ -8,7 +8,7 @@ use actix::prelude::*;
 use crate::ack::Completion;
 use crate::dead_letter::DeadLetter;
 use crate::park::Park;
-use crate::source::Routed;
+use crate::source::{Routed, RoutedBatch};
 
 /// Records the messageId of each event it takes, "dead: <reason>" for each dead
 /// letter and "parked: <messageId>" for each parked event, finishing them all.
@@ -24,6 +24,15 @@ impl Handler<Routed> for Collect {
         let id = message.event.message_id().unwrap_or_default().to_string();
         self.0.lock().expect("not poisoned").push(id);
         message.ack.done();
+    }
+}
+
+impl Handler<RoutedBatch> for Collect {
+    type Result = ();
+    fn handle(&mut self, batch: RoutedBatch, ctx: &mut Self::Context) {
+        for message in batch.0 {
+            <Self as Handler<Routed>>::handle(self, message, ctx);
+        }
     }
 }
 

@@ -12,12 +12,13 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 use actix::prelude::{Addr, Recipient, SendError};
+use futures::FutureExt;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
-use switchyard_actors::{Ack, DeadLetter, Inbound, Routed, SourceSupervisor, Stage};
+use switchyard_actors::{Ack, DeadLetter, Inbound, InboundBatch, Routed, SourceSupervisor, Stage};
 use switchyard_schemas::config::KafkaConfig;
 use switchyard_schemas::record::RecordHeaders;
 use tokio::sync::watch;
@@ -28,10 +29,11 @@ use crate::topology::Topology;
 
 const COMMIT_EVERY: Duration = Duration::from_millis(500);
 /// How often records waiting for a full mailbox are offered again.
-const HELD_RETRY: Duration = Duration::from_millis(2);
-/// A partition whose records wait this long, or this many of them, is paused.
-const PAUSE_AFTER: Duration = Duration::from_millis(50);
-const PAUSE_AFTER_RECORDS: usize = 1000;
+const HELD_RETRY: Duration = Duration::from_millis(1);
+/// Records taken from the consumer's queue per turn of the loop, at most.
+const MAX_BATCH: usize = 512;
+/// How long the loop waits for a busy actor to take a record before pausing its partition.
+const BUSY_WAIT: Duration = Duration::from_millis(100);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConsumerError {
@@ -177,18 +179,29 @@ async fn consume(
             _ = commit_tick.tick() => commit_finished(&consumer, &tracker, CommitMode::Async),
             _ = tokio::time::sleep(HELD_RETRY), if !held.is_empty() => held.offer(&consumer),
             message = consumer.recv() => {
-                held.forget(revoked.take());
-                match message {
-                    Ok(message) => {
-                        let ack = tracker.begin(message.topic(), message.partition(), message.offset());
-                        let handoff = if retry_topic.as_deref() == Some(message.topic()) {
-                            prepare_returning(&topology, &message, ack)
-                        } else {
-                            prepare(&topology, &message, ack)
-                        };
-                        held.push(&consumer, message.topic(), message.partition(), handoff);
+                let mut batch = Batch::default();
+                let mut next = Some(message);
+                // What else is already fetched goes along, grouped, without waiting.
+                while let Some(message) = next.take() {
+                    match message {
+                        Ok(message) => {
+                            let ack = tracker.begin(message.topic(), message.partition(), message.offset());
+                            let handoff = if retry_topic.as_deref() == Some(message.topic()) {
+                                prepare_returning(&topology, &message, ack)
+                            } else {
+                                prepare(&topology, &message, ack)
+                            };
+                            batch.add(message.topic(), message.partition(), handoff);
+                        }
+                        Err(error) => tracing::warn!(%error, "kafka poll failed"),
                     }
-                    Err(error) => tracing::warn!(%error, "kafka poll failed"),
+                    if batch.len() < MAX_BATCH {
+                        next = consumer.recv().now_or_never();
+                    }
+                }
+                held.forget(revoked.take());
+                for (topic, partition, handoff) in batch.entries {
+                    held.push(&consumer, &topic, partition, handoff).await;
                 }
             }
         }
@@ -198,24 +211,73 @@ async fn consume(
     Ok(())
 }
 
+/// The records of one poll, in order per partition; consecutive records of a partition
+/// for the same supervisor travel as one message.
+#[derive(Default)]
+struct Batch {
+    entries: Vec<(String, i32, Handoff)>,
+    records: usize,
+}
+
+impl Batch {
+    fn len(&self) -> usize {
+        self.records
+    }
+
+    fn add(&mut self, topic: &str, partition: i32, handoff: Handoff) {
+        self.records += 1;
+        let handoff = match handoff {
+            Handoff::Source(addr, records) => {
+                let last = self
+                    .entries
+                    .iter_mut()
+                    .rev()
+                    .find(|(t, p, _)| *p == partition && t == topic);
+                match last {
+                    Some((_, _, Handoff::Source(to, earlier))) if Arc::ptr_eq(to, &addr) => {
+                        earlier.extend(records);
+                        return;
+                    }
+                    _ => Handoff::Source(addr, records),
+                }
+            }
+            other => other,
+        };
+        self.entries.push((topic.to_string(), partition, handoff));
+    }
+}
+
 /// Where a record goes next: its source's supervisor, the dead-letter topic, or (from
 /// the retry topic) straight back to its destination once due.
 enum Handoff {
-    Source(Arc<Addr<SourceSupervisor>>, Inbound),
+    Source(Arc<Addr<SourceSupervisor>>, Vec<Inbound>),
     DeadLetter(Recipient<DeadLetter>, DeadLetter),
     Destination(Recipient<Routed>, Routed, SystemTime),
     Finished,
 }
 
 impl Handoff {
+    /// A parked event back from the retry topic before its time is not; all else is.
+    fn is_due(&self) -> bool {
+        match self {
+            Handoff::Destination(_, _, not_before) => SystemTime::now() >= *not_before,
+            _ => true,
+        }
+    }
+
     /// Hands over without waiting; gives the record back when the mailbox is full (or,
     /// for a parked event, when it is not due yet).
     fn try_send(self) -> Option<Handoff> {
         let closed = match self {
-            Handoff::Source(addr, inbound) => match addr.try_send(inbound) {
+            Handoff::Source(addr, records) => match addr.try_send(InboundBatch(records)) {
                 Ok(()) => return None,
-                Err(SendError::Full(inbound)) => return Some(Handoff::Source(addr, inbound)),
-                Err(SendError::Closed(inbound)) => inbound.headers.source_id,
+                Err(SendError::Full(batch)) => return Some(Handoff::Source(addr, batch.0)),
+                Err(SendError::Closed(batch)) => batch
+                    .0
+                    .into_iter()
+                    .next()
+                    .map(|r| r.headers.source_id)
+                    .unwrap_or_default(),
             },
             Handoff::DeadLetter(recipient, letter) => match recipient.try_send(letter) {
                 Ok(()) => return None,
@@ -281,7 +343,7 @@ fn prepare(topology: &Topology, message: &BorrowedMessage<'_>, ack: Ack) -> Hand
         Err(error) => return dead_letter(topology, "unknown", None, error.to_string(), value, ack),
     };
     match topology.supervisor(&headers.source_id) {
-        Some(supervisor) => Handoff::Source(supervisor, Inbound { headers, value, ack }),
+        Some(supervisor) => Handoff::Source(supervisor, vec![Inbound { headers, value, ack }]),
         None => {
             let reason = format!("no source {:?} is configured", headers.source_id);
             let (source_id, message_id) = (headers.source_id.clone(), headers.message_id.clone());
@@ -331,14 +393,15 @@ impl Revoked {
 
 struct Waiting {
     records: VecDeque<Handoff>,
-    since: Instant,
     paused: bool,
 }
 
-/// Records of partitions whose next actor had a full mailbox, in partition order. A
-/// partition held for long (or for many records) is paused, so the poll loop keeps
-/// serving every other partition, rebalances and commits instead of blocking; it
-/// resumes once its records are taken. librdkafka drops what it prefetched of a paused
+/// Records of partitions whose next actor can't take them, in partition order. A busy
+/// actor (one that takes a record within [`BUSY_WAIT`]) is waited for: that is the
+/// backpressure that keeps the router at its actors' pace. A stuck one (nothing taken
+/// within it, or a parked event not yet due) has its partition paused, so the poll loop
+/// keeps serving every other partition, rebalances and commits; the partition resumes
+/// once its records are taken. librdkafka drops what it prefetched of a paused
 /// partition and fetches again from the last record returned, which is in here.
 #[derive(Default)]
 struct Held {
@@ -350,38 +413,37 @@ impl Held {
         self.partitions.is_empty()
     }
 
-    fn push(&mut self, consumer: &StreamConsumer<RouterContext>, topic: &str, partition: i32, handoff: Handoff) {
+    async fn push(&mut self, consumer: &StreamConsumer<RouterContext>, topic: &str, partition: i32, handoff: Handoff) {
         let key = (topic.to_string(), partition);
-        let handoff = match self.partitions.get_mut(&key) {
-            Some(waiting) => {
-                waiting.records.push_back(handoff);
-                if !waiting.paused && waiting.records.len() >= PAUSE_AFTER_RECORDS {
-                    waiting.paused = set_paused(consumer, &key, true);
-                }
-                return;
-            }
-            None => handoff,
-        };
-        if let Some(handoff) = handoff.try_send() {
-            let waiting = Waiting {
-                records: VecDeque::from([handoff]),
-                since: Instant::now(),
-                paused: false,
-            };
-            self.partitions.insert(key, waiting);
+        if let Some(waiting) = self.partitions.get_mut(&key) {
+            waiting.records.push_back(handoff);
+            return;
         }
+        let Some(mut handoff) = handoff.try_send() else {
+            return;
+        };
+        let deadline = Instant::now() + BUSY_WAIT;
+        while handoff.is_due() && Instant::now() < deadline {
+            tokio::time::sleep(HELD_RETRY).await;
+            match handoff.try_send() {
+                Some(back) => handoff = back,
+                None => return,
+            }
+        }
+        let paused = set_paused(consumer, &key, true);
+        let waiting = Waiting {
+            records: VecDeque::from([handoff]),
+            paused,
+        };
+        self.partitions.insert(key, waiting);
     }
 
-    /// Offers held records again, in order; resumes partitions that emptied and pauses
-    /// those held too long.
+    /// Offers held records again, in order; resumes partitions that emptied.
     fn offer(&mut self, consumer: &StreamConsumer<RouterContext>) {
         self.partitions.retain(|key, waiting| {
             while let Some(handoff) = waiting.records.pop_front() {
                 if let Some(handoff) = handoff.try_send() {
                     waiting.records.push_front(handoff);
-                    if !waiting.paused && waiting.since.elapsed() >= PAUSE_AFTER {
-                        waiting.paused = set_paused(consumer, key, true);
-                    }
                     return true;
                 }
             }

@@ -28,6 +28,8 @@ struct Inner {
     /// Topic names, shared by every record's completion instead of copied into each.
     topics: Vec<Arc<str>>,
     partitions: HashMap<(Arc<str>, i32), PartitionState>,
+    /// Records finished since the start, for progress reports and benchmarks.
+    finished: u64,
 }
 
 impl Inner {
@@ -84,7 +86,9 @@ impl OffsetTracker {
 
     fn finish(&self, topic: &Arc<str>, partition: i32, offset: i64) {
         // A partition revoked meanwhile is gone: its new owner re-reads the record.
-        if let Some(state) = self.lock().partitions.get_mut(&(topic.clone(), partition)) {
+        let mut inner = self.lock();
+        inner.finished += 1;
+        if let Some(state) = inner.partitions.get_mut(&(topic.clone(), partition)) {
             state.in_flight.remove(&offset);
         }
     }
@@ -125,6 +129,11 @@ impl OffsetTracker {
             .iter()
             .filter_map(|((topic, partition), state)| Some((topic.to_string(), *partition, state.committable()?)))
             .collect()
+    }
+
+    /// Records finished since the start (revoked partitions' included).
+    pub fn finished(&self) -> u64 {
+        self.lock().finished
     }
 
     /// Records handed out and not yet finished, over all partitions.

@@ -131,7 +131,7 @@ impl Shared {
             }
             let transform = compiled.get(&destination.id).cloned().unwrap_or_default();
             let running = self.start_destination(source_id, destination, transform);
-            let recipient = running.route.recipient.clone();
+            let recipient = running.addr.clone().recipient();
             routes.push(running.route.clone());
             match self.destinations.insert(key, running) {
                 Some(old) => {
@@ -388,7 +388,7 @@ impl Topology {
         shared
             .destinations
             .get(&(source_id.to_string(), destination_id.to_string()))
-            .map(|running| running.route.recipient.clone())
+            .map(|running| running.addr.clone().recipient())
     }
 
     pub fn dead_letters(&self) -> &Recipient<DeadLetter> {

@@ -19,7 +19,7 @@ use super::webhook::DeliveryError;
 use crate::ack::Ack;
 use crate::dead_letter::{DeadLetter, Stage};
 use crate::park::{Park, Parked};
-use crate::source::{Load, Routed};
+use crate::source::{Load, Routed, RoutedBatch};
 use crate::transform::{Transform, Transformed};
 
 struct Pending {
@@ -541,13 +541,39 @@ impl Handler<Routed> for DestinationActor {
     type Result = ();
 
     /// Always takes the event: the supervisor held it back while [`Load`] said full.
-    fn handle(&mut self, mut message: Routed, ctx: &mut Self::Context) {
-        self.load.dequeue();
+    fn handle(&mut self, message: Routed, ctx: &mut Self::Context) {
+        self.load.dequeue(1);
+        if self.take(message) {
+            self.pump(ctx);
+        }
+    }
+}
+
+impl Handler<RoutedBatch> for DestinationActor {
+    type Result = ();
+
+    /// Takes every event, then starts requests once.
+    fn handle(&mut self, batch: RoutedBatch, ctx: &mut Self::Context) {
+        self.load.dequeue(batch.0.len());
+        let mut queued = false;
+        for message in batch.0 {
+            queued |= self.take(message);
+        }
+        if queued {
+            self.pump(ctx);
+        }
+    }
+}
+
+impl DestinationActor {
+    /// Takes one event: transformed, then finished (filtered, a blackhole), dead-lettered,
+    /// parked, or put in line. Returns whether it was put in line.
+    fn take(&mut self, mut message: Routed) -> bool {
         self.stats.received += 1;
         if self.retired.is_some() {
             let pending = Pending::new(message);
             self.hand_on(pending);
-            return;
+            return false;
         }
         if message.parked.is_none() && !self.transform.is_empty() {
             match self.transform.apply(message.event.as_ref().clone()) {
@@ -555,12 +581,12 @@ impl Handler<Routed> for DestinationActor {
                 Ok(Transformed::Filtered) => {
                     self.stats.filtered += 1;
                     message.ack.done();
-                    return;
+                    return false;
                 }
                 Err(error) => {
                     let pending = Pending::new(message);
                     self.dead_letter_at(pending, Stage::Transform, error.to_string());
-                    return;
+                    return false;
                 }
             }
         }
@@ -568,15 +594,15 @@ impl Handler<Routed> for DestinationActor {
             // A blackhole: delivered on arrival.
             self.stats.delivered += 1;
             message.ack.done();
-            return;
+            return false;
         }
         let pending = Pending::new(message);
         if self.parking.is_some() && self.buffered() >= self.config.max_buffered_events {
             self.park(pending);
-            return;
+            return false;
         }
         self.ready.push_back(pending);
-        self.pump(ctx);
+        true
     }
 }
 
