@@ -7,6 +7,7 @@
 
 mod condition;
 mod ops;
+mod sections;
 
 pub use condition::Condition;
 pub use ops::{Transform, TransformConfig, TransformError, Transformed};
