@@ -176,8 +176,9 @@ impl std::fmt::Debug for SourceSupervisor {
     }
 }
 
-/// Bounded, so a slow source pushes back on the Kafka poll loop.
-const MAILBOX_CAPACITY: usize = 1024;
+/// Bounded, so a slow source pushes back on the Kafka poll loop. In messages, each a
+/// batch of up to 512 records (one poll), so at most about 8,000 records wait here.
+const MAILBOX_CAPACITY: usize = 16;
 /// How long to wait before offering an event again to a destination whose buffer is full.
 const FULL_RETRY: Duration = Duration::from_millis(50);
 

@@ -86,6 +86,10 @@ pub struct Retire {
     pub forward_to: Option<Recipient<Routed>>,
 }
 
+/// In messages, each a batch of up to a poll's worth of events (512): with the load
+/// bound below, a destination holds at most about `max_buffered_events` plus this many
+/// batches.
+const MAILBOX_CAPACITY: usize = 32;
 /// How often in-flight requests are checked for a stall.
 const STALL_CHECK_EVERY: Duration = Duration::from_secs(1);
 /// Restart backoff: doubling from the first wait up to the last.
@@ -530,7 +534,7 @@ impl Actor for DestinationActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.set_mailbox_capacity(1024);
+        ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
         self.start_client(ctx);
         ctx.run_interval(STALL_CHECK_EVERY, |actor, ctx| actor.check_stalled(ctx));
         tracing::info!(source_id = %self.source_id, destination_id = %self.config.id, "destination started");
