@@ -89,6 +89,11 @@ impl Load {
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| Some(n.saturating_sub(events)));
     }
 
+    /// Events handed over and still in the destination's mailbox.
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
+    }
+
     pub fn is_full(&self) -> bool {
         self.buffered.load(Ordering::Relaxed) + self.queued.load(Ordering::Relaxed) >= self.capacity
     }
@@ -116,13 +121,15 @@ pub enum Outcome {
     },
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct SupervisorStats {
     pub received: u64,
     pub delivered: u64,
     pub duplicates: u64,
     pub filtered: u64,
+    /// Rejected records, of which `invalid` failed validation (the rest a transform).
     pub rejected: u64,
+    pub invalid: u64,
 }
 
 #[derive(Debug, Message)]
@@ -223,6 +230,7 @@ impl SourceSupervisor {
         let event = match self.check(&message) {
             Ok(event) => event,
             Err(reason) => {
+                self.stats.invalid += 1;
                 letters.push(self.reject(Stage::Validate, reason.clone(), message));
                 return Outcome::Rejected { reason };
             }
@@ -448,7 +456,8 @@ mod tests {
                 delivered: 1,
                 duplicates: 1,
                 filtered: 0,
-                rejected: 1
+                rejected: 1,
+                invalid: 1,
             }
         );
         let seen = seen.lock().expect("not poisoned").clone();

@@ -7,6 +7,7 @@ use anyhow::{Context, bail};
 use serde::Deserialize;
 use switchyard_actors::{DedupSettings, DestinationConfig, Transform, TransformConfig};
 use switchyard_ingest::IngestConfig;
+use switchyard_ops::OpsConfig;
 use switchyard_schemas::config::{KafkaConfig, SourceConfig, validate_sources};
 
 #[derive(Debug, Clone, Deserialize)]
@@ -23,6 +24,8 @@ pub struct Config {
     pub sources: Vec<SourceEntry>,
     #[serde(default)]
     pub destinations: Vec<DestinationConfig>,
+    #[serde(default)]
+    pub ops: OpsConfig,
 }
 
 /// A source and its own transforms. Unknown keys are refused by [`SourceConfig`]

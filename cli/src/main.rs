@@ -1,6 +1,7 @@
 //! The `switchyard` binary: every role by subcommand. Wiring only; the work lives in
 //! the library crates.
 
+mod actors;
 mod config;
 mod local_broker;
 mod serve;
@@ -58,6 +59,8 @@ enum Command {
     CreateTopic(topic::CreateTopic),
     /// A local webhook receiver that prints what it gets (for trying destinations out).
     Sink(sink::SinkArgs),
+    /// The running actors of a process (from its ops port), as a table.
+    Actors(actors::ActorsArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -75,6 +78,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::CreateTopic(args) => topic::create(args),
         Command::Sink(args) => sink::run(args),
+        Command::Actors(args) => actors::run(args),
     }
 }
 

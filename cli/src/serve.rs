@@ -8,6 +8,7 @@ use std::time::Duration;
 use actix::Actor;
 use anyhow::Context;
 use switchyard_ingest::{IngestState, KafkaSink, SourceRegistry, server};
+use switchyard_ops::{Ops, Readiness};
 use switchyard_router::{DeadLetterWriter, RouterConsumer, Topology};
 use switchyard_schemas::config::KafkaConfig;
 
@@ -38,16 +39,22 @@ impl Roles {
 const LOCAL_PARTITIONS: i32 = 4;
 
 pub fn start(config_path: PathBuf, kafka_brokers: Option<String>, roles: Roles) -> anyhow::Result<()> {
-    let config = Config::load(&config_path)?;
-    actix_web::rt::System::new().block_on(serve(config_path, config, kafka_brokers, roles))
+    // Read before loading: a change from here on is one the running config doesn't have.
+    let loaded = Loaded {
+        bytes: std::fs::read(&config_path).ok(),
+        path: config_path,
+    };
+    let config = Config::load(&loaded.path)?;
+    actix_web::rt::System::new().block_on(serve(loaded, config, kafka_brokers, roles))
 }
 
-async fn serve(
-    config_path: PathBuf,
-    config: Config,
-    kafka_brokers: Option<String>,
-    roles: Roles,
-) -> anyhow::Result<()> {
+/// The configuration file and the contents the running configuration came from.
+struct Loaded {
+    path: PathBuf,
+    bytes: Option<Vec<u8>>,
+}
+
+async fn serve(config_path: Loaded, config: Config, kafka_brokers: Option<String>, roles: Roles) -> anyhow::Result<()> {
     let mut kafka = config.kafka.clone();
     if let Some(brokers) = kafka_brokers {
         kafka.get_or_insert_with(|| KafkaConfig::new("")).brokers = brokers;
@@ -98,14 +105,33 @@ async fn serve(
         None
     };
     let topology = router.as_ref().map(|(_, topology)| topology.clone());
-
-    if roles.ingest {
-        let state = Arc::new(IngestState {
+    let ingest = if roles.ingest {
+        Some(Arc::new(IngestState {
             sources: SourceRegistry::new(&config.source_configs(), config.ingest.max_batch_events),
             sink: KafkaSink::new(&kafka)?,
             limits: config.ingest.limits(),
             trust_forwarded_for: config.ingest.trust_forwarded_for,
-        });
+            refused: Default::default(),
+        }))
+    } else {
+        None
+    };
+    if !config.ops.listen.is_empty() {
+        let ops = Ops {
+            ingest: ingest.clone(),
+            topology: topology.clone(),
+            consumer: router.as_ref().map(|(consumer, _)| consumer.stats()),
+            readiness: Arc::new(Readiness::new(&kafka.brokers, &kafka.options, &kafka.topic)),
+            max_producer_queue: config.ops.max_producer_queue,
+        };
+        let (server, addr) = switchyard_ops::bind(&config.ops.listen, ops)?;
+        actix_web::rt::spawn(server);
+        tracing::info!(%addr, "ops listening: /metrics /healthz /readyz /actors");
+        // A line on stdout for scripts and tests that start us on port 0.
+        println!("ops listening on http://{addr}");
+    }
+
+    if let Some(state) = ingest {
         actix_web::rt::spawn(reload_on_change(config_path, topology, Some(state.clone())));
         let bound = server::bind(&config.ingest, state.clone())?;
         let scheme = if bound.tls { "https" } else { "http" };
@@ -160,13 +186,13 @@ const WATCH_EVERY: Duration = Duration::from_secs(2);
 /// records have a supervisor before ingest takes its key. Other sections (kafka,
 /// ingest, router) are read at start only. A file that doesn't load or compile is
 /// refused whole and the running configuration stays.
-async fn reload_on_change(path: PathBuf, topology: Option<Topology>, ingest: Option<Arc<IngestState>>) {
+async fn reload_on_change(loaded: Loaded, topology: Option<Topology>, ingest: Option<Arc<IngestState>>) {
+    let Loaded { path, bytes: mut seen } = loaded;
     use tokio::signal::unix::{SignalKind, signal};
     let Ok(mut hangup) = signal(SignalKind::hangup()) else {
         tracing::error!("cannot listen for SIGHUP; configuration reload is off");
         return;
     };
-    let mut seen = std::fs::read(&path).ok();
     let mut tick = tokio::time::interval(WATCH_EVERY);
     loop {
         tokio::select! {

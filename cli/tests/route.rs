@@ -40,7 +40,7 @@ async fn setup() -> Setup {
 
 fn config_text(setup: &Setup, destinations: &[(&str, &Receiver, usize)]) -> String {
     let mut text = format!(
-        "[kafka]\nbrokers = \"{}\"\ntopic = \"{}\"\n\n[ingest]\nlisten = \"127.0.0.1:0\"\nallow_plain_http = true\n\n\
+        "[kafka]\nbrokers = \"{}\"\ntopic = \"{}\"\n\n[ops]\nlisten = \"127.0.0.1:0\"\n\n[ingest]\nlisten = \"127.0.0.1:0\"\nallow_plain_http = true\n\n\
          [router]\ngroup_id = \"{}-group\"\ndead_letter_topic = \"{}\"\nretry_topic = \"{}\"\n\n\
          [[sources]]\nid = \"shop\"\nwrite_key = \"{KEY}\"\n",
         setup.broker.brokers(),

@@ -34,8 +34,9 @@ fn start_ingest(config: &Path) -> (Running, String) {
     let stdout = child.stdout.take().expect("stdout piped");
     let running = Running(child);
     let mut lines = BufReader::new(stdout).lines();
+    // Skips the ops line.
     let line = lines
-        .next()
+        .find(|line| line.as_ref().is_ok_and(|l| l.starts_with("ingest ")))
         .expect("switchyard printed its address")
         .expect("readable stdout");
     let url = line
@@ -54,7 +55,7 @@ async fn segment_python_events_arrive_once_with_their_fields() {
     std::fs::write(
         &config,
         format!(
-            "[kafka]\nbrokers = \"{}\"\ntopic = \"{topic}\"\n\n[ingest]\nlisten = \"127.0.0.1:0\"\nallow_plain_http = true\n\n\
+            "[kafka]\nbrokers = \"{}\"\ntopic = \"{topic}\"\n\n[ops]\nlisten = \"127.0.0.1:0\"\n\n[ingest]\nlisten = \"127.0.0.1:0\"\nallow_plain_http = true\n\n\
              [[sources]]\nid = \"python-app\"\nwrite_key = \"{WRITE_KEY}\"\n",
             broker.brokers()
         ),

@@ -46,7 +46,7 @@ async fn ingest_serves_https_with_the_configured_certificate() {
     std::fs::write(
         &config,
         format!(
-            "[kafka]\nbrokers = \"{}\"\ntopic = \"{topic}\"\n\n[ingest]\nlisten = \"127.0.0.1:0\"\n\
+            "[kafka]\nbrokers = \"{}\"\ntopic = \"{topic}\"\n\n[ops]\nlisten = \"127.0.0.1:0\"\n\n[ingest]\nlisten = \"127.0.0.1:0\"\n\
              tls_cert_path = \"{}\"\ntls_key_path = \"{}\"\n\n[[sources]]\nid = \"secure\"\nwrite_key = \"{WRITE_KEY}\"\n",
             broker.brokers(),
             cert.display(),
@@ -60,9 +60,10 @@ async fn ingest_serves_https_with_the_configured_certificate() {
         .stdout(Stdio::piped())
         .spawn()
         .expect("start switchyard");
+    // Skips the ops line.
     let line = BufReader::new(child.stdout.take().expect("stdout"))
         .lines()
-        .next()
+        .find(|line| line.as_ref().is_ok_and(|l| l.starts_with("ingest ")))
         .expect("a line")
         .expect("text");
     let url = line

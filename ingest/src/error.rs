@@ -44,6 +44,30 @@ struct ErrorBody<'a> {
 }
 
 impl IngestError {
+    /// A fixed, small set of names for metrics (the `code` is finer grained).
+    pub const KINDS: [&'static str; 7] = [
+        "bad_request",
+        "invalid_event",
+        "unauthorized",
+        "too_large",
+        "unsupported_media_type",
+        "rate_limited",
+        "unavailable",
+    ];
+
+    /// This error's entry in [`IngestError::KINDS`].
+    pub fn kind(&self) -> &'static str {
+        match self {
+            IngestError::BadRequest { .. } => "bad_request",
+            IngestError::Parse(_) => "invalid_event",
+            IngestError::Unauthorized { .. } => "unauthorized",
+            IngestError::TooLarge(_) => "too_large",
+            IngestError::UnsupportedMediaType(_) => "unsupported_media_type",
+            IngestError::RateLimited { .. } => "rate_limited",
+            IngestError::Unavailable(_) => "unavailable",
+        }
+    }
+
     pub fn code(&self) -> &'static str {
         match self {
             IngestError::BadRequest { code, .. } | IngestError::Unauthorized { code, .. } => code,

@@ -120,6 +120,11 @@ impl KafkaSink {
     }
 
     /// Waits for queued records to reach Kafka, for a graceful shutdown.
+    /// Records handed to librdkafka and not yet acknowledged by the broker.
+    pub fn in_flight(&self) -> i32 {
+        self.producer.in_flight_count()
+    }
+
     pub fn flush(&self, timeout: Duration) -> Result<(), ProduceError> {
         self.producer
             .flush(timeout)

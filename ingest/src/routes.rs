@@ -2,6 +2,7 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -26,6 +27,28 @@ pub struct IngestState {
     pub sink: KafkaSink,
     pub limits: Limits,
     pub trust_forwarded_for: bool,
+    pub refused: Refused,
+}
+
+/// Requests refused, by [`IngestError::kind`].
+#[derive(Debug, Default)]
+pub struct Refused([AtomicU64; IngestError::KINDS.len()]);
+
+impl Refused {
+    fn count(&self, error: &IngestError) {
+        if let Some(index) = IngestError::KINDS.iter().position(|kind| *kind == error.kind()) {
+            self.0[index].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// (kind, requests refused) for every kind, zeros included.
+    pub fn counts(&self) -> Vec<(&'static str, u64)> {
+        IngestError::KINDS
+            .iter()
+            .zip(&self.0)
+            .map(|(kind, count)| (*kind, count.load(Ordering::Relaxed)))
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -53,6 +76,19 @@ pub fn configure(state: Arc<IngestState>) -> impl FnOnce(&mut web::ServiceConfig
 }
 
 async fn collect(
+    request: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<IngestState>,
+    endpoint: Endpoint,
+) -> Result<HttpResponse, IngestError> {
+    let result = accept(request, payload, state.clone(), endpoint).await;
+    if let Err(error) = &result {
+        state.refused.count(error);
+    }
+    result
+}
+
+async fn accept(
     request: HttpRequest,
     payload: web::Payload,
     state: web::Data<IngestState>,
@@ -93,6 +129,7 @@ async fn collect(
     };
     let records = to_records(&source.id, events, &ctx, &traceparent)?;
     state.sink.send_all(&records).await?;
+    source.accepted.fetch_add(records.len() as u64, Ordering::Relaxed);
     tracing::debug!(source_id = %source.id, events = records.len(), "accepted events");
     Ok(HttpResponse::Ok().json(serde_json::json!({ "success": true })))
 }

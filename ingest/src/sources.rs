@@ -1,6 +1,7 @@
 //! Which write key belongs to which source, and how fast each source may send.
 
 use std::num::NonZeroU32;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -17,6 +18,8 @@ pub struct Source {
     /// The limits it was built with, so a reload keeps the limiter of an unchanged source.
     limits: (Option<u32>, Option<u32>),
     limiter: Option<DefaultDirectRateLimiter>,
+    /// Events accepted (written to Kafka) since this source was configured.
+    pub accepted: AtomicU64,
 }
 
 impl std::fmt::Debug for Source {
@@ -103,10 +106,12 @@ impl SourceRegistry {
             key_digest,
             limits,
             limiter,
+            accepted: AtomicU64::new(0),
         }
     }
 
-    fn snapshot(&self) -> Arc<[Arc<Source>]> {
+    /// The sources as configured now.
+    pub fn snapshot(&self) -> Arc<[Arc<Source>]> {
         self.sources
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())

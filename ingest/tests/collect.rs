@@ -57,6 +57,7 @@ fn state(kafka: &KafkaConfig) -> Arc<IngestState> {
         sink: KafkaSink::new(kafka).expect("producer"),
         limits,
         trust_forwarded_for: false,
+        refused: Default::default(),
     })
 }
 

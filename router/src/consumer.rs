@@ -7,6 +7,7 @@
 //! paused rather than blocking the loop (see [`Held`]).
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
@@ -17,7 +18,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Reb
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
+use rdkafka::{ClientConfig, ClientContext, Offset, Statistics, TopicPartitionList};
 use switchyard_actors::{Ack, DeadLetter, Inbound, InboundBatch, Routed, SourceSupervisor, Stage};
 use switchyard_schemas::config::KafkaConfig;
 use switchyard_schemas::record::RecordHeaders;
@@ -51,6 +52,26 @@ pub struct RouterConsumer {
     stop: watch::Sender<bool>,
     thread: JoinHandle<Result<(), ConsumerError>>,
     tracker: OffsetTracker,
+    stats: Arc<ConsumerStats>,
+}
+
+/// What the poll loop has done, for metrics.
+#[derive(Debug, Default)]
+pub struct ConsumerStats {
+    /// Records read (ingest and retry topics).
+    pub records: AtomicU64,
+    /// Partitions paused now because the actor they feed is stuck.
+    pub paused_partitions: AtomicU64,
+    /// Microseconds the loop spent waiting for busy actors to take records.
+    pub backpressure_micros: AtomicU64,
+    /// Consumer lag by (topic, partition), from librdkafka's statistics.
+    lag: Mutex<Vec<(String, i32, i64)>>,
+}
+
+impl ConsumerStats {
+    pub fn lag(&self) -> Vec<(String, i32, i64)> {
+        self.lag.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
 }
 
 impl RouterConsumer {
@@ -64,7 +85,13 @@ impl RouterConsumer {
     ) -> Result<Self, ConsumerError> {
         let tracker = OffsetTracker::default();
         let revoked = Revoked::default();
-        let consumer = create(config, group_id, tracker.clone(), revoked.clone())?;
+        let stats = Arc::new(ConsumerStats::default());
+        let context = RouterContext {
+            tracker: tracker.clone(),
+            revoked: revoked.clone(),
+            stats: stats.clone(),
+        };
+        let consumer = create(config, group_id, context)?;
         let mut topics = vec![config.topic.as_str()];
         topics.extend(retry_topic);
         consumer.subscribe(&topics)?;
@@ -85,11 +112,20 @@ impl RouterConsumer {
                     stopped,
                 ))
             })?;
-        Ok(RouterConsumer { stop, thread, tracker })
+        Ok(RouterConsumer {
+            stop,
+            thread,
+            tracker,
+            stats,
+        })
     }
 
     pub fn tracker(&self) -> &OffsetTracker {
         &self.tracker
+    }
+
+    pub fn stats(&self) -> Arc<ConsumerStats> {
+        self.stats.clone()
     }
 
     /// Stops polling, commits what is finished, and waits for the thread.
@@ -102,9 +138,24 @@ impl RouterConsumer {
 struct RouterContext {
     tracker: OffsetTracker,
     revoked: Revoked,
+    stats: Arc<ConsumerStats>,
 }
 
-impl ClientContext for RouterContext {}
+impl ClientContext for RouterContext {
+    fn stats(&self, statistics: Statistics) {
+        let mut lag = Vec::new();
+        for (name, topic) in &statistics.topics {
+            for (partition, state) in &topic.partitions {
+                // librdkafka lists an internal partition -1 and -1 for unknown lag.
+                if *partition >= 0 && state.consumer_lag >= 0 {
+                    lag.push((name.clone(), *partition, state.consumer_lag));
+                }
+            }
+        }
+        lag.sort();
+        *self.stats.lag.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = lag;
+    }
+}
 
 impl ConsumerContext for RouterContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -126,8 +177,7 @@ impl ConsumerContext for RouterContext {
 fn create(
     config: &KafkaConfig,
     group_id: &str,
-    tracker: OffsetTracker,
-    revoked: Revoked,
+    context: RouterContext,
 ) -> Result<StreamConsumer<RouterContext>, KafkaError> {
     let mut client = ClientConfig::new();
     client
@@ -139,11 +189,13 @@ fn create(
         // The broker answers a fetch at once when records are waiting; this bounds the
         // wait when none are, which is the router's added latency on a quiet topic.
         .set("fetch.wait.max.ms", "20")
+        // Consumer lag for metrics comes from these statistics.
+        .set("statistics.interval.ms", "5000")
         .set("broker.address.family", "v4");
     for (key, value) in &config.options {
         client.set(key, value);
     }
-    client.create_with_context(RouterContext { tracker, revoked })
+    client.create_with_context(context)
 }
 
 fn commit<C: Consumer<X>, X: ConsumerContext>(consumer: &C, positions: &TopicPartitionList, mode: CommitMode) {
@@ -185,6 +237,7 @@ async fn consume(
                 while let Some(message) = next.take() {
                     match message {
                         Ok(message) => {
+                            consumer.context().stats.records.fetch_add(1, Ordering::Relaxed);
                             let ack = tracker.begin(message.topic(), message.partition(), message.offset());
                             let handoff = if retry_topic.as_deref() == Some(message.topic()) {
                                 prepare_returning(&topology, &message, ack)
@@ -199,7 +252,7 @@ async fn consume(
                         next = consumer.recv().now_or_never();
                     }
                 }
-                held.forget(revoked.take());
+                held.forget(revoked.take(), &consumer.context().stats);
                 for (topic, partition, handoff) in batch.entries {
                     held.push(&consumer, &topic, partition, handoff).await;
                 }
@@ -422,14 +475,20 @@ impl Held {
         let Some(mut handoff) = handoff.try_send() else {
             return;
         };
-        let deadline = Instant::now() + BUSY_WAIT;
+        let started = Instant::now();
+        let deadline = started + BUSY_WAIT;
+        let waited = |stats: &ConsumerStats| {
+            let micros = started.elapsed().as_micros() as u64;
+            stats.backpressure_micros.fetch_add(micros, Ordering::Relaxed);
+        };
         while handoff.is_due() && Instant::now() < deadline {
             tokio::time::sleep(HELD_RETRY).await;
             match handoff.try_send() {
                 Some(back) => handoff = back,
-                None => return,
+                None => return waited(&consumer.context().stats),
             }
         }
+        waited(&consumer.context().stats);
         let paused = set_paused(consumer, &key, true);
         let waiting = Waiting {
             records: VecDeque::from([handoff]),
@@ -456,9 +515,13 @@ impl Held {
 
     /// Drops the records of revoked partitions: unfinished, so their new owner reads
     /// them again.
-    fn forget(&mut self, revoked: Vec<(String, i32)>) {
+    fn forget(&mut self, revoked: Vec<(String, i32)>, stats: &ConsumerStats) {
         for key in revoked {
-            self.partitions.remove(&key);
+            if self.partitions.remove(&key).is_some_and(|waiting| waiting.paused) {
+                let _ = stats
+                    .paused_partitions
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+            }
         }
     }
 }
@@ -474,6 +537,12 @@ fn set_paused(consumer: &StreamConsumer<RouterContext>, (topic, partition): &(St
     };
     match result {
         Ok(()) => {
+            let paused = &consumer.context().stats.paused_partitions;
+            if pause {
+                paused.fetch_add(1, Ordering::Relaxed);
+            } else {
+                let _ = paused.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+            }
             if pause {
                 tracing::warn!(topic, partition, "partition paused: the actor it feeds is full");
             } else {

@@ -11,6 +11,6 @@ pub mod offsets;
 pub mod retry;
 pub mod topology;
 
-pub use consumer::{ConsumerError, RouterConsumer};
+pub use consumer::{ConsumerError, ConsumerStats, RouterConsumer};
 pub use dead_letter::DeadLetterWriter;
-pub use topology::{ReloadSummary, Topology, TopologyError};
+pub use topology::{ActorReport, Detail, ReloadSummary, Topology, TopologyError};

@@ -9,12 +9,37 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 
 use actix::prelude::*;
-use switchyard_actors::destination::Retire;
+use prometheus_client::metrics::histogram::Histogram;
+use switchyard_actors::destination::{Retire, latency_histogram};
 use switchyard_actors::{
     DeadLetter, DedupSettings, DestinationActor, DestinationConfig, Load, LogDestination, Park, Route, Routed,
     SetRoutes, SetTransform, SourceSupervisor, Transform, TransformConfig,
 };
+use switchyard_actors::{DestinationStats, GetDestinationStats, GetStats, SupervisorStats};
 use switchyard_schemas::config::SourceConfig;
+
+/// How long an actor may take to report before it is listed as unresponsive.
+pub const INSPECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// One running actor, for `/actors` and metrics.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ActorReport {
+    /// `source_supervisor` or `destination`.
+    pub kind: &'static str,
+    pub source_id: String,
+    pub destination_id: Option<String>,
+    #[serde(flatten)]
+    pub detail: Detail,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(untagged)]
+pub enum Detail {
+    Source(SupervisorStats),
+    Destination(DestinationStats),
+    /// Didn't answer in time: its thread is blocked or it is gone.
+    Unresponsive,
+}
 
 /// A configuration the actors can't be built from.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -37,6 +62,7 @@ struct RunningDestination {
     config: DestinationConfig,
     addr: Addr<DestinationActor>,
     route: Route,
+    latency: Histogram,
 }
 
 struct RunningSource {
@@ -86,8 +112,12 @@ impl Shared {
             load.clone(),
             self.parking.clone().filter(|_| parks),
         );
+        let latency = latency_histogram();
+        let actor_latency = latency.clone();
         let addr = DestinationActor::start_in_arbiter(arbiter, move |_| {
-            let actor = DestinationActor::new(&source, actor_config, letters, actor_load).with_transform(transform);
+            let actor = DestinationActor::new(&source, actor_config, letters, actor_load)
+                .with_transform(transform)
+                .with_latency(actor_latency);
             match parking {
                 Some(parking) => actor.with_parking(parking),
                 None => actor,
@@ -102,6 +132,7 @@ impl Shared {
             config: config.clone(),
             addr,
             route,
+            latency,
         }
     }
 
@@ -389,6 +420,64 @@ impl Topology {
             .destinations
             .get(&(source_id.to_string(), destination_id.to_string()))
             .map(|running| running.addr.clone().recipient())
+    }
+
+    /// Every running actor with its counters and state. An actor that doesn't answer
+    /// within [`INSPECT_TIMEOUT`] is listed as unresponsive.
+    pub async fn inspect(&self) -> Vec<ActorReport> {
+        let (sources, destinations) = {
+            let shared = self.shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let sources: Vec<(String, Addr<SourceSupervisor>)> = shared
+                .sources
+                .iter()
+                .map(|(id, running)| (id.clone(), running.addr.clone()))
+                .collect();
+            let destinations: Vec<((String, String), Addr<DestinationActor>)> = shared
+                .destinations
+                .iter()
+                .map(|(key, running)| (key.clone(), running.addr.clone()))
+                .collect();
+            (sources, destinations)
+        };
+        let mut reports = Vec::with_capacity(sources.len() + destinations.len());
+        for (source_id, addr) in sources {
+            let stats = actix::clock::timeout(INSPECT_TIMEOUT, addr.send(GetStats)).await;
+            reports.push(ActorReport {
+                kind: "source_supervisor",
+                source_id,
+                destination_id: None,
+                detail: match stats {
+                    Ok(Ok(stats)) => Detail::Source(stats),
+                    _ => Detail::Unresponsive,
+                },
+            });
+        }
+        for ((source_id, destination_id), addr) in destinations {
+            let stats = actix::clock::timeout(INSPECT_TIMEOUT, addr.send(GetDestinationStats)).await;
+            reports.push(ActorReport {
+                kind: "destination",
+                source_id,
+                destination_id: Some(destination_id),
+                detail: match stats {
+                    Ok(Ok(stats)) => Detail::Destination(stats),
+                    _ => Detail::Unresponsive,
+                },
+            });
+        }
+        reports.sort_by(|a, b| (&a.source_id, &a.destination_id).cmp(&(&b.source_id, &b.destination_id)));
+        reports
+    }
+
+    /// Each destination's delivery latency histogram, by (source id, destination id).
+    pub fn latencies(&self) -> Vec<(String, String, Histogram)> {
+        let shared = self.shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut out: Vec<(String, String, Histogram)> = shared
+            .destinations
+            .iter()
+            .map(|((source, destination), running)| (source.clone(), destination.clone(), running.latency.clone()))
+            .collect();
+        out.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        out
     }
 
     pub fn dead_letters(&self) -> &Recipient<DeadLetter> {

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use actix::prelude::*;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use serde::Serialize;
 use switchyard_schemas::Event;
 
@@ -68,9 +69,29 @@ pub struct DestinationStats {
     /// Requests abandoned for getting no answer within `stall_after_secs`.
     pub stalls: u64,
     pub buffered: usize,
+    /// Handed over and still in the mailbox.
+    pub queued: usize,
     pub in_flight: usize,
     pub circuit_open: bool,
     pub last_error: Option<String>,
+    pub state: ActorState,
+    /// Milliseconds since a request last finished, or since the buffer was last empty.
+    pub since_progress_ms: u64,
+}
+
+/// What a destination is doing, for an operator.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActorState {
+    #[default]
+    Running,
+    /// Every buffered event is waiting for its retry time.
+    BackingOff,
+    CircuitOpen,
+    /// The client is being rebuilt after a stall or a failed start.
+    Restarting,
+    /// Retired: finishing in-flight requests before it stops.
+    Stopping,
 }
 
 #[derive(Debug, Message)]
@@ -90,6 +111,12 @@ pub struct Retire {
 /// bound below, a destination holds at most about `max_buffered_events` plus this many
 /// batches.
 const MAILBOX_CAPACITY: usize = 32;
+/// A delivery latency histogram, in seconds: 1 ms doubling to about 4.5 hours, so a
+/// delivery at the end of the default 4-hour retry window still lands in a bucket.
+pub fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 2.0, 25))
+}
+
 /// How often in-flight requests are checked for a stall.
 const STALL_CHECK_EVERY: Duration = Duration::from_secs(1);
 /// Restart backoff: doubling from the first wait up to the last.
@@ -125,6 +152,9 @@ pub struct DestinationActor {
     next_request: u64,
     /// Restarts since the last delivery, for the backoff.
     restart_streak: u32,
+    /// Seconds from taking an event to its delivery, shared with whoever exports metrics.
+    latency: Histogram,
+    last_progress: Instant,
     /// With per-user ordering: events in flight or waiting for a retry, per user.
     busy_users: HashMap<String, usize>,
     breaker: Breaker,
@@ -171,11 +201,33 @@ impl DestinationActor {
             requests: HashMap::new(),
             next_request: 0,
             restart_streak: 0,
+            latency: latency_histogram(),
+            last_progress: Instant::now(),
             busy_users: HashMap::new(),
             breaker,
             wakeup: None,
             retired: None,
             stats: DestinationStats::default(),
+        }
+    }
+
+    /// Records delivery latencies into `latency` (the exporter's copy of the same histogram).
+    pub fn with_latency(mut self, latency: Histogram) -> Self {
+        self.latency = latency;
+        self
+    }
+
+    fn state(&self) -> ActorState {
+        if self.retired.is_some() {
+            ActorState::Stopping
+        } else if self.client.is_none() && !matches!(self.config.kind, DestinationKind::Blackhole(_)) {
+            ActorState::Restarting
+        } else if matches!(self.breaker.state(), BreakerState::Open { .. }) {
+            ActorState::CircuitOpen
+        } else if !self.delayed.is_empty() && self.ready.is_empty() && self.in_flight == 0 {
+            ActorState::BackingOff
+        } else {
+            ActorState::Running
         }
     }
 
@@ -429,6 +481,7 @@ impl DestinationActor {
         let Some(Request { batch, .. }) = self.requests.remove(&id) else {
             return;
         };
+        self.last_progress = Instant::now();
         self.in_flight -= batch.len();
         if self.retired.is_some() {
             let delivered = result.is_ok();
@@ -451,6 +504,8 @@ impl DestinationActor {
                 self.breaker.success();
                 self.stats.delivered += batch.len() as u64;
                 for pending in batch {
+                    self.latency
+                        .observe(pending.first_seen.elapsed().unwrap_or_default().as_secs_f64());
                     self.release_user(&pending);
                     pending.ack.done();
                 }
@@ -644,6 +699,14 @@ impl Handler<GetDestinationStats> for DestinationActor {
         let mut stats = self.stats.clone();
         stats.buffered = self.buffered();
         stats.in_flight = self.in_flight;
+        stats.state = self.state();
+        stats.queued = self.load.queued();
+        stats.circuit_open = matches!(self.breaker.state(), BreakerState::Open { .. });
+        stats.since_progress_ms = if stats.buffered == 0 {
+            0
+        } else {
+            self.last_progress.elapsed().as_millis() as u64
+        };
         MessageResult(stats)
     }
 }

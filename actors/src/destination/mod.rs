@@ -10,7 +10,7 @@ pub mod kafka;
 mod retry;
 pub mod webhook;
 
-pub use actor::{DestinationActor, DestinationStats, GetDestinationStats, Retire};
+pub use actor::{ActorState, DestinationActor, DestinationStats, GetDestinationStats, Retire, latency_histogram};
 pub use config::{
     BlackholeConfig, DestinationConfig, DestinationKind, KafkaDestinationConfig, Ordering, RetryConfig, WebhookConfig,
 };

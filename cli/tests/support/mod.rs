@@ -184,6 +184,7 @@ async fn answer(arrivals: &Mutex<Vec<(String, Instant)>>, behaviour: &Mutex<Beha
 pub struct Switchyard {
     pub child: Child,
     pub ingest_url: Option<String>,
+    pub ops_url: Option<String>,
 }
 
 impl Switchyard {
@@ -202,17 +203,30 @@ impl Switchyard {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start switchyard");
+        // The ops line comes first (the configs here all serve ops), then ingest's.
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let mut next = || lines.next().expect("a line").expect("text");
+        let ops_url = Some(
+            next()
+                .strip_prefix("ops listening on ")
+                .expect("ops address line")
+                .to_string(),
+        );
         let mut ingest_url = None;
         if role != "router" {
-            let stdout = child.stdout.take().expect("stdout");
-            let line = BufReader::new(stdout).lines().next().expect("a line").expect("text");
             ingest_url = Some(
-                line.strip_prefix("ingest listening on ")
+                next()
+                    .strip_prefix("ingest listening on ")
                     .expect("address line")
                     .to_string(),
             );
         }
-        Switchyard { child, ingest_url }
+        Switchyard {
+            child,
+            ingest_url,
+            ops_url,
+        }
     }
 
     /// Asks for a clean stop (SIGTERM) and waits for the process to exit.

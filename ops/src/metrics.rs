@@ -1,0 +1,236 @@
+//! `/metrics`: a registry built at each scrape from the running parts' own counters.
+
+use std::sync::atomic::Ordering;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use switchyard_router::{ActorReport, Detail};
+
+use crate::server::Ops;
+
+type Labels = Vec<(&'static str, String)>;
+
+fn counter_family(registry: &mut Registry, name: &str, help: &str) -> Family<Labels, Counter> {
+    let family = Family::<Labels, Counter>::default();
+    registry.register(name, help, family.clone());
+    family
+}
+
+fn gauge_family(registry: &mut Registry, name: &str, help: &str) -> Family<Labels, Gauge> {
+    let family = Family::<Labels, Gauge>::default();
+    registry.register(name, help, family.clone());
+    family
+}
+
+fn plain_counter(registry: &mut Registry, name: &str, help: &str, value: u64) {
+    let counter = Counter::<u64>::default();
+    counter.inc_by(value);
+    registry.register(name, help, counter);
+}
+
+fn plain_gauge(registry: &mut Registry, name: &str, help: &str, value: i64) {
+    let gauge = Gauge::<i64>::default();
+    gauge.set(value);
+    registry.register(name, help, gauge);
+}
+
+fn set(family: &Family<Labels, Counter>, labels: Labels, value: u64) {
+    family.get_or_create(&labels).inc_by(value);
+}
+
+fn gauge(family: &Family<Labels, Gauge>, labels: Labels, value: i64) {
+    family.get_or_create(&labels).set(value);
+}
+
+/// The text exposition of every metric this process has.
+pub async fn render(ops: &Ops) -> String {
+    let mut registry = Registry::with_prefix("switchyard");
+    let errors = counter_family(
+        &mut registry,
+        "errors",
+        "Errors by stage (ingest, validate, transform, deliver) and error_type",
+    );
+    if let Some(ingest) = &ops.ingest {
+        ingest_metrics(&mut registry, ingest, &errors);
+    }
+    if let Some(consumer) = &ops.consumer {
+        plain_counter(
+            &mut registry,
+            "consumer_records",
+            "Records read from Kafka",
+            consumer.records.load(Ordering::Relaxed),
+        );
+        plain_gauge(
+            &mut registry,
+            "consumer_paused_partitions",
+            "Partitions paused because the actor they feed is stuck",
+            consumer.paused_partitions.load(Ordering::Relaxed) as i64,
+        );
+        plain_counter(
+            &mut registry,
+            "consumer_backpressure_microseconds",
+            "Time the poll loop waited for busy actors to take records",
+            consumer.backpressure_micros.load(Ordering::Relaxed),
+        );
+        let lag = gauge_family(
+            &mut registry,
+            "consumer_lag",
+            "Records behind the partition's end, per partition",
+        );
+        for (topic, partition, behind) in consumer.lag() {
+            gauge(
+                &lag,
+                vec![("topic", topic), ("partition", partition.to_string())],
+                behind,
+            );
+        }
+    }
+    if let Some(topology) = &ops.topology {
+        actor_metrics(&mut registry, &topology.inspect().await, &errors);
+        for (source, destination, histogram) in topology.latencies() {
+            registry
+                .sub_registry_with_label(("source".into(), source.into()))
+                .sub_registry_with_label(("destination".into(), destination.into()))
+                .register(
+                    "destination_delivery_seconds",
+                    "Time from a destination taking an event to its delivery, retries included",
+                    histogram,
+                );
+        }
+    }
+    let mut text = String::new();
+    if let Err(error) = encode(&mut text, &registry) {
+        tracing::error!(%error, "metrics encoding failed");
+    }
+    text
+}
+
+fn ingest_metrics(registry: &mut Registry, ingest: &switchyard_ingest::IngestState, errors: &Family<Labels, Counter>) {
+    let accepted = counter_family(
+        registry,
+        "ingest_events_accepted",
+        "Events ingest wrote to Kafka, per source",
+    );
+    for source in ingest.sources.snapshot().iter() {
+        set(
+            &accepted,
+            vec![("source", source.id.to_string())],
+            source.accepted.load(Ordering::Relaxed),
+        );
+    }
+    for (kind, count) in ingest.refused.counts() {
+        set(
+            errors,
+            vec![("stage", "ingest".into()), ("error_type", kind.into())],
+            count,
+        );
+    }
+    plain_gauge(
+        registry,
+        "ingest_producer_queue",
+        "Records waiting for the broker's acknowledgement",
+        i64::from(ingest.sink.in_flight()),
+    );
+}
+
+fn actor_metrics(registry: &mut Registry, reports: &[ActorReport], errors: &Family<Labels, Counter>) {
+    let source_events = counter_family(
+        registry,
+        "source_events",
+        "Records through a source supervisor, by outcome",
+    );
+    let destination_events = counter_family(
+        registry,
+        "destination_events",
+        "Events through a destination actor, by outcome",
+    );
+    let buffered = gauge_family(
+        registry,
+        "destination_buffered",
+        "Events a destination holds (ready, waiting to retry, in flight)",
+    );
+    let mailbox = gauge_family(
+        registry,
+        "destination_mailbox_events",
+        "Events handed to a destination and not yet taken from its mailbox",
+    );
+    let restarts = counter_family(registry, "actor_restarts", "Times a destination's client was restarted");
+    let stalls = counter_family(
+        registry,
+        "destination_stalls",
+        "Requests abandoned for getting no answer",
+    );
+    let state = gauge_family(registry, "actor_state", "1 for the state each actor is in");
+    let mut validate_errors = 0;
+    let mut transform_errors = 0;
+    let (mut retryable, mut permanent) = (0, 0);
+    for report in reports {
+        let source = || ("source", report.source_id.clone());
+        match &report.detail {
+            Detail::Source(stats) => {
+                for (outcome, value) in [
+                    ("received", stats.received),
+                    ("delivered", stats.delivered),
+                    ("duplicate", stats.duplicates),
+                    ("filtered", stats.filtered),
+                    ("rejected", stats.rejected),
+                ] {
+                    set(&source_events, vec![source(), ("outcome", outcome.into())], value);
+                }
+                validate_errors += stats.invalid;
+                transform_errors += stats.rejected - stats.invalid;
+            }
+            Detail::Destination(stats) => {
+                let destination = || ("destination", report.destination_id.clone().unwrap_or_default());
+                for (outcome, value) in [
+                    ("received", stats.received),
+                    ("delivered", stats.delivered),
+                    ("filtered", stats.filtered),
+                    ("retried", stats.retried),
+                    ("dead_lettered", stats.dead_lettered),
+                    ("parked", stats.parked),
+                ] {
+                    set(
+                        &destination_events,
+                        vec![source(), destination(), ("outcome", outcome.into())],
+                        value,
+                    );
+                }
+                gauge(&buffered, vec![source(), destination()], stats.buffered as i64);
+                gauge(&mailbox, vec![source(), destination()], stats.queued as i64);
+                set(&restarts, vec![source(), destination()], stats.restarts);
+                set(&stalls, vec![source(), destination()], stats.stalls);
+                let state_name = serde_json::to_value(stats.state)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default();
+                gauge(&state, vec![source(), destination(), ("state", state_name)], 1);
+                retryable += stats.retried;
+                permanent += stats.dead_lettered;
+            }
+            Detail::Unresponsive => {
+                let destination = report.destination_id.clone().unwrap_or_default();
+                gauge(
+                    &state,
+                    vec![source(), ("destination", destination), ("state", "unresponsive".into())],
+                    1,
+                );
+            }
+        }
+    }
+    for (stage, error_type, value) in [
+        ("validate", "invalid", validate_errors),
+        ("transform", "transform_failed", transform_errors),
+        ("deliver", "retryable", retryable),
+        ("deliver", "permanent", permanent),
+    ] {
+        set(
+            errors,
+            vec![("stage", stage.into()), ("error_type", error_type.into())],
+            value,
+        );
+    }
+}
