@@ -11,6 +11,7 @@ pub mod dedup;
 pub mod destination;
 pub mod log_destination;
 pub mod park;
+pub mod samples;
 pub mod source;
 pub mod transform;
 
@@ -22,6 +23,7 @@ pub use dead_letter::{DeadLetter, Stage};
 pub use destination::{DestinationActor, DestinationConfig, DestinationStats, GetDestinationStats};
 pub use log_destination::LogDestination;
 pub use park::{Park, Parked};
+pub use samples::{ErrorSample, RecentErrors};
 pub use source::{
     DedupSettings, GetStats, Inbound, InboundBatch, Load, Outcome, Route, Routed, RoutedBatch, SetRoutes, SetTransform,
     SourceSupervisor, SupervisorStats,

@@ -15,6 +15,7 @@ use crate::ack::Ack;
 use crate::dead_letter::{DeadLetter, Stage};
 use crate::dedup::Dedup;
 use crate::park::Parked;
+use crate::samples::RecentErrors;
 use crate::transform::{Transform, Transformed};
 
 /// A record of this source as read from Kafka.
@@ -121,7 +122,7 @@ pub enum Outcome {
     },
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct SupervisorStats {
     pub received: u64,
     pub delivered: u64,
@@ -130,6 +131,7 @@ pub struct SupervisorStats {
     /// Rejected records, of which `invalid` failed validation (the rest a transform).
     pub rejected: u64,
     pub invalid: u64,
+    pub recent_errors: RecentErrors,
 }
 
 #[derive(Debug, Message)]
@@ -210,6 +212,10 @@ impl SourceSupervisor {
     /// A record for the dead-letter topic; its share is done once Kafka has it.
     fn reject(&mut self, stage: Stage, reason: String, message: Inbound) -> DeadLetter {
         self.stats.rejected += 1;
+        let message_id = message.headers.message_id.as_deref();
+        self.stats
+            .recent_errors
+            .push(&format!("{}: {reason}", stage.as_str()), message_id, 1);
         tracing::warn!(source_id = %self.source_id, stage = stage.as_str(), %reason, "record rejected");
         DeadLetter {
             source_id: self.source_id.to_string(),
@@ -393,7 +399,7 @@ impl Handler<GetStats> for SourceSupervisor {
     type Result = MessageResult<GetStats>;
 
     fn handle(&mut self, _: GetStats, _ctx: &mut Self::Context) -> Self::Result {
-        MessageResult(self.stats)
+        MessageResult(self.stats.clone())
     }
 }
 
@@ -458,6 +464,7 @@ mod tests {
                 filtered: 0,
                 rejected: 1,
                 invalid: 1,
+                recent_errors: stats.recent_errors.clone(),
             }
         );
         let seen = seen.lock().expect("not poisoned").clone();

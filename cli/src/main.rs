@@ -61,6 +61,8 @@ enum Command {
     Sink(sink::SinkArgs),
     /// The running actors of a process (from its ops port), as a table.
     Actors(actors::ActorsArgs),
+    /// Delivery per source and destination, with recent errors (from the ops port).
+    Overview(actors::ActorsArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -79,6 +81,7 @@ fn main() -> anyhow::Result<()> {
         Command::CreateTopic(args) => topic::create(args),
         Command::Sink(args) => sink::run(args),
         Command::Actors(args) => actors::run(args),
+        Command::Overview(args) => actors::overview(args),
     }
 }
 

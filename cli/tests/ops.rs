@@ -115,7 +115,9 @@ async fn metrics_count_exactly_the_traffic_sent_including_failures() {
             "switchyard_destination_events_total",
             &[("destination", "good"), ("outcome", "delivered")],
         );
-        if dead == Some(5.0) && delivered == Some(20.0) {
+        // Lag comes with librdkafka's statistics, every 5 s.
+        let lag = text.contains("switchyard_consumer_lag{");
+        if dead == Some(5.0) && delivered == Some(20.0) && lag {
             break text;
         }
         assert!(Instant::now() < deadline, "metrics never settled:\n{text}");
@@ -175,6 +177,68 @@ async fn metrics_count_exactly_the_traffic_sent_including_failures() {
         "switchyard_actor_state",
         &[("destination", "good"), ("state", "running")],
         1.0,
+    );
+
+    // Every metric the shipped Grafana dashboard queries exists.
+    let dashboard = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../ops/grafana/switchyard.json"))
+        .expect("dashboard");
+    let dashboard: serde_json::Value = serde_json::from_str(&dashboard).expect("dashboard JSON");
+    let mut queried = 0;
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        for target in panel["targets"].as_array().expect("targets") {
+            let expr = target["expr"].as_str().expect("expr");
+            for name in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                if name.starts_with("switchyard_") {
+                    queried += 1;
+                    // A sample, or (for a family with no series yet, like lag before the
+                    // first statistics) its declaration.
+                    let base = ["_total", "_bucket", "_count", "_sum"]
+                        .iter()
+                        .find_map(|suffix| name.strip_suffix(suffix))
+                        .unwrap_or(name);
+                    let exposed = text.lines().any(|l| {
+                        (l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+                            || l.strip_prefix("# TYPE ")
+                                .is_some_and(|t| t.split(' ').next() == Some(base))
+                    });
+                    assert!(
+                        exposed,
+                        "panel {:?} queries {name}, which /metrics doesn't have",
+                        panel["title"]
+                    );
+                }
+            }
+        }
+    }
+    assert!(queried >= 10, "{queried}");
+
+    let (status, body) = get(&client, &format!("{ops}/overview")).await;
+    assert_eq!(status, 200);
+    let overview: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    let shop = &overview["sources"][0];
+    assert_eq!(
+        (shop["id"].as_str(), shop["received"].as_u64()),
+        (Some("shop"), Some(20)),
+        "{shop}"
+    );
+    let picky = shop["destinations"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|d| d["id"] == "picky")
+        .expect("picky listed");
+    assert_eq!(
+        (picky["delivered"].as_u64(), picky["dead_lettered"].as_u64()),
+        (Some(15), Some(5)),
+        "{picky}"
+    );
+    let errors = picky["recent_errors"].as_array().expect("samples");
+    assert!(
+        !errors.is_empty()
+            && errors
+                .iter()
+                .all(|e| e["reason"].as_str().is_some_and(|r| r.contains("400"))),
+        "{picky}"
     );
 }
 

@@ -1,6 +1,6 @@
 //! The operations port, served by every process: `/metrics` (Prometheus text format),
-//! `/healthz` (liveness), `/readyz` (readiness) and `/actors` (every running actor, as
-//! JSON). Metrics are read from the running parts at scrape time (actor counters, the
+//! `/healthz` (liveness), `/readyz` (readiness), `/actors` (every running actor, as
+//! JSON) and `/overview` (delivery per source and destination, with recent errors). Metrics are read from the running parts at scrape time (actor counters, the
 //! consumer's and ingest's atomics), so what `/metrics` says is what `/actors` says.
 //!
 //! Label cardinality: `source` and `destination` take only configured ids (bounded by
@@ -13,6 +13,7 @@
 
 pub mod health;
 pub mod metrics;
+pub mod overview;
 pub mod server;
 
 pub use health::Readiness;

@@ -100,6 +100,7 @@ pub fn bind(listen: &str, ops: Ops) -> Result<(Server, SocketAddr), BindError> {
             )
             .route("/readyz", web::get().to(ready_route))
             .route("/actors", web::get().to(actors_route))
+            .route("/overview", web::get().to(overview_route))
     })
     .workers(1)
     .disable_signals()
@@ -160,4 +161,12 @@ async fn actors_route(ops: web::Data<Ops>) -> HttpResponse {
         }
     });
     HttpResponse::Ok().json(ActorsBody { consumer, actors })
+}
+
+async fn overview_route(ops: web::Data<Ops>) -> HttpResponse {
+    let reports = match &ops.topology {
+        Some(topology) => topology.inspect().await,
+        None => Vec::new(),
+    };
+    HttpResponse::Ok().json(crate::overview::overview(reports))
 }

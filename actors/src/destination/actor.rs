@@ -20,6 +20,7 @@ use super::webhook::DeliveryError;
 use crate::ack::Ack;
 use crate::dead_letter::{DeadLetter, Stage};
 use crate::park::{Park, Parked};
+use crate::samples::RecentErrors;
 use crate::source::{Load, Routed, RoutedBatch};
 use crate::transform::{Transform, Transformed};
 
@@ -75,6 +76,7 @@ pub struct DestinationStats {
     pub circuit_open: bool,
     pub last_error: Option<String>,
     pub state: ActorState,
+    pub recent_errors: RecentErrors,
     /// Milliseconds since a request last finished, or since the buffer was last empty.
     pub since_progress_ms: u64,
 }
@@ -513,6 +515,8 @@ impl DestinationActor {
             Err(error) if error.retryable => {
                 self.breaker.failure(now);
                 self.stats.last_error = Some(error.reason.clone());
+                let first = batch.first().and_then(|p| p.event.message_id());
+                self.stats.recent_errors.push(&error.reason, first, batch.len());
                 tracing::warn!(
                     source_id = %self.source_id, destination_id = %self.config.id,
                     reason = %error.reason, events = batch.len(), "delivery failed, will retry"
@@ -539,6 +543,8 @@ impl DestinationActor {
                 // The destination answered, so it is up: a refusal is about the event.
                 self.breaker.success();
                 self.stats.last_error = Some(error.reason.clone());
+                let first = batch.first().and_then(|p| p.event.message_id());
+                self.stats.recent_errors.push(&error.reason, first, batch.len());
                 for mut pending in batch {
                     pending.attempts += 1;
                     self.dead_letter(pending, error.reason.clone());
