@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use switchyard_schemas::record::{RecordHeaders, decode_value};
+use switchyard_schemas::trace::Traceparent;
 use switchyard_schemas::{Event, validate};
+use switchyard_telemetry::TARGET;
 
 use crate::ack::Ack;
 use crate::dead_letter::{DeadLetter, Stage};
@@ -49,6 +51,8 @@ pub struct Routed {
     /// Set when the event comes back from the retry topic: its transforms are done and
     /// its retry state goes on.
     pub parked: Option<Parked>,
+    /// The trace this event belongs to; its delivery spans continue it.
+    pub trace: Option<Traceparent>,
 }
 
 /// How many events a destination holds, against its limit: those it has taken
@@ -106,6 +110,17 @@ pub struct Route {
     pub destination_id: String,
     pub recipient: Recipient<RoutedBatch>,
     pub load: Arc<Load>,
+}
+
+impl Outcome {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Outcome::Delivered { .. } => "routed",
+            Outcome::Duplicate => "duplicate",
+            Outcome::Filtered => "filtered",
+            Outcome::Rejected { .. } => "rejected",
+        }
+    }
 }
 
 /// What became of one inbound record.
@@ -232,6 +247,29 @@ impl SourceSupervisor {
     /// Checks, deduplicates and transforms one record, and adds it to each route's
     /// batch. A rejected record goes to `letters`.
     fn admit(&mut self, message: Inbound, batches: &mut [Vec<Routed>], letters: &mut Vec<DeadLetter>) -> Outcome {
+        let parent = message.headers.traceparent.as_deref().and_then(Traceparent::parse);
+        let span = tracing::info_span!(
+            target: TARGET, "route",
+            source_id = %self.source_id,
+            message_id = message.headers.message_id.as_deref().unwrap_or_default(),
+            outcome = tracing::field::Empty,
+        );
+        if let Some(parent) = parent {
+            switchyard_telemetry::set_parent(&span, parent);
+        }
+        let trace = switchyard_telemetry::pass_on(&span, parent.unwrap_or_else(Traceparent::new_root));
+        let outcome = self.admit_traced(message, trace, batches, letters);
+        span.record("outcome", outcome.as_str());
+        outcome
+    }
+
+    fn admit_traced(
+        &mut self,
+        message: Inbound,
+        trace: Traceparent,
+        batches: &mut [Vec<Routed>],
+        letters: &mut Vec<DeadLetter>,
+    ) -> Outcome {
         self.stats.received += 1;
         let event = match self.check(&message) {
             Ok(event) => event,
@@ -267,6 +305,7 @@ impl SourceSupervisor {
                 event: event.clone(),
                 ack: message.ack.share(),
                 parked: None,
+                trace: Some(trace),
             });
         }
         message.ack.done();

@@ -4,6 +4,7 @@
 mod actors;
 mod config;
 mod local_broker;
+mod logging;
 mod serve;
 mod sink;
 mod topic;
@@ -11,7 +12,6 @@ mod topic;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use tracing_subscriber::EnvFilter;
 
 /// Ingest allocates and frees many small JSON values per request across threads;
 /// mimalloc measured about twice the throughput of glibc malloc on the ingest benchmark.
@@ -67,9 +67,15 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    let telemetry = logging::init(cli.log_format);
     exit_on_panic();
-    match cli.command {
+    let result = run(cli.command);
+    telemetry.shutdown();
+    result
+}
+
+fn run(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Run(common) => serve::start(common.config, common.kafka_brokers, serve::Roles::ALL),
         Command::Ingest(common) => serve::start(common.config, common.kafka_brokers, serve::Roles::INGEST),
         Command::Router(common) => serve::start(common.config, common.kafka_brokers, serve::Roles::ROUTER),
@@ -95,15 +101,4 @@ fn exit_on_panic() {
         tracing::error!(%info, "panic: exiting so that a restart redelivers what was in flight");
         std::process::exit(101);
     }));
-}
-
-fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,rdkafka=warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
 }

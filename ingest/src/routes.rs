@@ -14,6 +14,8 @@ use switchyard_schemas::{
     EnrichContext, EventType, Limits, ParsedRequest, RecordHeaders, enrich, parse, parse_batch, parse_single,
     record_key,
 };
+use switchyard_telemetry::TARGET;
+use tracing::Instrument;
 
 use crate::body::{check_content_type, read_limited};
 use crate::error::IngestError;
@@ -113,13 +115,19 @@ async fn accept(
             retry_after,
         });
     }
-    let traceparent = request
+    let incoming = request
         .headers()
         .get(Traceparent::HEADER)
         .and_then(|value| value.to_str().ok())
-        .and_then(Traceparent::parse)
-        .map_or_else(Traceparent::new_root, |parent| parent.child())
-        .to_string();
+        .and_then(Traceparent::parse);
+    // The request's span: a child of the caller's trace when it sent one. Its context
+    // travels in every record's headers, so the router's spans continue this trace.
+    let span = tracing::info_span!(target: TARGET, "ingest", source_id = %source.id, events = events.len());
+    let parent = incoming.unwrap_or_else(Traceparent::new_root);
+    if incoming.is_some() {
+        switchyard_telemetry::set_parent(&span, parent);
+    }
+    let traceparent = switchyard_telemetry::pass_on(&span, parent).to_string();
     let ctx = EnrichContext {
         received_at,
         ip: client_ip(&request, state.trust_forwarded_for),
@@ -128,7 +136,7 @@ async fn accept(
         batch_integrations: integrations.as_ref(),
     };
     let records = to_records(&source.id, events, &ctx, &traceparent)?;
-    state.sink.send_all(&records).await?;
+    state.sink.send_all(&records).instrument(span).await?;
     source.accepted.fetch_add(records.len() as u64, Ordering::Relaxed);
     tracing::debug!(source_id = %source.id, events = records.len(), "accepted events");
     Ok(HttpResponse::Ok().json(serde_json::json!({ "success": true })))

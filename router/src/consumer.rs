@@ -384,6 +384,7 @@ fn prepare_returning(topology: &Topology, message: &BorrowedMessage<'_>, ack: Ac
         event: Arc::new(returning.event),
         ack,
         parked: Some(returning.state),
+        trace: None,
     };
     Handoff::Destination(recipient, routed, returning.not_before)
 }

@@ -23,6 +23,8 @@ use crate::park::{Park, Parked};
 use crate::samples::RecentErrors;
 use crate::source::{Load, Routed, RoutedBatch};
 use crate::transform::{Transform, Transformed};
+use switchyard_schemas::trace::Traceparent;
+use switchyard_telemetry::TARGET;
 
 struct Pending {
     event: Arc<Event>,
@@ -32,6 +34,7 @@ struct Pending {
     attempts: u32,
     parks: u32,
     last_error: Option<String>,
+    trace: Option<Traceparent>,
 }
 
 impl Pending {
@@ -51,6 +54,7 @@ impl Pending {
             attempts: parked.attempts,
             parks: parked.parks,
             last_error: parked.last_error,
+            trace: message.trace,
         }
     }
 }
@@ -130,6 +134,8 @@ struct Request {
     batch: Vec<Pending>,
     handle: SpawnHandle,
     since: Instant,
+    /// One delivery attempt, a child of the first event's trace; closed when it ends.
+    span: tracing::Span,
 }
 
 /// A parked event stays away at least this long, so a full buffer has time to drain.
@@ -380,10 +386,22 @@ impl DestinationActor {
                     .into_actor(self)
                     .map(move |result, actor, ctx| actor.finished(id, result, ctx)),
             );
+            let span = tracing::info_span!(
+                target: TARGET, "deliver",
+                source_id = %self.source_id,
+                destination_id = %self.config.id,
+                events = batch.len(),
+                attempt = batch.first().map_or(1, |p| p.attempts + 1),
+                outcome = tracing::field::Empty,
+            );
+            if let Some(parent) = batch.first().and_then(|p| p.trace) {
+                switchyard_telemetry::set_parent(&span, parent);
+            }
             let request = Request {
                 batch,
                 handle,
                 since: now,
+                span,
             };
             self.requests.insert(id, request);
         }
@@ -467,6 +485,7 @@ impl DestinationActor {
                     event: pending.event,
                     ack: pending.ack,
                     parked: None,
+                    trace: pending.trace,
                 };
                 let send = replacement.send(routed);
                 actix::spawn(async move {
@@ -480,9 +499,17 @@ impl DestinationActor {
     }
 
     fn finished(&mut self, id: u64, result: Result<(), DeliveryError>, ctx: &mut Context<Self>) {
-        let Some(Request { batch, .. }) = self.requests.remove(&id) else {
+        let Some(Request { batch, span, .. }) = self.requests.remove(&id) else {
             return;
         };
+        span.record(
+            "outcome",
+            match &result {
+                Ok(()) => "delivered",
+                Err(error) if error.retryable => "retry",
+                Err(_) => "refused",
+            },
+        );
         self.last_progress = Instant::now();
         self.in_flight -= batch.len();
         if self.retired.is_some() {
@@ -765,6 +792,7 @@ mod tests {
             event: Arc::new(event),
             ack: Ack::new(completed.clone()),
             parked: None,
+            trace: None,
         }
     }
 

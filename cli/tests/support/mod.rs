@@ -191,9 +191,15 @@ impl Switchyard {
     /// Starts `switchyard <role> --config <config>`; for roles that serve ingest, waits
     /// for its address.
     pub fn start(role: &str, config: &Path) -> Switchyard {
+        Switchyard::start_with_env(role, config, &[])
+    }
+
+    /// As [`Switchyard::start`], with extra environment variables.
+    pub fn start_with_env(role: &str, config: &Path, env: &[(&str, &str)]) -> Switchyard {
         let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
             .args([role, "--config"])
             .arg(config)
+            .envs(env.iter().copied())
             // SWITCHYARD_TEST_LOG=info (say) shows more of the child's log when debugging.
             .env(
                 "RUST_LOG",
