@@ -26,6 +26,6 @@ pub use park::{Park, Parked};
 pub use samples::{ErrorSample, RecentErrors};
 pub use source::{
     DedupSettings, GetStats, Inbound, InboundBatch, Load, Outcome, Route, Routed, RoutedBatch, SetRoutes, SetTransform,
-    SourceSupervisor, SupervisorStats,
+    SourceSupervisor, SupervisorHandle, SupervisorStats,
 };
 pub use transform::{Transform, TransformConfig};

@@ -1,5 +1,6 @@
-//! A destination that writes each event to the log: the simplest member of the
-//! destination family, used when a source has no destination configured.
+//! A destination that writes each event's ids to the log (never its content): the
+//! simplest member of the destination family, used when a source has no destination
+//! configured.
 
 use actix::prelude::*;
 
@@ -24,7 +25,6 @@ impl Handler<Routed> for LogDestination {
             source_id = %message.source_id,
             event_type = %message.event.event_type(),
             message_id = common.message_id.as_deref().unwrap_or_default(),
-            user_id = common.user_id.as_deref().unwrap_or_default(),
             delivered = self.delivered,
             "event routed"
         );

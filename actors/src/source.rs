@@ -146,6 +146,8 @@ pub struct SupervisorStats {
     /// Rejected records, of which `invalid` failed validation (the rest a transform).
     pub rejected: u64,
     pub invalid: u64,
+    /// Records in the mailbox now.
+    pub queued: usize,
     pub recent_errors: RecentErrors,
 }
 
@@ -181,8 +183,18 @@ impl Default for DedupSettings {
     }
 }
 
+/// How the consumer reaches a supervisor: one shared `Addr` (actix reports a full
+/// mailbox only to the sender that filled it) and the records sent and not yet taken.
+#[derive(Debug)]
+pub struct SupervisorHandle {
+    pub addr: Addr<SourceSupervisor>,
+    pub queued: Arc<AtomicUsize>,
+}
+
 pub struct SourceSupervisor {
     source_id: Arc<str>,
+    /// Records in the mailbox, counted up by the consumer, down here.
+    queued: Arc<AtomicUsize>,
     routes: Vec<Route>,
     dead_letters: Recipient<DeadLetter>,
     dedup: Dedup,
@@ -210,12 +222,25 @@ impl SourceSupervisor {
     pub fn new(source_id: &str, routes: Vec<Route>, dead_letters: Recipient<DeadLetter>, dedup: DedupSettings) -> Self {
         SourceSupervisor {
             source_id: Arc::from(source_id),
+            queued: Arc::default(),
             routes,
             dead_letters,
             dedup: Dedup::new(dedup.window, dedup.capacity),
             transform: Transform::default(),
             stats: SupervisorStats::default(),
         }
+    }
+
+    /// Shares the count of records in the mailbox with whoever sends them.
+    pub fn with_queue(mut self, queued: Arc<AtomicUsize>) -> Self {
+        self.queued = queued;
+        self
+    }
+
+    fn taken(&self, records: usize) {
+        let _ = self.queued.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+            Some(n.saturating_sub(records))
+        });
     }
 
     /// The source's own transforms, applied before the fan-out.
@@ -400,6 +425,7 @@ impl Handler<Inbound> for SourceSupervisor {
     type Result = AtomicResponse<Self, Outcome>;
 
     fn handle(&mut self, message: Inbound, _ctx: &mut Self::Context) -> Self::Result {
+        self.taken(1);
         let response = self.dispatch(vec![message]);
         AtomicResponse::new(Box::pin(
             response.map(|mut outcomes, _, _| outcomes.pop().unwrap_or(Outcome::Filtered)),
@@ -411,6 +437,7 @@ impl Handler<InboundBatch> for SourceSupervisor {
     type Result = AtomicResponse<Self, Vec<Outcome>>;
 
     fn handle(&mut self, batch: InboundBatch, _ctx: &mut Self::Context) -> Self::Result {
+        self.taken(batch.0.len());
         AtomicResponse::new(self.dispatch(batch.0))
     }
 }
@@ -438,7 +465,9 @@ impl Handler<GetStats> for SourceSupervisor {
     type Result = MessageResult<GetStats>;
 
     fn handle(&mut self, _: GetStats, _ctx: &mut Self::Context) -> Self::Result {
-        MessageResult(self.stats.clone())
+        let mut stats = self.stats.clone();
+        stats.queued = self.queued.load(Ordering::Relaxed);
+        MessageResult(stats)
     }
 }
 
@@ -503,6 +532,7 @@ mod tests {
                 filtered: 0,
                 rejected: 1,
                 invalid: 1,
+                queued: 0,
                 recent_errors: stats.recent_errors.clone(),
             }
         );

@@ -107,7 +107,7 @@ fn row(actor: &Value) -> Vec<String> {
         } else {
             "-".into()
         },
-        if destination { cell(actor, "queued") } else { "-".into() },
+        cell(actor, "queued"),
         cell(actor, "received"),
         cell(actor, "delivered"),
         if destination {

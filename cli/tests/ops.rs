@@ -173,6 +173,7 @@ async fn metrics_count_exactly_the_traffic_sent_including_failures() {
         &[("destination", "picky")],
         15.0,
     );
+    expect("switchyard_source_mailbox_records", &[("source", "shop")], 0.0);
     expect(
         "switchyard_actor_state",
         &[("destination", "good"), ("state", "running")],

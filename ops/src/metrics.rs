@@ -142,6 +142,11 @@ fn actor_metrics(registry: &mut Registry, reports: &[ActorReport], errors: &Fami
         "source_events",
         "Records through a source supervisor, by outcome",
     );
+    let source_mailbox = gauge_family(
+        registry,
+        "source_mailbox_records",
+        "Records handed to a source supervisor and not yet taken from its mailbox",
+    );
     let destination_events = counter_family(
         registry,
         "destination_events",
@@ -180,6 +185,7 @@ fn actor_metrics(registry: &mut Registry, reports: &[ActorReport], errors: &Fami
                 ] {
                     set(&source_events, vec![source(), ("outcome", outcome.into())], value);
                 }
+                gauge(&source_mailbox, vec![source()], stats.queued as i64);
                 validate_errors += stats.invalid;
                 transform_errors += stats.rejected - stats.invalid;
             }

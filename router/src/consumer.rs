@@ -12,14 +12,14 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
-use actix::prelude::{Addr, Recipient, SendError};
+use actix::prelude::{Recipient, SendError};
 use futures::FutureExt;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, ClientContext, Offset, Statistics, TopicPartitionList};
-use switchyard_actors::{Ack, DeadLetter, Inbound, InboundBatch, Routed, SourceSupervisor, Stage};
+use switchyard_actors::{Ack, DeadLetter, Inbound, InboundBatch, Routed, Stage, SupervisorHandle};
 use switchyard_schemas::config::KafkaConfig;
 use switchyard_schemas::record::RecordHeaders;
 use tokio::sync::watch;
@@ -303,7 +303,7 @@ impl Batch {
 /// Where a record goes next: its source's supervisor, the dead-letter topic, or (from
 /// the retry topic) straight back to its destination once due.
 enum Handoff {
-    Source(Arc<Addr<SourceSupervisor>>, Vec<Inbound>),
+    Source(Arc<SupervisorHandle>, Vec<Inbound>),
     DeadLetter(Recipient<DeadLetter>, DeadLetter),
     Destination(Recipient<Routed>, Routed, SystemTime),
     Finished,
@@ -322,16 +322,28 @@ impl Handoff {
     /// for a parked event, when it is not due yet).
     fn try_send(self) -> Option<Handoff> {
         let closed = match self {
-            Handoff::Source(addr, records) => match addr.try_send(InboundBatch(records)) {
-                Ok(()) => return None,
-                Err(SendError::Full(batch)) => return Some(Handoff::Source(addr, batch.0)),
-                Err(SendError::Closed(batch)) => batch
-                    .0
-                    .into_iter()
-                    .next()
-                    .map(|r| r.headers.source_id)
-                    .unwrap_or_default(),
-            },
+            Handoff::Source(handle, records) => {
+                let count = records.len();
+                // Counted before sending: the supervisor may take them at once.
+                handle.queued.fetch_add(count, Ordering::Relaxed);
+                match handle.addr.try_send(InboundBatch(records)) {
+                    Ok(()) => return None,
+                    Err(error) => {
+                        let _ = handle
+                            .queued
+                            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| Some(n.saturating_sub(count)));
+                        match error {
+                            SendError::Full(batch) => return Some(Handoff::Source(handle, batch.0)),
+                            SendError::Closed(batch) => batch
+                                .0
+                                .into_iter()
+                                .next()
+                                .map(|r| r.headers.source_id)
+                                .unwrap_or_default(),
+                        }
+                    }
+                }
+            }
             Handoff::DeadLetter(recipient, letter) => match recipient.try_send(letter) {
                 Ok(()) => return None,
                 Err(SendError::Full(letter)) => return Some(Handoff::DeadLetter(recipient, letter)),

@@ -15,7 +15,7 @@ use switchyard_actors::{
     DeadLetter, DedupSettings, DestinationActor, DestinationConfig, Load, LogDestination, Park, Route, Routed,
     SetRoutes, SetTransform, SourceSupervisor, Transform, TransformConfig,
 };
-use switchyard_actors::{DestinationStats, GetDestinationStats, GetStats, SupervisorStats};
+use switchyard_actors::{DestinationStats, GetDestinationStats, GetStats, SupervisorHandle, SupervisorStats};
 use switchyard_schemas::config::SourceConfig;
 
 /// How long an actor may take to report before it is listed as unresponsive.
@@ -209,7 +209,7 @@ pub struct Topology {
     /// Read on every record; written only by a reload. Shared, not cloned: actix parks a
     /// sender that fills a mailbox, and only that same sender then sees it full (a fresh
     /// clone of an `Addr` always gets one more message in).
-    supervisors: Arc<RwLock<HashMap<String, Arc<Addr<SourceSupervisor>>>>>,
+    supervisors: Arc<RwLock<HashMap<String, Arc<SupervisorHandle>>>>,
     dead_letters: Recipient<DeadLetter>,
     shared: Arc<Mutex<Shared>>,
 }
@@ -370,10 +370,16 @@ impl Topology {
                 }
                 None => {
                     summary.sources_added += 1;
+                    let queued = Arc::default();
                     let addr = SourceSupervisor::new(&source.id, routes, shared.dead_letters.clone(), shared.dedup)
+                        .with_queue(Arc::clone(&queued))
                         .with_transform(transform)
                         .start();
-                    supervisors.insert(source.id.clone(), Arc::new(addr.clone()));
+                    let handle = SupervisorHandle {
+                        addr: addr.clone(),
+                        queued,
+                    };
+                    supervisors.insert(source.id.clone(), Arc::new(handle));
                     shared
                         .sources
                         .insert(source.id.clone(), RunningSource { transforms, addr });
@@ -405,7 +411,7 @@ impl Topology {
         Ok((updates, summary))
     }
 
-    pub fn supervisor(&self, source_id: &str) -> Option<Arc<Addr<SourceSupervisor>>> {
+    pub fn supervisor(&self, source_id: &str) -> Option<Arc<SupervisorHandle>> {
         self.supervisors
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
