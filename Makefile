@@ -20,8 +20,9 @@ run: build ## run ingest + router on embedded defaults (in-memory broker, http:/
 	@$(BIN) sink --listen 127.0.0.1:9000 & sink=$$!; trap "kill $$sink 2>/dev/null" EXIT INT TERM; \
 	  $(BIN) run --config $(CONFIG)
 
-test: test-tools lint ## every test: unit, integration (real Kafka via tansu), end to end (Segment Python client)
+test: test-tools lint ## every test: unit, integration (real Kafka via tansu), end to end (Segment Python client), Helm chart
 	$(CARGO) nextest run --release --locked --workspace --no-fail-fast
+	python3 helm/tests/test_chart.py
 
 test-tools: ## install what the tests need when missing (tansu broker, Segment Python client)
 	@scripts/ensure-test-tools.sh

@@ -3,6 +3,7 @@
 #   tansu    Kafka-protocol broker the integration tests start (cargo install, ~20 min once)
 #   python   segment-analytics-python, the real Segment client used end to end
 #   nextest  cargo-nextest, the test runner
+#   chart    helm-python-sdk, kubernetes-validate, checkov (the Helm chart tests)
 set -euo pipefail
 what="${1:-all}"
 
@@ -21,6 +22,14 @@ need_python() {
   python3 -m pip install --quiet segment-analytics-python
 }
 
+need_chart_tools() {
+  if python3 -c 'import helm_python, yaml' 2>/dev/null && command -v kubernetes-validate >/dev/null && command -v checkov >/dev/null; then
+    return
+  fi
+  echo "installing the chart test tools (helm-python-sdk, kubernetes-validate, checkov)..." >&2
+  python3 -m pip install --quiet helm-python-sdk kubernetes-validate checkov pyyaml
+}
+
 need_nextest() {
   if cargo nextest --version >/dev/null 2>&1; then return; fi
   echo "installing cargo-nextest..." >&2
@@ -29,6 +38,6 @@ need_nextest() {
 
 case "$what" in
   tansu) need_tansu ;;
-  all) need_nextest; need_python; need_tansu ;;
+  all) need_nextest; need_python; need_chart_tools; need_tansu ;;
   *) echo "usage: $0 [tansu|all]" >&2; exit 2 ;;
 esac

@@ -115,12 +115,27 @@ impl Config {
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
-        let config: Config =
-            toml::from_str(&text).with_context(|| format!("config file {} is not valid", path.display()))?;
+        let mut config = parse(&text).with_context(|| format!("config file {} is not valid", path.display()))?;
+        config.sasl_from_env();
         config
             .validate()
             .with_context(|| format!("config file {} is not valid", path.display()))?;
         Ok(config)
+    }
+
+    /// Kafka SASL credentials from the environment (a Kubernetes Secret), so they need
+    /// not be written into the file.
+    fn sasl_from_env(&mut self) {
+        for (variable, option) in [
+            ("SWITCHYARD_KAFKA_SASL_USERNAME", "sasl.username"),
+            ("SWITCHYARD_KAFKA_SASL_PASSWORD", "sasl.password"),
+        ] {
+            if let (Ok(value), Some(kafka)) = (std::env::var(variable), self.kafka.as_mut())
+                && !value.is_empty()
+            {
+                kafka.options.insert(option.to_string(), value);
+            }
+        }
     }
 
     pub fn validate(&self) -> anyhow::Result<()> {
@@ -181,5 +196,61 @@ mod tests {
         let config: Config = toml::from_str(text).expect("parses");
         let error = config.validate().expect_err("no TLS and no opt-in");
         assert!(format!("{error:#}").contains("allow_plain_http"), "{error:#}");
+    }
+}
+
+/// Parses the file. Helm hands every number to its templates as a float, so a file
+/// rendered by the chart says `concurrency = 8.0`: when the file as written doesn't fit,
+/// whole floats are read as integers and it is tried again. Errors are those of the
+/// file as written, with their line and column.
+fn parse(text: &str) -> Result<Config, toml::de::Error> {
+    let first = match toml::from_str::<Config>(text) {
+        Ok(config) => return Ok(config),
+        Err(error) => error,
+    };
+    let Ok(mut table) = text.parse::<toml::Table>() else {
+        return Err(first);
+    };
+    let mut changed = false;
+    for (_, value) in table.iter_mut() {
+        changed |= whole_floats_to_integers(value);
+    }
+    if !changed {
+        return Err(first);
+    }
+    toml::Value::Table(table).try_into().map_err(|_: toml::de::Error| first)
+}
+
+fn whole_floats_to_integers(value: &mut toml::Value) -> bool {
+    match value {
+        toml::Value::Float(float) if float.fract() == 0.0 && float.abs() < 9.0e15 => {
+            *value = toml::Value::Integer(*float as i64);
+            true
+        }
+        toml::Value::Array(items) => items
+            .iter_mut()
+            .fold(false, |changed, item| whole_floats_to_integers(item) | changed),
+        toml::Value::Table(table) => table
+            .iter_mut()
+            .fold(false, |changed, (_, item)| whole_floats_to_integers(item) | changed),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod parse_tests {
+    use super::*;
+
+    #[test]
+    fn whole_floats_from_helm_read_as_integers_and_real_errors_keep_their_position() {
+        let rendered = "[[sources]]\nid = \"web\"\nwrite_key = \"key-0123456789abcdef\"\n\n\
+                        [[destinations]]\nid = \"d\"\nsources = [\"web\"]\nkind = \"blackhole\"\nconcurrency = 8.0\n\
+                        [[destinations.transforms]]\nop = \"sample\"\nrate = 1.0\n";
+        let config = parse(rendered).expect("accepted");
+        assert_eq!(config.destinations[0].concurrency, 8);
+        let wrong = "[[sources]]\nid = \"web\"\nwrite_key = \"key-0123456789abcdef\"\n\n\
+                     [[destinations]]\nid = \"d\"\nsources = [\"web\"]\nkind = \"blackhole\"\nconcurrency = 8.5\n";
+        let error = parse(wrong).expect_err("8.5 is no count").to_string();
+        assert!(error.contains("line 9"), "{error}");
     }
 }

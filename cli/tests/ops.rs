@@ -181,8 +181,11 @@ async fn metrics_count_exactly_the_traffic_sent_including_failures() {
     );
 
     // Every metric the shipped Grafana dashboard queries exists.
-    let dashboard = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../ops/grafana/switchyard.json"))
-        .expect("dashboard");
+    let dashboard = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../helm/switchyard/dashboards/switchyard.json"
+    ))
+    .expect("dashboard");
     let dashboard: serde_json::Value = serde_json::from_str(&dashboard).expect("dashboard JSON");
     let mut queried = 0;
     for panel in dashboard["panels"].as_array().expect("panels") {
