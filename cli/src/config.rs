@@ -6,6 +6,7 @@ use std::path::Path;
 use anyhow::{Context, bail};
 use serde::Deserialize;
 use switchyard_actors::{DedupSettings, DestinationConfig, Transform, TransformConfig};
+use switchyard_archive::ArchiveConfig;
 use switchyard_ingest::IngestConfig;
 use switchyard_ops::OpsConfig;
 use switchyard_schemas::config::{KafkaConfig, SourceConfig, validate_sources};
@@ -26,6 +27,9 @@ pub struct Config {
     pub destinations: Vec<DestinationConfig>,
     #[serde(default)]
     pub ops: OpsConfig,
+    /// Absent: no archive.
+    #[serde(default)]
+    pub archive: Option<ArchiveConfig>,
 }
 
 /// A source and its own transforms. Unknown keys are refused by [`SourceConfig`]

@@ -2,6 +2,7 @@
 //! the library crates.
 
 mod actors;
+mod archive;
 mod config;
 mod local_broker;
 mod logging;
@@ -63,6 +64,9 @@ enum Command {
     Actors(actors::ActorsArgs),
     /// Delivery per source and destination, with recent errors (from the ops port).
     Overview(actors::ActorsArgs),
+    /// The archive: export a source's events.
+    #[command(subcommand)]
+    Archive(archive::ArchiveCommand),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -88,6 +92,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Sink(args) => sink::run(args),
         Command::Actors(args) => actors::run(args),
         Command::Overview(args) => actors::overview(args),
+        Command::Archive(command) => archive::run(command),
     }
 }
 

@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use actix::Actor;
 use anyhow::Context;
+use switchyard_archive::KeyRing;
 use switchyard_ingest::{IngestState, KafkaSink, SourceRegistry, server};
 use switchyard_ops::{Ops, Readiness};
-use switchyard_router::{DeadLetterWriter, RouterConsumer, Topology};
+use switchyard_router::{ArchiveSetup, DeadLetterWriter, RouterConsumer, Topology};
 use switchyard_schemas::config::KafkaConfig;
 
 use crate::config::Config;
@@ -91,12 +92,21 @@ async fn serve(config_path: Loaded, config: Config, kafka_brokers: Option<String
             writer = writer.with_retry_topic(topic);
         }
         let writer = writer.start();
+        let archive = match &config.archive {
+            Some(archive) => Some(ArchiveSetup {
+                store: archive.store()?,
+                keys: Arc::new(KeyRing::new(&archive.key_dir)),
+                config: archive.clone(),
+            }),
+            None => None,
+        };
         let topology = Topology::start(
             &config.source_configs(),
             &config.source_transforms(),
             &config.destinations,
             writer.clone().recipient(),
             retry_topic.map(|_| writer.recipient()),
+            archive,
             config.router.dedup(),
         )?;
         let consumer = RouterConsumer::start(&kafka, &config.router.group_id, retry_topic, topology.clone())?;

@@ -170,6 +170,7 @@ async fn router(
         &[destination(kind)],
         writer.recipient(),
         None,
+        None,
         dedup,
     )?;
     let consumer = RouterConsumer::start(&kafka, group, None, topology)?;

@@ -13,4 +13,4 @@ pub mod topology;
 
 pub use consumer::{ConsumerError, ConsumerStats, RouterConsumer};
 pub use dead_letter::DeadLetterWriter;
-pub use topology::{ActorReport, Detail, ReloadSummary, Topology, TopologyError};
+pub use topology::{ActorReport, ArchiveSetup, Detail, ReloadSummary, Topology, TopologyError};

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 
 use actix::prelude::*;
+use object_store::ObjectStore;
 use prometheus_client::metrics::histogram::Histogram;
 use switchyard_actors::destination::{Retire, latency_histogram};
 use switchyard_actors::{
@@ -16,6 +17,7 @@ use switchyard_actors::{
     SetRoutes, SetTransform, SourceSupervisor, Transform, TransformConfig,
 };
 use switchyard_actors::{DestinationStats, GetDestinationStats, GetStats, SupervisorHandle, SupervisorStats};
+use switchyard_archive::{ArchiveActor, ArchiveConfig, KeyRing};
 use switchyard_schemas::config::SourceConfig;
 
 /// How long an actor may take to report before it is listed as unresponsive.
@@ -88,12 +90,56 @@ struct Shared {
     dead_letters: Recipient<DeadLetter>,
     parking: Option<Recipient<Park>>,
     dedup: DedupSettings,
+    archive: Option<ArchiveSetup>,
+    /// Each source's archive actor, by source id, kept across reloads.
+    archives: HashMap<String, Route>,
     sources: HashMap<String, RunningSource>,
     /// By (source id, destination id).
     destinations: HashMap<(String, String), RunningDestination>,
 }
 
+/// Where the sources' archive actors write, when the archive is on.
+#[derive(Debug)]
+pub struct ArchiveSetup {
+    pub config: ArchiveConfig,
+    pub store: Arc<dyn ObjectStore>,
+    pub keys: Arc<KeyRing>,
+}
+
 impl Shared {
+    /// The source's archive route: its running archive actor, or a new one.
+    fn archive_route(&mut self, source_id: &str) -> Result<Option<Route>, TopologyError> {
+        let Some(setup) = &self.archive else {
+            return Ok(None);
+        };
+        if let Some(route) = self.archives.get(source_id) {
+            return Ok(Some(route.clone()));
+        }
+        let identity = setup
+            .keys
+            .identity(source_id)
+            .map_err(|error| TopologyError(error.to_string()))?;
+        let arbiter = &self.arbiters[self.next % self.arbiters.len()];
+        self.next += 1;
+        let load = ArchiveActor::load();
+        let (source, config, store, actor_load) = (
+            source_id.to_string(),
+            setup.config.clone(),
+            setup.store.clone(),
+            load.clone(),
+        );
+        let addr = ArchiveActor::start_in_arbiter(arbiter, move |_| {
+            ArchiveActor::new(&source, &config, store, identity.to_public(), actor_load)
+        });
+        let route = Route {
+            destination_id: "archive".into(),
+            recipient: addr.recipient(),
+            load,
+        };
+        self.archives.insert(source_id.to_string(), route.clone());
+        Ok(Some(route))
+    }
+
     fn start_destination(
         &mut self,
         source_id: &str,
@@ -264,6 +310,7 @@ impl Topology {
         destinations: &[DestinationConfig],
         dead_letters: Recipient<DeadLetter>,
         parking: Option<Recipient<Park>>,
+        archive: Option<ArchiveSetup>,
         dedup: DedupSettings,
     ) -> Result<Self, TopologyError> {
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -278,6 +325,8 @@ impl Topology {
                 dead_letters,
                 parking,
                 dedup,
+                archive,
+                archives: HashMap::new(),
                 sources: HashMap::new(),
                 destinations: HashMap::new(),
             })),
@@ -346,13 +395,15 @@ impl Topology {
             let transforms = source_transforms.get(&source.id).cloned().unwrap_or_default();
             let transform = compiled_sources.get(&source.id).cloned().unwrap_or_default();
             let mut retire = Vec::new();
-            let routes = shared.routes_for(
+            let mut routes = shared.routes_for(
                 &source.id,
                 destinations,
                 &compiled_destinations,
                 &mut summary,
                 &mut retire,
             );
+            // The archive is one more target of every source, beside its destinations.
+            routes.extend(shared.archive_route(&source.id)?);
             match shared.sources.get_mut(&source.id) {
                 Some(running) => {
                     let changed = running.transforms != transforms;
@@ -395,6 +446,7 @@ impl Topology {
         for source_id in gone {
             summary.sources_removed += 1;
             supervisors.remove(&source_id);
+            shared.archives.remove(&source_id);
             let mut retire = Vec::new();
             shared.retire_except(&source_id, &[], &mut summary, &mut retire);
             if let Some(running) = shared.sources.remove(&source_id) {

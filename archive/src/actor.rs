@@ -1,0 +1,220 @@
+//! `ArchiveActor`: one per source, a target of the source's fan-out like a destination.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use backon::{BackoffBuilder, ExponentialBuilder};
+use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use serde::Serialize;
+use switchyard_actors::{Ack, Load, Routed, RoutedBatch};
+
+use crate::config::ArchiveConfig;
+use crate::object::{object_path, seal};
+
+/// Events held (buffered or being written) past which the source waits.
+const MAX_HELD_EVENTS: usize = 200_000;
+/// How often buffers are checked for age.
+const TICK: Duration = Duration::from_secs(1);
+
+/// Events of one hour, not yet written.
+struct Buffer {
+    lines: Vec<u8>,
+    acks: Vec<Ack>,
+    since: Instant,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ArchiveStats {
+    pub received: u64,
+    pub archived: u64,
+    pub objects: u64,
+    pub bytes_written: u64,
+    pub write_failures: u64,
+    pub held: usize,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Message)]
+#[rtype(result = "ArchiveStats")]
+pub struct GetArchiveStats;
+
+pub struct ArchiveActor {
+    source_id: String,
+    store: Arc<dyn ObjectStore>,
+    recipient: age::x25519::Recipient,
+    prefix: String,
+    max_bytes: usize,
+    max_age: Duration,
+    load: Arc<Load>,
+    /// By the start of the hour the events were received in.
+    buffers: BTreeMap<DateTime<Utc>, Buffer>,
+    held: usize,
+    stats: ArchiveStats,
+}
+
+impl std::fmt::Debug for ArchiveActor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ArchiveActor")
+            .field("source_id", &self.source_id)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ArchiveActor {
+    pub fn new(
+        source_id: &str,
+        config: &ArchiveConfig,
+        store: Arc<dyn ObjectStore>,
+        recipient: age::x25519::Recipient,
+        load: Arc<Load>,
+    ) -> Self {
+        ArchiveActor {
+            source_id: source_id.to_string(),
+            store,
+            recipient,
+            prefix: config.prefix.clone(),
+            max_bytes: config.max_object_bytes,
+            max_age: config.max_object_age(),
+            load,
+            buffers: BTreeMap::new(),
+            held: 0,
+            stats: ArchiveStats::default(),
+        }
+    }
+
+    /// The load a source's supervisor checks: full past [`MAX_HELD_EVENTS`].
+    pub fn load() -> Arc<Load> {
+        Load::new(MAX_HELD_EVENTS)
+    }
+
+    fn take(&mut self, routed: Routed, ctx: &mut Context<Self>) {
+        self.stats.received += 1;
+        let received = routed.event.common().received_at.unwrap_or_else(Utc::now);
+        let hour = received.duration_trunc(TimeDelta::hours(1)).unwrap_or(received);
+        let buffer = self.buffers.entry(hour).or_insert_with(|| Buffer {
+            lines: Vec::new(),
+            acks: Vec::new(),
+            since: Instant::now(),
+        });
+        if let Err(error) = serde_json::to_writer(&mut buffer.lines, routed.event.as_ref()) {
+            // An event that was decoded always encodes; keep the record uncommitted if not.
+            tracing::error!(source_id = %self.source_id, %error, "event could not be archived");
+            return;
+        }
+        buffer.lines.push(b'\n');
+        buffer.acks.push(routed.ack);
+        self.held += 1;
+        if buffer.lines.len() >= self.max_bytes {
+            self.write(hour, ctx);
+        }
+    }
+
+    /// Seals the hour's buffer (off the actor's thread) and writes it; its events are
+    /// done once the store has the object.
+    fn write(&mut self, hour: DateTime<Utc>, ctx: &mut Context<Self>) {
+        let Some(buffer) = self.buffers.remove(&hour) else {
+            return;
+        };
+        let path = object_path(&self.prefix, &self.source_id, hour);
+        let recipient = self.recipient.clone();
+        let lines = buffer.lines;
+        let sealing = async move {
+            actix_rt::task::spawn_blocking(move || seal(&lines, &recipient))
+                .await
+                .map_err(|e| e.to_string())?
+        };
+        let acks = buffer.acks;
+        ctx.spawn(sealing.into_actor(self).map(move |sealed, actor, ctx| match sealed {
+            Ok(bytes) => actor.upload(ObjectPath::from(path), bytes, acks, 0, ctx),
+            Err(reason) => {
+                // Sealing is deterministic: keep the shares unfinished so the records
+                // are redelivered, and say so.
+                actor.stats.last_error = Some(reason.clone());
+                tracing::error!(source_id = %actor.source_id, %reason, "archive object could not be sealed");
+            }
+        }));
+    }
+
+    fn upload(&mut self, path: ObjectPath, bytes: Vec<u8>, acks: Vec<Ack>, attempt: usize, ctx: &mut Context<Self>) {
+        let store = self.store.clone();
+        let payload = PutPayload::from(bytes.clone());
+        let target = path.clone();
+        let put = async move { store.put(&target, payload).await };
+        ctx.spawn(put.into_actor(self).map(move |result, actor, ctx| match result {
+            Ok(_) => {
+                actor.stats.objects += 1;
+                actor.stats.bytes_written += bytes.len() as u64;
+                actor.stats.archived += acks.len() as u64;
+                actor.held -= acks.len();
+                actor.load.set(actor.held);
+                tracing::debug!(source_id = %actor.source_id, path = %path, events = acks.len(), "archive object written");
+                for ack in acks {
+                    ack.done();
+                }
+            }
+            Err(error) => {
+                actor.stats.write_failures += 1;
+                actor.stats.last_error = Some(error.to_string());
+                let wait = ExponentialBuilder::default()
+                    .with_min_delay(Duration::from_millis(200))
+                    .with_max_delay(Duration::from_secs(60))
+                    .with_jitter()
+                    .without_max_times()
+                    .build()
+                    .nth(attempt)
+                    .unwrap_or(Duration::from_secs(60));
+                tracing::warn!(source_id = %actor.source_id, path = %path, %error, ?wait, "archive write failed, will retry");
+                ctx.run_later(wait, move |actor, ctx| actor.upload(path, bytes, acks, attempt + 1, ctx));
+            }
+        }));
+    }
+
+    fn write_old(&mut self, ctx: &mut Context<Self>) {
+        let old: Vec<DateTime<Utc>> = self
+            .buffers
+            .iter()
+            .filter(|(_, buffer)| buffer.since.elapsed() >= self.max_age)
+            .map(|(hour, _)| *hour)
+            .collect();
+        for hour in old {
+            self.write(hour, ctx);
+        }
+    }
+}
+
+impl Actor for ArchiveActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(32);
+        ctx.run_interval(TICK, |actor, ctx| actor.write_old(ctx));
+        tracing::info!(source_id = %self.source_id, "archive started");
+    }
+}
+
+impl Handler<RoutedBatch> for ArchiveActor {
+    type Result = ();
+
+    fn handle(&mut self, batch: RoutedBatch, ctx: &mut Self::Context) {
+        self.load.dequeue(batch.0.len());
+        for routed in batch.0 {
+            self.take(routed, ctx);
+        }
+        self.load.set(self.held);
+    }
+}
+
+impl Handler<GetArchiveStats> for ArchiveActor {
+    type Result = MessageResult<GetArchiveStats>;
+
+    fn handle(&mut self, _: GetArchiveStats, _: &mut Self::Context) -> Self::Result {
+        let mut stats = self.stats.clone();
+        stats.held = self.held;
+        MessageResult(stats)
+    }
+}

@@ -1,0 +1,74 @@
+//! One archive object: JSON lines, zstd-compressed, then age-encrypted.
+
+use std::io::{Read, Write};
+
+use age::x25519::{Identity, Recipient};
+use chrono::{DateTime, Utc};
+
+/// Seals JSON lines for `recipient`.
+pub fn seal(lines: &[u8], recipient: &Recipient) -> Result<Vec<u8>, String> {
+    let compressed = zstd::encode_all(lines, 3).map_err(|e| format!("compress: {e}"))?;
+    let encryptor = age::Encryptor::with_recipients(std::iter::once(recipient as &dyn age::Recipient))
+        .map_err(|e| format!("encrypt: {e}"))?;
+    let mut sealed = Vec::with_capacity(compressed.len() + 256);
+    let mut writer = encryptor
+        .wrap_output(&mut sealed)
+        .map_err(|e| format!("encrypt: {e}"))?;
+    writer.write_all(&compressed).map_err(|e| format!("encrypt: {e}"))?;
+    writer.finish().map_err(|e| format!("encrypt: {e}"))?;
+    Ok(sealed)
+}
+
+/// Opens an object sealed for `identity`, giving its JSON lines back.
+pub fn open(sealed: &[u8], identity: &Identity) -> Result<Vec<u8>, String> {
+    let decryptor = age::Decryptor::new(sealed).map_err(|e| format!("not an age file: {e}"))?;
+    let mut reader = decryptor
+        .decrypt(std::iter::once(identity as &dyn age::Identity))
+        .map_err(|e| format!("decrypt: {e}"))?;
+    let mut compressed = Vec::new();
+    reader
+        .read_to_end(&mut compressed)
+        .map_err(|e| format!("decrypt: {e}"))?;
+    zstd::decode_all(compressed.as_slice()).map_err(|e| format!("decompress: {e}"))
+}
+
+/// The path of a new object of `source_id` for events received in `hour`.
+pub fn object_path(prefix: &str, source_id: &str, hour: DateTime<Utc>) -> String {
+    format!(
+        "{prefix}/source_id={source_id}/date={}/hour={}/{}-{}.jsonl.zst.age",
+        hour.format("%Y-%m-%d"),
+        hour.format("%H"),
+        Utc::now().timestamp_millis(),
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sealed_lines_open_with_their_identity_only() {
+        let identity = Identity::generate();
+        let lines = b"{\"messageId\":\"a\"}\n{\"messageId\":\"b\"}\n";
+        let sealed = seal(lines, &identity.to_public()).expect("sealed");
+        assert!(sealed.starts_with(b"age-encryption.org/v1"), "the age format");
+        assert!(!sealed.windows(9).any(|w| w == b"messageId"), "no plaintext");
+        assert_eq!(open(&sealed, &identity).expect("opened"), lines);
+        let stranger = Identity::generate();
+        assert!(open(&sealed, &stranger).is_err(), "another identity can't read it");
+    }
+
+    #[test]
+    fn paths_partition_by_source_date_and_hour() {
+        let hour = DateTime::parse_from_rfc3339("2026-11-29T08:15:00Z")
+            .expect("time")
+            .with_timezone(&Utc);
+        let path = object_path("archive", "web", hour);
+        assert!(
+            path.starts_with("archive/source_id=web/date=2026-11-29/hour=08/"),
+            "{path}"
+        );
+        assert!(path.ends_with(".jsonl.zst.age"), "{path}");
+    }
+}
