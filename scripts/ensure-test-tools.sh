@@ -3,6 +3,7 @@
 #   tansu    Kafka-protocol broker the integration tests start (cargo install, ~20 min once)
 #   python   segment-analytics-python, the real Segment client used end to end
 #   nextest  cargo-nextest, the test runner
+#   moto     moto_server, a local S3-compatible server (archive tests)
 #   chart    helm-python-sdk, kubernetes-validate, checkov (the Helm chart tests)
 set -euo pipefail
 what="${1:-all}"
@@ -22,6 +23,12 @@ need_python() {
   python3 -m pip install --quiet segment-analytics-python
 }
 
+need_moto() {
+  if command -v moto_server >/dev/null 2>&1 && python3 -c 'import flask, flask_cors' 2>/dev/null; then return; fi
+  echo "installing moto (local S3-compatible server for the archive tests)..." >&2
+  python3 -m pip install --quiet "moto[s3]" flask flask-cors
+}
+
 need_chart_tools() {
   if python3 -c 'import helm_python, yaml' 2>/dev/null && command -v kubernetes-validate >/dev/null && command -v checkov >/dev/null; then
     return
@@ -38,6 +45,6 @@ need_nextest() {
 
 case "$what" in
   tansu) need_tansu ;;
-  all) need_nextest; need_python; need_chart_tools; need_tansu ;;
+  all) need_nextest; need_python; need_moto; need_chart_tools; need_tansu ;;
   *) echo "usage: $0 [tansu|all]" >&2; exit 2 ;;
 esac

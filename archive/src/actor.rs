@@ -34,6 +34,10 @@ pub struct ArchiveStats {
     pub objects: u64,
     pub bytes_written: u64,
     pub write_failures: u64,
+    /// Objects written to the replica, waiting to be, and its failed attempts.
+    pub replica_objects: u64,
+    pub replica_pending: usize,
+    pub replica_failures: u64,
     pub held: usize,
     pub last_error: Option<String>,
 }
@@ -45,6 +49,7 @@ pub struct GetArchiveStats;
 pub struct ArchiveActor {
     source_id: String,
     store: Arc<dyn ObjectStore>,
+    replica: Option<Arc<dyn ObjectStore>>,
     recipient: age::x25519::Recipient,
     prefix: String,
     max_bytes: usize,
@@ -76,6 +81,7 @@ impl ArchiveActor {
         ArchiveActor {
             source_id: source_id.to_string(),
             store,
+            replica: None,
             recipient,
             prefix: config.prefix.clone(),
             max_bytes: config.max_object_bytes,
@@ -85,6 +91,12 @@ impl ArchiveActor {
             held: 0,
             stats: ArchiveStats::default(),
         }
+    }
+
+    /// Also writes every object to `replica`.
+    pub fn with_replica(mut self, replica: Option<Arc<dyn ObjectStore>>) -> Self {
+        self.replica = replica;
+        self
     }
 
     /// The load a source's supervisor checks: full past [`MAX_HELD_EVENTS`].
@@ -156,20 +168,38 @@ impl ArchiveActor {
                 for ack in acks {
                     ack.done();
                 }
+                if actor.replica.is_some() {
+                    actor.stats.replica_pending += 1;
+                    actor.replicate(path, bytes, 0, ctx);
+                }
             }
             Err(error) => {
                 actor.stats.write_failures += 1;
                 actor.stats.last_error = Some(error.to_string());
-                let wait = ExponentialBuilder::default()
-                    .with_min_delay(Duration::from_millis(200))
-                    .with_max_delay(Duration::from_secs(60))
-                    .with_jitter()
-                    .without_max_times()
-                    .build()
-                    .nth(attempt)
-                    .unwrap_or(Duration::from_secs(60));
+                let wait = backoff(attempt);
                 tracing::warn!(source_id = %actor.source_id, path = %path, %error, ?wait, "archive write failed, will retry");
                 ctx.run_later(wait, move |actor, ctx| actor.upload(path, bytes, acks, attempt + 1, ctx));
+            }
+        }));
+    }
+
+    /// Writes an object the primary has to the replica, retrying until it takes it.
+    fn replicate(&mut self, path: ObjectPath, bytes: Vec<u8>, attempt: usize, ctx: &mut Context<Self>) {
+        let Some(replica) = self.replica.clone() else { return };
+        let payload = PutPayload::from(bytes.clone());
+        let target = path.clone();
+        let put = async move { replica.put(&target, payload).await };
+        ctx.spawn(put.into_actor(self).map(move |result, actor, ctx| match result {
+            Ok(_) => {
+                actor.stats.replica_objects += 1;
+                actor.stats.replica_pending -= 1;
+            }
+            Err(error) => {
+                actor.stats.replica_failures += 1;
+                actor.stats.last_error = Some(format!("replica: {error}"));
+                let wait = backoff(attempt);
+                tracing::warn!(source_id = %actor.source_id, path = %path, %error, ?wait, "archive replica write failed, will retry");
+                ctx.run_later(wait, move |actor, ctx| actor.replicate(path, bytes, attempt + 1, ctx));
             }
         }));
     }
@@ -217,4 +247,16 @@ impl Handler<GetArchiveStats> for ArchiveActor {
         stats.held = self.held;
         MessageResult(stats)
     }
+}
+
+/// The wait before write attempt `attempt + 1`: 200 ms doubling to a minute, jittered.
+fn backoff(attempt: usize) -> Duration {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(200))
+        .with_max_delay(Duration::from_secs(60))
+        .with_jitter()
+        .without_max_times()
+        .build()
+        .nth(attempt)
+        .unwrap_or(Duration::from_secs(60))
 }

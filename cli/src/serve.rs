@@ -95,6 +95,7 @@ async fn serve(config_path: Loaded, config: Config, kafka_brokers: Option<String
         let archive = match &config.archive {
             Some(archive) => Some(ArchiveSetup {
                 store: archive.store()?,
+                replica: archive.replica()?,
                 keys: Arc::new(KeyRing::new(&archive.key_dir)),
                 config: archive.clone(),
             }),

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use support::{Switchyard, send_batch, track};
-use switchyard_testkit::{Tansu, unique_topic};
+use switchyard_testkit::{Moto, Tansu, unique_topic};
 
 const KEY: &str = "archive-write-key-0123456789";
 
@@ -28,7 +28,7 @@ async fn every_event_sent_comes_back_from_an_encrypted_export() {
             "[kafka]\nbrokers = \"{}\"\ntopic = \"{topic}\"\n\n[ops]\nlisten = \"127.0.0.1:0\"\n\n\
              [ingest]\nlisten = \"127.0.0.1:0\"\nallow_plain_http = true\n\n\
              [router]\ngroup_id = \"{topic}-group\"\ndead_letter_topic = \"{topic}.dead\"\nretry_topic = \"{topic}.retry\"\n\n\
-             [archive]\npath = \"{}\"\nkey_dir = \"{}\"\nmax_object_age_secs = 1\n\n\
+             [archive]\nstore = {{ kind = \"local\", path = \"{}\" }}\nkey_dir = \"{}\"\nmax_object_age_secs = 1\n\n\
              [[sources]]\nid = \"shop\"\nwrite_key = \"{KEY}\"\n",
             broker.brokers(),
             store.display(),
@@ -102,4 +102,102 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         }
     }
     out
+}
+
+#[actix_web::test]
+async fn objects_go_to_s3_with_server_side_encryption_and_reach_a_replica_that_comes_back() {
+    let broker = Tansu::start();
+    let topic = unique_topic("archive-s3");
+    broker.create_topic(&topic, 1).await;
+    broker.create_topic(&format!("{topic}.dead"), 1).await;
+    broker.create_topic(&format!("{topic}.retry"), 1).await;
+    let s3 = Moto::start();
+    s3.create_bucket("primary");
+    // The replica bucket doesn't exist yet: its writes fail until it does.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = |bucket: &str| {
+        format!(
+            "{{ kind = \"s3\", bucket = \"{bucket}\", endpoint = \"{}\", allow_http = true, sse = \"s3\" }}",
+            s3.endpoint()
+        )
+    };
+    let config = dir.path().join("switchyard.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[kafka]\nbrokers = \"{}\"\ntopic = \"{topic}\"\n\n[ops]\nlisten = \"127.0.0.1:0\"\n\n\
+             [ingest]\nlisten = \"127.0.0.1:0\"\nallow_plain_http = true\n\n\
+             [router]\ngroup_id = \"{topic}-group\"\ndead_letter_topic = \"{topic}.dead\"\nretry_topic = \"{topic}.retry\"\n\n\
+             [archive]\nstore = {}\nreplica = {}\nkey_dir = \"{}\"\nmax_object_age_secs = 1\n\n\
+             [[sources]]\nid = \"shop\"\nwrite_key = \"{KEY}\"\n",
+            broker.brokers(),
+            store("primary"),
+            store("replica"),
+            dir.path().join("keys").display()
+        ),
+    )
+    .expect("write config");
+    let credentials = [
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_REGION", "us-east-1"),
+    ];
+    let switchyard = Switchyard::start_with_env("run", &config, &credentials);
+    let events: Vec<_> = (0..10).map(|i| track(&format!("s3-{i}"), "u-1")).collect();
+    send_batch(
+        &awc::Client::default(),
+        switchyard.ingest_url.as_deref().expect("ingest"),
+        KEY,
+        &events,
+    )
+    .await;
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let primary = loop {
+        let keys = s3.keys("primary");
+        if !keys.is_empty() {
+            break keys;
+        }
+        assert!(Instant::now() < deadline, "nothing archived to S3");
+        actix_web::rt::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert!(primary[0].starts_with("archive/source_id=shop/date="), "{primary:?}");
+    let head = s3.curl(&["-I"], &format!("primary/{}", primary[0].replace('=', "%3D")));
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("x-amz-server-side-encryption: aes256"),
+        "SSE-S3 asked for: {head}"
+    );
+    let exported = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["archive", "export", "--source", "shop", "--config"])
+        .arg(&config)
+        .envs(credentials)
+        .output()
+        .expect("export runs");
+    assert!(
+        exported.status.success(),
+        "{}",
+        String::from_utf8_lossy(&exported.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&exported.stdout).lines().count(),
+        10,
+        "all ten, from S3"
+    );
+
+    // The replica comes back: every object the primary has reaches it.
+    actix_web::rt::time::sleep(Duration::from_secs(1)).await;
+    assert!(s3.keys("replica").is_empty());
+    s3.create_bucket("replica");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let (mut want, mut have) = (s3.keys("primary"), s3.keys("replica"));
+        want.sort();
+        have.sort();
+        if want == have {
+            break;
+        }
+        assert!(Instant::now() < deadline, "replica has {have:?} of {want:?}");
+        actix_web::rt::time::sleep(Duration::from_millis(500)).await;
+    }
 }

@@ -103,6 +103,7 @@ struct Shared {
 pub struct ArchiveSetup {
     pub config: ArchiveConfig,
     pub store: Arc<dyn ObjectStore>,
+    pub replica: Option<Arc<dyn ObjectStore>>,
     pub keys: Arc<KeyRing>,
 }
 
@@ -122,14 +123,15 @@ impl Shared {
         let arbiter = &self.arbiters[self.next % self.arbiters.len()];
         self.next += 1;
         let load = ArchiveActor::load();
-        let (source, config, store, actor_load) = (
+        let (source, config, store, replica, actor_load) = (
             source_id.to_string(),
             setup.config.clone(),
             setup.store.clone(),
+            setup.replica.clone(),
             load.clone(),
         );
         let addr = ArchiveActor::start_in_arbiter(arbiter, move |_| {
-            ArchiveActor::new(&source, &config, store, identity.to_public(), actor_load)
+            ArchiveActor::new(&source, &config, store, identity.to_public(), actor_load).with_replica(replica)
         });
         let route = Route {
             destination_id: "archive".into(),
