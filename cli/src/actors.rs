@@ -109,7 +109,14 @@ fn row(actor: &Value) -> Vec<String> {
         },
         cell(actor, "queued"),
         cell(actor, "received"),
-        cell(actor, "delivered"),
+        cell(
+            actor,
+            if actor["kind"] == "archive" {
+                "archived"
+            } else {
+                "delivered"
+            },
+        ),
         if destination {
             cell(actor, "restarts")
         } else {

@@ -73,6 +73,15 @@ async fn every_event_sent_comes_back_from_an_encrypted_export() {
     };
     assert_eq!(exported, sent);
 
+    // The archive reports itself on the ops port.
+    let ops = switchyard.ops_url.clone().expect("ops");
+    let mut response = client.get(format!("{ops}/metrics")).send().await.expect("metrics");
+    let metrics = String::from_utf8_lossy(&response.body().limit(16 << 20).await.expect("body")).into_owned();
+    assert!(
+        metrics.contains(r#"switchyard_archive_events_total{source="shop",outcome="archived"} 30"#),
+        "{metrics}"
+    );
+
     // On disk: encrypted objects partitioned by source, date and hour; the key is the
     // source's, in the key directory.
     let objects: Vec<_> = walk(&store);

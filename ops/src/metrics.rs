@@ -142,6 +142,27 @@ fn actor_metrics(registry: &mut Registry, reports: &[ActorReport], errors: &Fami
         "source_events",
         "Records through a source supervisor, by outcome",
     );
+    let archive_events = counter_family(
+        registry,
+        "archive_events",
+        "Events through a source's archive, by outcome",
+    );
+    let archive_objects = counter_family(registry, "archive_objects", "Archive objects written, per store");
+    let archive_failures = counter_family(
+        registry,
+        "archive_write_failures",
+        "Failed archive writes (retried), per store",
+    );
+    let archive_held = gauge_family(
+        registry,
+        "archive_held_events",
+        "Events buffered or being written by the archive",
+    );
+    let replica_pending = gauge_family(
+        registry,
+        "archive_replica_pending_objects",
+        "Objects the replica doesn't have yet",
+    );
     let source_mailbox = gauge_family(
         registry,
         "source_mailbox_records",
@@ -216,6 +237,33 @@ fn actor_metrics(registry: &mut Registry, reports: &[ActorReport], errors: &Fami
                 gauge(&state, vec![source(), destination(), ("state", state_name)], 1);
                 retryable += stats.retried;
                 permanent += stats.dead_lettered;
+            }
+            Detail::Archive(stats) => {
+                for (outcome, value) in [("received", stats.received), ("archived", stats.archived)] {
+                    set(&archive_events, vec![source(), ("outcome", outcome.into())], value);
+                }
+                set(
+                    &archive_objects,
+                    vec![source(), ("store", "primary".into())],
+                    stats.objects,
+                );
+                set(
+                    &archive_objects,
+                    vec![source(), ("store", "replica".into())],
+                    stats.replica_objects,
+                );
+                set(
+                    &archive_failures,
+                    vec![source(), ("store", "primary".into())],
+                    stats.write_failures,
+                );
+                set(
+                    &archive_failures,
+                    vec![source(), ("store", "replica".into())],
+                    stats.replica_failures,
+                );
+                gauge(&archive_held, vec![source()], stats.held as i64);
+                gauge(&replica_pending, vec![source()], stats.replica_pending as i64);
             }
             Detail::Unresponsive => {
                 let destination = report.destination_id.clone().unwrap_or_default();

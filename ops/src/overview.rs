@@ -4,6 +4,7 @@
 use serde::Serialize;
 use switchyard_actors::RecentErrors;
 use switchyard_actors::destination::ActorState;
+use switchyard_archive::actor::ArchiveStats;
 use switchyard_router::{ActorReport, Detail};
 
 #[derive(Debug, Default, Serialize)]
@@ -24,6 +25,8 @@ pub struct SourceOverview {
     pub rejected: u64,
     pub recent_errors: RecentErrors,
     pub destinations: Vec<DestinationOverview>,
+    /// The source's archive, when the archive is on.
+    pub archive: Option<ArchiveStats>,
 }
 
 #[derive(Debug, Serialize)]
@@ -66,6 +69,7 @@ pub fn overview(reports: Vec<ActorReport>) -> Overview {
                 source.rejected = stats.rejected;
                 source.recent_errors = stats.recent_errors;
             }
+            (_, Detail::Archive(stats)) => source.archive = Some(stats),
             (Some(id), Detail::Destination(stats)) => source.destinations.push(DestinationOverview {
                 id,
                 state: Some(stats.state),

@@ -17,6 +17,7 @@ use switchyard_actors::{
     SetRoutes, SetTransform, SourceSupervisor, Transform, TransformConfig,
 };
 use switchyard_actors::{DestinationStats, GetDestinationStats, GetStats, SupervisorHandle, SupervisorStats};
+use switchyard_archive::actor::{ArchiveStats, GetArchiveStats};
 use switchyard_archive::{ArchiveActor, ArchiveConfig, KeyRing};
 use switchyard_schemas::config::SourceConfig;
 
@@ -26,7 +27,7 @@ pub const INSPECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(
 /// One running actor, for `/actors` and metrics.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ActorReport {
-    /// `source_supervisor` or `destination`.
+    /// `source_supervisor`, `destination` or `archive`.
     pub kind: &'static str,
     pub source_id: String,
     pub destination_id: Option<String>,
@@ -39,6 +40,7 @@ pub struct ActorReport {
 pub enum Detail {
     Source(SupervisorStats),
     Destination(DestinationStats),
+    Archive(ArchiveStats),
     /// Didn't answer in time: its thread is blocked or it is gone.
     Unresponsive,
 }
@@ -92,7 +94,7 @@ struct Shared {
     dedup: DedupSettings,
     archive: Option<ArchiveSetup>,
     /// Each source's archive actor, by source id, kept across reloads.
-    archives: HashMap<String, Route>,
+    archives: HashMap<String, (Route, Addr<ArchiveActor>)>,
     sources: HashMap<String, RunningSource>,
     /// By (source id, destination id).
     destinations: HashMap<(String, String), RunningDestination>,
@@ -113,7 +115,7 @@ impl Shared {
         let Some(setup) = &self.archive else {
             return Ok(None);
         };
-        if let Some(route) = self.archives.get(source_id) {
+        if let Some((route, _)) = self.archives.get(source_id) {
             return Ok(Some(route.clone()));
         }
         let identity = setup
@@ -135,10 +137,10 @@ impl Shared {
         });
         let route = Route {
             destination_id: "archive".into(),
-            recipient: addr.recipient(),
+            recipient: addr.clone().recipient(),
             load,
         };
-        self.archives.insert(source_id.to_string(), route.clone());
+        self.archives.insert(source_id.to_string(), (route.clone(), addr));
         Ok(Some(route))
     }
 
@@ -485,7 +487,7 @@ impl Topology {
     /// Every running actor with its counters and state. An actor that doesn't answer
     /// within [`INSPECT_TIMEOUT`] is listed as unresponsive.
     pub async fn inspect(&self) -> Vec<ActorReport> {
-        let (sources, destinations) = {
+        let (sources, destinations, archives) = {
             let shared = self.shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             let sources: Vec<(String, Addr<SourceSupervisor>)> = shared
                 .sources
@@ -497,7 +499,12 @@ impl Topology {
                 .iter()
                 .map(|(key, running)| (key.clone(), running.addr.clone()))
                 .collect();
-            (sources, destinations)
+            let archives: Vec<(String, Addr<ArchiveActor>)> = shared
+                .archives
+                .iter()
+                .map(|(id, (_, addr))| (id.clone(), addr.clone()))
+                .collect();
+            (sources, destinations, archives)
         };
         let mut reports = Vec::with_capacity(sources.len() + destinations.len());
         for (source_id, addr) in sources {
@@ -520,6 +527,18 @@ impl Topology {
                 destination_id: Some(destination_id),
                 detail: match stats {
                     Ok(Ok(stats)) => Detail::Destination(stats),
+                    _ => Detail::Unresponsive,
+                },
+            });
+        }
+        for (source_id, addr) in archives {
+            let stats = actix::clock::timeout(INSPECT_TIMEOUT, addr.send(GetArchiveStats)).await;
+            reports.push(ActorReport {
+                kind: "archive",
+                source_id,
+                destination_id: None,
+                detail: match stats {
+                    Ok(Ok(stats)) => Detail::Archive(stats),
                     _ => Detail::Unresponsive,
                 },
             });
