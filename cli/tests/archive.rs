@@ -7,18 +7,14 @@ mod support;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use support::{Switchyard, send_batch, track};
-use switchyard_testkit::{Moto, Tansu, unique_topic};
+use support::{Switchyard, broker_with_topics, send_batch, track};
+use switchyard_testkit::Moto;
 
 const KEY: &str = "archive-write-key-0123456789";
 
 #[actix_web::test]
 async fn every_event_sent_comes_back_from_an_encrypted_export() {
-    let broker = Tansu::start();
-    let topic = unique_topic("archive");
-    broker.create_topic(&topic, 2).await;
-    broker.create_topic(&format!("{topic}.dead"), 1).await;
-    broker.create_topic(&format!("{topic}.retry"), 1).await;
+    let (broker, topic) = broker_with_topics("archive", 2).await;
     let dir = tempfile::tempdir().expect("temp dir");
     let (store, keys) = (dir.path().join("archive"), dir.path().join("keys"));
     let config = dir.path().join("switchyard.toml");
@@ -115,11 +111,7 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 
 #[actix_web::test]
 async fn objects_go_to_s3_with_server_side_encryption_and_reach_a_replica_that_comes_back() {
-    let broker = Tansu::start();
-    let topic = unique_topic("archive-s3");
-    broker.create_topic(&topic, 1).await;
-    broker.create_topic(&format!("{topic}.dead"), 1).await;
-    broker.create_topic(&format!("{topic}.retry"), 1).await;
+    let (broker, topic) = broker_with_topics("archive-s3", 1).await;
     let s3 = Moto::start();
     s3.create_bucket("primary");
     // The replica bucket doesn't exist yet: its writes fail until it does.

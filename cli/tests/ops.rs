@@ -5,8 +5,8 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::{Behaviour, Receiver, Switchyard, send_batch, track};
-use switchyard_testkit::{Tansu, unique_topic};
+use support::{Behaviour, Receiver, Switchyard, broker_with_topics, send_batch, track};
+use switchyard_testkit::Tansu;
 
 const KEY: &str = "ops-write-key-0123456789";
 
@@ -17,11 +17,7 @@ struct Setup {
 }
 
 async fn setup() -> Setup {
-    let broker = Tansu::start();
-    let topic = unique_topic("ops");
-    broker.create_topic(&topic, 2).await;
-    broker.create_topic(&format!("{topic}.dead"), 1).await;
-    broker.create_topic(&format!("{topic}.retry"), 1).await;
+    let (broker, topic) = broker_with_topics("ops", 2).await;
     Setup {
         broker,
         topic,

@@ -12,8 +12,7 @@ use actix_web::{App, HttpResponse, HttpServer, web};
 use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use prost::Message;
-use support::{Behaviour, Receiver, Switchyard};
-use switchyard_testkit::{Tansu, unique_topic};
+use support::{Behaviour, Receiver, Switchyard, broker_with_topics};
 
 const KEY: &str = "traces-write-key-0123456789";
 
@@ -94,11 +93,7 @@ fn otlp_receiver() -> (String, Spans) {
 
 #[actix_web::test]
 async fn one_trace_runs_from_the_callers_span_through_kafka_to_the_delivery() {
-    let broker = Tansu::start();
-    let topic = unique_topic("traces");
-    broker.create_topic(&topic, 1).await;
-    broker.create_topic(&format!("{topic}.dead"), 1).await;
-    broker.create_topic(&format!("{topic}.retry"), 1).await;
+    let (broker, topic) = broker_with_topics("traces", 1).await;
     let hook = Receiver::start(Behaviour::Healthy);
     let dir = tempfile::tempdir().expect("temp dir");
     let config = dir.path().join("switchyard.toml");

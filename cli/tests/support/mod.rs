@@ -289,3 +289,14 @@ pub fn percentile(mut values: Vec<Duration>, p: f64) -> Duration {
     values.sort();
     values[((values.len() as f64 - 1.0) * p).round() as usize]
 }
+
+/// A broker with an ingest topic of `partitions` and its `.dead` and `.retry` topics
+/// (the names the tests' configurations use); returns the broker and the topic.
+pub async fn broker_with_topics(prefix: &str, partitions: i32) -> (switchyard_testkit::Tansu, String) {
+    let broker = switchyard_testkit::Tansu::start();
+    let topic = switchyard_testkit::unique_topic(prefix);
+    broker.create_topic(&topic, partitions).await;
+    broker.create_topic(&format!("{topic}.dead"), 1).await;
+    broker.create_topic(&format!("{topic}.retry"), 1).await;
+    (broker, topic)
+}
