@@ -31,7 +31,7 @@ pub async fn export(
     to: Option<DateTime<Utc>>,
     out: &mut dyn Write,
 ) -> Result<usize, ArchiveError> {
-    let identity = keys.identity(source_id)?;
+    let identities = keys.identities(source_id)?;
     let base = ObjectPath::from(format!("{prefix}/source_id={source_id}"));
     let failed = |path: &str, reason: String| ArchiveError::Object {
         path: path.to_string(),
@@ -68,7 +68,11 @@ pub async fn export(
                 path: name.clone(),
                 source,
             })?;
-        let lines = open(&bytes, &identity).map_err(|reason| failed(&name, reason))?;
+        // Any of the source's identities: objects from before a rotation stay readable.
+        let lines = identities
+            .iter()
+            .find_map(|identity| open(&bytes, identity).ok())
+            .ok_or_else(|| failed(&name, "none of the source's keys opens it".into()))?;
         for line in lines.split(|b| *b == b'\n').filter(|line| !line.is_empty()) {
             let received = serde_json::from_slice::<serde_json::Value>(line)
                 .ok()

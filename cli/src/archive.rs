@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
 use switchyard_archive::KeyRing;
+use switchyard_archive::keys::master_from_env;
 
 use crate::config::Config;
 
@@ -13,6 +14,22 @@ use crate::config::Config;
 pub enum ArchiveCommand {
     /// Writes a source's archived events received in [--from, --to) as JSON lines.
     Export(ExportArgs),
+    /// Gives a source a new key for its new objects; old objects stay readable.
+    /// Restart the routers to start using it.
+    RotateKey(KeyArgs),
+    /// Writes a source's keys in `age-keygen` form, for `age -d -i FILE`.
+    ExportKey(KeyArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct KeyArgs {
+    #[arg(long, short, env = "SWITCHYARD_CONFIG", default_value = "examples/switchyard.toml")]
+    config: PathBuf,
+    #[arg(long)]
+    source: String,
+    /// A file to write (created with mode 0600); standard output when absent.
+    #[arg(long, short)]
+    output: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -35,22 +52,55 @@ pub struct ExportArgs {
 pub fn run(command: ArchiveCommand) -> anyhow::Result<()> {
     match command {
         ArchiveCommand::Export(args) => export(args),
+        ArchiveCommand::RotateKey(args) => {
+            let (keys, _) = keys(&args.config, &args.source)?;
+            let fresh = keys.rotate(&args.source)?;
+            eprintln!(
+                "source {} now encrypts new objects to {}",
+                args.source,
+                fresh.to_public()
+            );
+            Ok(())
+        }
+        ArchiveCommand::ExportKey(args) => {
+            let (keys, _) = keys(&args.config, &args.source)?;
+            let text = keys.export(&args.source)?;
+            match &args.output {
+                Some(path) => {
+                    use std::os::unix::fs::OpenOptionsExt;
+                    let mut file = std::fs::OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .mode(0o600)
+                        .open(path)
+                        .with_context(|| format!("cannot create {}", path.display()))?;
+                    file.write_all(text.as_bytes())?;
+                }
+                None => print!("{text}"),
+            }
+            Ok(())
+        }
     }
 }
 
-fn export(args: ExportArgs) -> anyhow::Result<()> {
-    let config = Config::load(&args.config)?;
+/// The key ring of a configured source, and the archive settings.
+fn keys(config_path: &std::path::Path, source: &str) -> anyhow::Result<(KeyRing, switchyard_archive::ArchiveConfig)> {
+    let config = Config::load(config_path)?;
     let Some(archive) = config.archive else {
         bail!(
             "{}: no [archive] section, so nothing is archived",
-            args.config.display()
+            config_path.display()
         );
     };
-    if !config.sources.iter().any(|entry| entry.source.id == args.source) {
-        bail!("--source {:?} is not a configured source", args.source);
+    if !config.sources.iter().any(|entry| entry.source.id == source) {
+        bail!("--source {source:?} is not a configured source");
     }
+    Ok((KeyRing::new(&archive.key_dir, master_from_env()?), archive))
+}
+
+fn export(args: ExportArgs) -> anyhow::Result<()> {
+    let (keys, archive) = keys(&args.config, &args.source)?;
     let store = archive.store()?;
-    let keys = KeyRing::new(&archive.key_dir);
     let mut out: Box<dyn Write> = match &args.output {
         Some(path) => Box::new(std::io::BufWriter::new(
             std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?,

@@ -8,6 +8,7 @@ use std::time::Duration;
 use actix::Actor;
 use anyhow::Context;
 use switchyard_archive::KeyRing;
+use switchyard_archive::keys::master_from_env;
 use switchyard_ingest::{IngestState, KafkaSink, SourceRegistry, server};
 use switchyard_ops::{Ops, Readiness};
 use switchyard_router::{ArchiveSetup, DeadLetterWriter, RouterConsumer, Topology};
@@ -96,7 +97,7 @@ async fn serve(config_path: Loaded, config: Config, kafka_brokers: Option<String
             Some(archive) => Some(ArchiveSetup {
                 store: archive.store()?,
                 replica: archive.replica()?,
-                keys: Arc::new(KeyRing::new(&archive.key_dir)),
+                keys: Arc::new(KeyRing::new(&archive.key_dir, master_from_env()?)),
                 config: archive.clone(),
             }),
             None => None,
