@@ -17,6 +17,7 @@ pub mod config;
 pub mod export;
 pub mod keys;
 pub mod object;
+pub mod verify;
 
 pub use actor::ArchiveActor;
 pub use config::ArchiveConfig;

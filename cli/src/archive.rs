@@ -19,6 +19,17 @@ pub enum ArchiveCommand {
     RotateKey(KeyArgs),
     /// Writes a source's keys in `age-keygen` form, for `age -d -i FILE`.
     ExportKey(KeyArgs),
+    /// Compares the primary store with the replica and copies what either lacks.
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct VerifyArgs {
+    #[arg(long, short, env = "SWITCHYARD_CONFIG", default_value = "examples/switchyard.toml")]
+    config: PathBuf,
+    /// Report only; copy nothing.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -52,6 +63,7 @@ pub struct ExportArgs {
 pub fn run(command: ArchiveCommand) -> anyhow::Result<()> {
     match command {
         ArchiveCommand::Export(args) => export(args),
+        ArchiveCommand::Verify(args) => verify(args),
         ArchiveCommand::RotateKey(args) => {
             let (keys, _) = keys(&args.config, &args.source)?;
             let fresh = keys.rotate(&args.source)?;
@@ -118,5 +130,39 @@ fn export(args: ExportArgs) -> anyhow::Result<()> {
     ))?;
     out.flush()?;
     eprintln!("exported {count} events of source {}", args.source);
+    Ok(())
+}
+
+fn verify(args: VerifyArgs) -> anyhow::Result<()> {
+    let config = Config::load(&args.config)?;
+    let Some(archive) = config.archive else {
+        bail!(
+            "{}: no [archive] section, so nothing is archived",
+            args.config.display()
+        );
+    };
+    let Some(replica) = archive.replica()? else {
+        bail!("{}: [archive] has no replica to compare with", args.config.display());
+    };
+    let primary = archive.store()?;
+    let report = actix_web::rt::System::new().block_on(switchyard_archive::verify::verify(
+        primary.as_ref(),
+        replica.as_ref(),
+        &archive.prefix,
+        args.dry_run,
+    ))?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    let verb = if args.dry_run { "missing" } else { "copied" };
+    eprintln!(
+        "primary {} objects, replica {}; {verb}: {} to the replica, {} to the primary; {} differ in size",
+        report.primary_objects,
+        report.replica_objects,
+        report.copied_to_replica.len(),
+        report.copied_to_primary.len(),
+        report.mismatched.len()
+    );
+    if !report.mismatched.is_empty() {
+        bail!("objects differ between the stores: {:?}", report.mismatched);
+    }
     Ok(())
 }

@@ -201,4 +201,19 @@ async fn objects_go_to_s3_with_server_side_encryption_and_reach_a_replica_that_c
         assert!(Instant::now() < deadline, "replica has {have:?} of {want:?}");
         actix_web::rt::time::sleep(Duration::from_millis(500)).await;
     }
+
+    // A replica object lost: `archive verify` finds the gap and copies it back.
+    let lost = s3.keys("replica")[0].clone();
+    s3.curl(&["-X", "DELETE"], &format!("replica/{}", lost.replace('=', "%3D")));
+    assert!(!s3.keys("replica").contains(&lost), "deleted");
+    let verify = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["archive", "verify", "--config"])
+        .arg(&config)
+        .envs(credentials)
+        .output()
+        .expect("verify runs");
+    assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&verify.stdout).expect("JSON report");
+    assert_eq!(report["copied_to_replica"], serde_json::json!([lost]), "{report}");
+    assert!(s3.keys("replica").contains(&lost), "copied back");
 }
