@@ -124,8 +124,10 @@ fn export(args: ExportArgs) -> anyhow::Result<()> {
         &keys,
         &archive.prefix,
         &args.source,
-        args.from,
-        args.to,
+        switchyard_archive::export::Range {
+            from: args.from,
+            to: args.to,
+        },
         &mut out,
     ))?;
     out.flush()?;

@@ -6,6 +6,7 @@ mod archive;
 mod config;
 mod local_broker;
 mod logging;
+mod replay;
 mod serve;
 mod sink;
 mod topic;
@@ -67,6 +68,8 @@ enum Command {
     /// The archive: export a source's events.
     #[command(subcommand)]
     Archive(archive::ArchiveCommand),
+    /// Sends a source's archived events again through its destinations.
+    Replay(replay::ReplayArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -93,6 +96,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Actors(args) => actors::run(args),
         Command::Overview(args) => actors::overview(args),
         Command::Archive(command) => archive::run(command),
+        Command::Replay(args) => replay::run(args),
     }
 }
 
