@@ -12,6 +12,26 @@ use switchyard_testkit::Moto;
 
 const KEY: &str = "archive-write-key-0123456789";
 
+/// A configuration with source "shop" and `archive` as the `[archive]` section's body.
+fn config_text(brokers: &str, topic: &str, archive: &str) -> String {
+    format!(
+        "[kafka]\nbrokers = \"{brokers}\"\ntopic = \"{topic}\"\n\n[ops]\nlisten = \"127.0.0.1:0\"\n\n\
+         [ingest]\nlisten = \"127.0.0.1:0\"\nallow_plain_http = true\n\n\
+         [router]\ngroup_id = \"{topic}-group\"\ndead_letter_topic = \"{topic}.dead\"\nretry_topic = \"{topic}.retry\"\n\n\
+         [archive]\n{archive}\nmax_object_age_secs = 1\n\n\
+         [[sources]]\nid = \"shop\"\nwrite_key = \"{KEY}\"\n"
+    )
+}
+
+/// The `[archive]` body for a local store under `dir`.
+fn local_archive(dir: &std::path::Path) -> String {
+    format!(
+        "store = {{ kind = \"local\", path = \"{}\" }}\nkey_dir = \"{}\"",
+        dir.join("archive").display(),
+        dir.join("keys").display()
+    )
+}
+
 #[actix_web::test]
 async fn every_event_sent_comes_back_from_an_encrypted_export() {
     let (broker, topic) = broker_with_topics("archive", 2).await;
@@ -20,16 +40,7 @@ async fn every_event_sent_comes_back_from_an_encrypted_export() {
     let config = dir.path().join("switchyard.toml");
     std::fs::write(
         &config,
-        format!(
-            "[kafka]\nbrokers = \"{}\"\ntopic = \"{topic}\"\n\n[ops]\nlisten = \"127.0.0.1:0\"\n\n\
-             [ingest]\nlisten = \"127.0.0.1:0\"\nallow_plain_http = true\n\n\
-             [router]\ngroup_id = \"{topic}-group\"\ndead_letter_topic = \"{topic}.dead\"\nretry_topic = \"{topic}.retry\"\n\n\
-             [archive]\nstore = {{ kind = \"local\", path = \"{}\" }}\nkey_dir = \"{}\"\nmax_object_age_secs = 1\n\n\
-             [[sources]]\nid = \"shop\"\nwrite_key = \"{KEY}\"\n",
-            broker.brokers(),
-            store.display(),
-            keys.display()
-        ),
+        config_text(&broker.brokers(), &topic, &local_archive(dir.path())),
     )
     .expect("write config");
     let switchyard = Switchyard::start("run", &config);
@@ -123,21 +134,13 @@ async fn objects_go_to_s3_with_server_side_encryption_and_reach_a_replica_that_c
         )
     };
     let config = dir.path().join("switchyard.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[kafka]\nbrokers = \"{}\"\ntopic = \"{topic}\"\n\n[ops]\nlisten = \"127.0.0.1:0\"\n\n\
-             [ingest]\nlisten = \"127.0.0.1:0\"\nallow_plain_http = true\n\n\
-             [router]\ngroup_id = \"{topic}-group\"\ndead_letter_topic = \"{topic}.dead\"\nretry_topic = \"{topic}.retry\"\n\n\
-             [archive]\nstore = {}\nreplica = {}\nkey_dir = \"{}\"\nmax_object_age_secs = 1\n\n\
-             [[sources]]\nid = \"shop\"\nwrite_key = \"{KEY}\"\n",
-            broker.brokers(),
-            store("primary"),
-            store("replica"),
-            dir.path().join("keys").display()
-        ),
-    )
-    .expect("write config");
+    let archive = format!(
+        "store = {}\nreplica = {}\nkey_dir = \"{}\"",
+        store("primary"),
+        store("replica"),
+        dir.path().join("keys").display()
+    );
+    std::fs::write(&config, config_text(&broker.brokers(), &topic, &archive)).expect("write config");
     let credentials = [
         ("AWS_ACCESS_KEY_ID", "testing"),
         ("AWS_SECRET_ACCESS_KEY", "testing"),
@@ -222,16 +225,7 @@ async fn objects_go_to_s3_with_server_side_encryption_and_reach_a_replica_that_c
 async fn replay_sends_the_chosen_range_to_a_new_destination_once_and_resumes() {
     let (broker, topic) = broker_with_topics("replay", 1).await;
     let dir = tempfile::tempdir().expect("temp dir");
-    let base = format!(
-        "[kafka]\nbrokers = \"{}\"\ntopic = \"{topic}\"\n\n[ops]\nlisten = \"127.0.0.1:0\"\n\n\
-         [ingest]\nlisten = \"127.0.0.1:0\"\nallow_plain_http = true\n\n\
-         [router]\ngroup_id = \"{topic}-group\"\ndead_letter_topic = \"{topic}.dead\"\nretry_topic = \"{topic}.retry\"\n\n\
-         [archive]\nstore = {{ kind = \"local\", path = \"{}\" }}\nkey_dir = \"{}\"\nmax_object_age_secs = 1\n\n\
-         [[sources]]\nid = \"shop\"\nwrite_key = \"{KEY}\"\n",
-        broker.brokers(),
-        dir.path().join("archive").display(),
-        dir.path().join("keys").display()
-    );
+    let base = config_text(&broker.brokers(), &topic, &local_archive(dir.path()));
     let live = dir.path().join("live.toml");
     std::fs::write(&live, &base).expect("write config");
     let switchyard = Switchyard::start("run", &live);
