@@ -282,7 +282,16 @@ impl SourceSupervisor {
         if let Some(parent) = parent {
             switchyard_telemetry::set_parent(&span, parent);
         }
-        let trace = switchyard_telemetry::pass_on(&span, parent.unwrap_or_else(Traceparent::new_root));
+        // Tracing off: the record's context goes on as it came, with no new ids drawn
+        // per record on the hot path.
+        let trace = if span.is_disabled() {
+            parent
+        } else {
+            Some(switchyard_telemetry::pass_on(
+                &span,
+                parent.unwrap_or_else(Traceparent::new_root),
+            ))
+        };
         let outcome = self.admit_traced(message, trace, batches, letters);
         span.record("outcome", outcome.as_str());
         outcome
@@ -291,7 +300,7 @@ impl SourceSupervisor {
     fn admit_traced(
         &mut self,
         message: Inbound,
-        trace: Traceparent,
+        trace: Option<Traceparent>,
         batches: &mut [Vec<Routed>],
         letters: &mut Vec<DeadLetter>,
     ) -> Outcome {
@@ -330,7 +339,7 @@ impl SourceSupervisor {
                 event: event.clone(),
                 ack: message.ack.share(),
                 parked: None,
-                trace: Some(trace),
+                trace,
             });
         }
         message.ack.done();

@@ -5,21 +5,12 @@
 //! Usage: archive_bench [MB] [object MB]
 
 use std::time::Instant;
+use switchyard_testkit::process_cpu_seconds;
 
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutPayload};
 use switchyard_archive::object::{object_path, seal};
-
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or_default().split_whitespace().collect();
-    let ticks: f64 = [11, 12]
-        .iter()
-        .filter_map(|i| fields.get(*i)?.parse::<f64>().ok())
-        .sum();
-    ticks / 100.0
-}
 
 /// About 950 bytes, shaped like the router benchmark's events, with a random id and
 /// session token in each so that compression sees real-world entropy, not repeats.
@@ -64,7 +55,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let plain: usize = objects.iter().map(Vec::len).sum();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let (started, cpu_start) = (Instant::now(), cpu_seconds());
+    let (started, cpu_start) = (Instant::now(), process_cpu_seconds());
     let mut written = 0;
     for lines in &objects {
         let sealed = seal(lines, &recipient)?;
@@ -72,7 +63,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let path = Path::from(object_path("archive", "bench", chrono::Utc::now()));
         runtime.block_on(store.put(&path, PutPayload::from(sealed)))?;
     }
-    let (elapsed, cpu) = (started.elapsed().as_secs_f64(), cpu_seconds() - cpu_start);
+    let (elapsed, cpu) = (started.elapsed().as_secs_f64(), process_cpu_seconds() - cpu_start);
     let mb = plain as f64 / 1e6;
     println!(
         "archive {:.0} {cpu:.2} {mb:.0} {:.0}",

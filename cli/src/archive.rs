@@ -95,19 +95,17 @@ pub fn run(command: ArchiveCommand) -> anyhow::Result<()> {
     }
 }
 
-/// The key ring of a configured source, and the archive settings.
+/// The archive settings of a file that configures `source`, and its key ring.
 fn keys(config_path: &std::path::Path, source: &str) -> anyhow::Result<(KeyRing, switchyard_archive::ArchiveConfig)> {
     let config = Config::load(config_path)?;
-    let Some(archive) = config.archive else {
-        bail!(
-            "{}: no [archive] section, so nothing is archived",
-            config_path.display()
-        );
-    };
-    if !config.sources.iter().any(|entry| entry.source.id == source) {
-        bail!("--source {source:?} is not a configured source");
-    }
-    Ok((KeyRing::new(&archive.key_dir, master_from_env()?), archive))
+    let archive = config.archive_section(config_path)?;
+    config.check_source(source)?;
+    Ok((key_ring(&archive)?, archive))
+}
+
+/// The archive's keys, under the master key from the environment when there is one.
+pub fn key_ring(archive: &switchyard_archive::ArchiveConfig) -> anyhow::Result<KeyRing> {
+    Ok(KeyRing::new(&archive.key_dir, master_from_env()?))
 }
 
 fn export(args: ExportArgs) -> anyhow::Result<()> {
@@ -136,13 +134,7 @@ fn export(args: ExportArgs) -> anyhow::Result<()> {
 }
 
 fn verify(args: VerifyArgs) -> anyhow::Result<()> {
-    let config = Config::load(&args.config)?;
-    let Some(archive) = config.archive else {
-        bail!(
-            "{}: no [archive] section, so nothing is archived",
-            args.config.display()
-        );
-    };
+    let archive = Config::load(&args.config)?.archive_section(&args.config)?;
     let Some(replica) = archive.replica()? else {
         bail!("{}: [archive] has no replica to compare with", args.config.display());
     };

@@ -117,14 +117,36 @@ impl Config {
     }
 
     pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let bytes = std::fs::read(path).with_context(|| format!("cannot read config file {}", path.display()))?;
+        Config::from_bytes(&bytes, path)
+    }
+
+    /// The configuration in `bytes`, read from `path` (named in errors).
+    pub fn from_bytes(bytes: &[u8], path: &Path) -> anyhow::Result<Self> {
         let text =
-            std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
-        let mut config = parse(&text).with_context(|| format!("config file {} is not valid", path.display()))?;
+            std::str::from_utf8(bytes).with_context(|| format!("config file {} is not UTF-8", path.display()))?;
+        let mut config = parse(text).with_context(|| format!("config file {} is not valid", path.display()))?;
         config.sasl_from_env();
         config
             .validate()
             .with_context(|| format!("config file {} is not valid", path.display()))?;
         Ok(config)
+    }
+
+    /// The `[archive]` section, for the commands that need one; `path` names the file.
+    pub fn archive_section(&self, path: &Path) -> anyhow::Result<ArchiveConfig> {
+        match &self.archive {
+            Some(archive) => Ok(archive.clone()),
+            None => bail!("{}: no [archive] section, so nothing is archived", path.display()),
+        }
+    }
+
+    /// Refuses a `--source` the file doesn't configure.
+    pub fn check_source(&self, source_id: &str) -> anyhow::Result<()> {
+        if !self.sources.iter().any(|entry| entry.source.id == source_id) {
+            bail!("--source {source_id:?} is not a configured source");
+        }
+        Ok(())
     }
 
     /// Kafka SASL credentials from the environment (a Kubernetes Secret), so they need

@@ -17,9 +17,7 @@ use governor::{Quota, RateLimiter};
 use indicatif::{ProgressBar, ProgressStyle};
 use switchyard_actors::transform::Condition;
 use switchyard_actors::{Ack, Completion, DeadLetter, DestinationActor, Load, Routed, Transform};
-use switchyard_archive::KeyRing;
 use switchyard_archive::export::{Range, events, objects};
-use switchyard_archive::keys::master_from_env;
 use switchyard_schemas::record::decode_value;
 
 use crate::config::Config;
@@ -89,12 +87,7 @@ impl Handler<DeadLetter> for Refusals {
 
 pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
     let config = Config::load(&args.config)?;
-    let Some(archive) = config.archive.clone() else {
-        bail!(
-            "{}: no [archive] section, so there is nothing to replay",
-            args.config.display()
-        );
-    };
+    let archive = config.archive_section(&args.config)?;
     let destinations: Vec<_> = config
         .destinations
         .iter()
@@ -115,7 +108,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
         Some(text) => Some(Condition::compile(text).map_err(|error| anyhow::anyhow!("--where: {error}"))?),
         None => None,
     };
-    let keys = KeyRing::new(&archive.key_dir, master_from_env()?);
+    let keys = crate::archive::key_ring(&archive)?;
     let store = archive.store()?;
     let done: HashSet<String> = std::fs::read_to_string(&args.checkpoint)
         .map(|text| text.lines().map(str::to_string).collect())

@@ -41,19 +41,21 @@ impl Roles {
 const LOCAL_PARTITIONS: i32 = 4;
 
 pub fn start(config_path: PathBuf, kafka_brokers: Option<String>, roles: Roles) -> anyhow::Result<()> {
-    // Read before loading: a change from here on is one the running config doesn't have.
+    // Read once: the watcher compares later contents with exactly what was loaded.
+    let bytes =
+        std::fs::read(&config_path).with_context(|| format!("cannot read config file {}", config_path.display()))?;
+    let config = Config::from_bytes(&bytes, &config_path)?;
     let loaded = Loaded {
-        bytes: std::fs::read(&config_path).ok(),
+        bytes,
         path: config_path,
     };
-    let config = Config::load(&loaded.path)?;
     actix_web::rt::System::new().block_on(serve(loaded, config, kafka_brokers, roles))
 }
 
 /// The configuration file and the contents the running configuration came from.
 struct Loaded {
     path: PathBuf,
-    bytes: Option<Vec<u8>>,
+    bytes: Vec<u8>,
 }
 
 async fn serve(config_path: Loaded, config: Config, kafka_brokers: Option<String>, roles: Roles) -> anyhow::Result<()> {
@@ -207,32 +209,43 @@ async fn reload_on_change(loaded: Loaded, topology: Option<Topology>, ingest: Op
     };
     let mut tick = tokio::time::interval(WATCH_EVERY);
     loop {
-        tokio::select! {
-            signal = hangup.recv() => if signal.is_none() { return },
-            _ = tick.tick() => {
-                let now = std::fs::read(&path).ok();
-                if now.is_none() || now == seen {
-                    continue;
+        let changed = tokio::select! {
+            signal = hangup.recv() => match signal {
+                Some(()) => match std::fs::read(&path) {
+                    Ok(bytes) => Some(bytes),
+                    Err(error) => {
+                        tracing::error!(path = %path.display(), %error, "configuration reload refused: cannot read the file");
+                        None
+                    }
+                },
+                None => return,
+            },
+            _ = tick.tick() => match std::fs::read(&path) {
+                Ok(now) if now != seen => {
+                    tracing::info!(path = %path.display(), "configuration file changed");
+                    Some(now)
                 }
-                tracing::info!(path = %path.display(), "configuration file changed");
+                _ => None,
             }
-        }
-        seen = std::fs::read(&path).ok();
-        if let Err(error) = reload(&path, topology.as_ref(), ingest.as_deref()).await {
+        };
+        let Some(bytes) = changed else { continue };
+        if let Err(error) = reload(&path, &bytes, topology.as_ref(), ingest.as_deref()).await {
             tracing::error!(
                 error = format!("{error:#}"),
                 "configuration reload refused; keeping the running one"
             );
         }
+        seen = bytes;
     }
 }
 
 async fn reload(
     path: &std::path::Path,
+    bytes: &[u8],
     topology: Option<&Topology>,
     ingest: Option<&IngestState>,
 ) -> anyhow::Result<()> {
-    let next = Config::load(path)?;
+    let next = Config::from_bytes(bytes, path)?;
     if let Some(topology) = topology {
         let summary = topology
             .reload(&next.source_configs(), &next.source_transforms(), &next.destinations)

@@ -41,6 +41,15 @@ fn set(family: &Family<Labels, Counter>, labels: Labels, value: u64) {
     family.get_or_create(&labels).inc_by(value);
 }
 
+/// One sample per `(value of label key, count)`, each with `labels` besides.
+fn set_each(family: &Family<Labels, Counter>, labels: Labels, key: &'static str, counts: &[(&str, u64)]) {
+    for (name, value) in counts {
+        let mut labels = labels.clone();
+        labels.push((key, name.to_string()));
+        set(family, labels, *value);
+    }
+}
+
 fn gauge(family: &Family<Labels, Gauge>, labels: Labels, value: i64) {
     family.get_or_create(&labels).set(value);
 }
@@ -197,71 +206,45 @@ fn actor_metrics(registry: &mut Registry, reports: &[ActorReport], errors: &Fami
         let source = || ("source", report.source_id.clone());
         match &report.detail {
             Detail::Source(stats) => {
-                for (outcome, value) in [
+                let outcomes = [
                     ("received", stats.received),
                     ("delivered", stats.delivered),
                     ("duplicate", stats.duplicates),
                     ("filtered", stats.filtered),
                     ("rejected", stats.rejected),
-                ] {
-                    set(&source_events, vec![source(), ("outcome", outcome.into())], value);
-                }
+                ];
+                set_each(&source_events, vec![source()], "outcome", &outcomes);
                 gauge(&source_mailbox, vec![source()], stats.queued as i64);
                 validate_errors += stats.invalid;
                 transform_errors += stats.rejected - stats.invalid;
             }
             Detail::Destination(stats) => {
                 let destination = || ("destination", report.destination_id.clone().unwrap_or_default());
-                for (outcome, value) in [
+                let outcomes = [
                     ("received", stats.received),
                     ("delivered", stats.delivered),
                     ("filtered", stats.filtered),
                     ("retried", stats.retried),
                     ("dead_lettered", stats.dead_lettered),
                     ("parked", stats.parked),
-                ] {
-                    set(
-                        &destination_events,
-                        vec![source(), destination(), ("outcome", outcome.into())],
-                        value,
-                    );
-                }
+                ];
+                set_each(&destination_events, vec![source(), destination()], "outcome", &outcomes);
                 gauge(&buffered, vec![source(), destination()], stats.buffered as i64);
                 gauge(&mailbox, vec![source(), destination()], stats.queued as i64);
                 set(&restarts, vec![source(), destination()], stats.restarts);
                 set(&stalls, vec![source(), destination()], stats.stalls);
-                let state_name = serde_json::to_value(stats.state)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_default();
+                let state_name = stats.state.as_str().to_string();
                 gauge(&state, vec![source(), destination(), ("state", state_name)], 1);
                 retryable += stats.retried;
                 permanent += stats.dead_lettered;
             }
             Detail::Archive(stats) => {
-                for (outcome, value) in [("received", stats.received), ("archived", stats.archived)] {
-                    set(&archive_events, vec![source(), ("outcome", outcome.into())], value);
-                }
-                set(
-                    &archive_objects,
-                    vec![source(), ("store", "primary".into())],
-                    stats.objects,
-                );
-                set(
-                    &archive_objects,
-                    vec![source(), ("store", "replica".into())],
-                    stats.replica_objects,
-                );
-                set(
-                    &archive_failures,
-                    vec![source(), ("store", "primary".into())],
-                    stats.write_failures,
-                );
-                set(
-                    &archive_failures,
-                    vec![source(), ("store", "replica".into())],
-                    stats.replica_failures,
-                );
+                let outcomes = [("received", stats.received), ("archived", stats.archived)];
+                set_each(&archive_events, vec![source()], "outcome", &outcomes);
+                let objects = [("primary", stats.objects), ("replica", stats.replica_objects)];
+                set_each(&archive_objects, vec![source()], "store", &objects);
+                let failures = [("primary", stats.write_failures), ("replica", stats.replica_failures)];
+                set_each(&archive_failures, vec![source()], "store", &failures);
                 gauge(&archive_held, vec![source()], stats.held as i64);
                 gauge(&replica_pending, vec![source()], stats.replica_pending as i64);
             }

@@ -6,6 +6,7 @@
 //! for profiling)
 
 use std::time::{Duration, Instant};
+use switchyard_testkit::process_cpu_seconds;
 
 use actix::prelude::*;
 use actix_web::{App, HttpResponse, HttpServer, web};
@@ -32,16 +33,6 @@ fn client(brokers: &str) -> ClientConfig {
         .set("bootstrap.servers", brokers)
         .set("broker.address.family", "v4");
     config
-}
-
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or_default().split_whitespace().collect();
-    let ticks: f64 = [11, 12]
-        .iter()
-        .filter_map(|i| fields.get(*i)?.parse::<f64>().ok())
-        .sum();
-    ticks / 100.0
 }
 
 fn event(i: usize) -> serde_json::Value {
@@ -111,13 +102,16 @@ fn bare_consumer(brokers: &str, topic: &str, records: usize) -> Result<(f64, f64
             message?;
             if started.is_none() {
                 started = Some(Instant::now());
-                cpu_start = cpu_seconds();
+                cpu_start = process_cpu_seconds();
             }
             read += 1;
         }
     }
     let started = started.ok_or("no records read")?;
-    Ok((read as f64 / started.elapsed().as_secs_f64(), cpu_seconds() - cpu_start))
+    Ok((
+        read as f64 / started.elapsed().as_secs_f64(),
+        process_cpu_seconds() - cpu_start,
+    ))
 }
 
 fn destination(kind: DestinationKind) -> DestinationConfig {
@@ -178,12 +172,12 @@ async fn router(
     while consumer.tracker().positions().is_empty() && Instant::now() < deadline {
         actix::clock::sleep(Duration::from_millis(1)).await;
     }
-    let (started, cpu_start) = (Instant::now(), cpu_seconds());
+    let (started, cpu_start) = (Instant::now(), process_cpu_seconds());
     while (consumer.tracker().finished() as usize) < records && Instant::now() < deadline {
         actix::clock::sleep(Duration::from_millis(2)).await;
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let cpu = cpu_seconds() - cpu_start;
+    let cpu = process_cpu_seconds() - cpu_start;
     let finished = consumer.tracker().finished() as usize;
     actix_web::rt::task::spawn_blocking(move || consumer.stop()).await??;
     if finished < records {

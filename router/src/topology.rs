@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 
 use actix::prelude::*;
+use futures::future::join_all;
 use object_store::ObjectStore;
 use prometheus_client::metrics::histogram::Histogram;
 use switchyard_actors::destination::{Retire, latency_histogram};
@@ -43,6 +44,31 @@ pub enum Detail {
     Archive(ArchiveStats),
     /// Didn't answer in time: its thread is blocked or it is gone.
     Unresponsive,
+}
+
+impl ActorReport {
+    fn new(kind: &'static str, source_id: String, destination_id: Option<String>, detail: Detail) -> Self {
+        ActorReport {
+            kind,
+            source_id,
+            destination_id,
+            detail,
+        }
+    }
+}
+
+/// Asks an actor for its stats within [`INSPECT_TIMEOUT`].
+async fn ask<A, M>(addr: &Addr<A>, message: M, detail: impl FnOnce(M::Result) -> Detail) -> Detail
+where
+    A: Actor + Handler<M>,
+    A::Context: actix::dev::ToEnvelope<A, M>,
+    M: Message + Send + 'static,
+    M::Result: Send,
+{
+    match actix::clock::timeout(INSPECT_TIMEOUT, addr.send(message)).await {
+        Ok(Ok(stats)) => detail(stats),
+        _ => Detail::Unresponsive,
+    }
 }
 
 /// A configuration the actors can't be built from.
@@ -506,43 +532,24 @@ impl Topology {
                 .collect();
             (sources, destinations, archives)
         };
-        let mut reports = Vec::with_capacity(sources.len() + destinations.len());
-        for (source_id, addr) in sources {
-            let stats = actix::clock::timeout(INSPECT_TIMEOUT, addr.send(GetStats)).await;
-            reports.push(ActorReport {
-                kind: "source_supervisor",
-                source_id,
-                destination_id: None,
-                detail: match stats {
-                    Ok(Ok(stats)) => Detail::Source(stats),
-                    _ => Detail::Unresponsive,
-                },
+        // All asked at once: an unresponsive actor costs one timeout, not one each.
+        let sources = sources.into_iter().map(|(source_id, addr)| async move {
+            let detail = ask(&addr, GetStats, Detail::Source).await;
+            ActorReport::new("source_supervisor", source_id, None, detail)
+        });
+        let destinations = destinations
+            .into_iter()
+            .map(|((source_id, destination_id), addr)| async move {
+                let detail = ask(&addr, GetDestinationStats, Detail::Destination).await;
+                ActorReport::new("destination", source_id, Some(destination_id), detail)
             });
-        }
-        for ((source_id, destination_id), addr) in destinations {
-            let stats = actix::clock::timeout(INSPECT_TIMEOUT, addr.send(GetDestinationStats)).await;
-            reports.push(ActorReport {
-                kind: "destination",
-                source_id,
-                destination_id: Some(destination_id),
-                detail: match stats {
-                    Ok(Ok(stats)) => Detail::Destination(stats),
-                    _ => Detail::Unresponsive,
-                },
-            });
-        }
-        for (source_id, addr) in archives {
-            let stats = actix::clock::timeout(INSPECT_TIMEOUT, addr.send(GetArchiveStats)).await;
-            reports.push(ActorReport {
-                kind: "archive",
-                source_id,
-                destination_id: None,
-                detail: match stats {
-                    Ok(Ok(stats)) => Detail::Archive(stats),
-                    _ => Detail::Unresponsive,
-                },
-            });
-        }
+        let archives = archives.into_iter().map(|(source_id, addr)| async move {
+            let detail = ask(&addr, GetArchiveStats, Detail::Archive).await;
+            ActorReport::new("archive", source_id, None, detail)
+        });
+        let mut reports = join_all(sources).await;
+        reports.extend(join_all(destinations).await);
+        reports.extend(join_all(archives).await);
         reports.sort_by(|a, b| (&a.source_id, &a.destination_id).cmp(&(&b.source_id, &b.destination_id)));
         reports
     }

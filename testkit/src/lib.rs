@@ -181,6 +181,19 @@ pub async fn produce_events(brokers: &str, topic: &str, partition: i32, source_i
     }
 }
 
+/// CPU seconds (user + system, all threads) this process has used, for benchmarks that
+/// report work per CPU-second.
+pub fn process_cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces) close with ')'.
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or_default().split_whitespace().collect();
+    let ticks: f64 = [11, 12]
+        .iter()
+        .filter_map(|i| fields.get(*i)?.parse::<f64>().ok())
+        .sum();
+    ticks / 100.0
+}
+
 /// A topic name no other test uses.
 pub fn unique_topic(prefix: &str) -> String {
     let nanos = std::time::SystemTime::now()

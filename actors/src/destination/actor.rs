@@ -100,6 +100,19 @@ pub enum ActorState {
     Stopping,
 }
 
+impl ActorState {
+    /// The name `/actors` and the metrics use (the serialized form).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActorState::Running => "running",
+            ActorState::BackingOff => "backing_off",
+            ActorState::CircuitOpen => "circuit_open",
+            ActorState::Restarting => "restarting",
+            ActorState::Stopping => "stopping",
+        }
+    }
+}
+
 #[derive(Debug, Message)]
 #[rtype(result = "DestinationStats")]
 pub struct GetDestinationStats;
