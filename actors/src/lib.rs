@@ -13,6 +13,7 @@ pub mod log_destination;
 pub mod park;
 pub mod samples;
 pub mod source;
+pub mod suppress;
 pub mod transform;
 
 #[cfg(test)]
@@ -28,4 +29,5 @@ pub use source::{
     DedupSettings, GetStats, Inbound, InboundBatch, Load, Outcome, Route, Routed, RoutedBatch, SetRoutes, SetTransform,
     SourceSupervisor, SupervisorHandle, SupervisorStats,
 };
+pub use suppress::{SetSuppression, Suppression};
 pub use transform::{Transform, TransformConfig};

@@ -18,6 +18,7 @@ use crate::dead_letter::{DeadLetter, Stage};
 use crate::dedup::Dedup;
 use crate::park::Parked;
 use crate::samples::RecentErrors;
+use crate::suppress::{SetSuppression, Suppression};
 use crate::transform::{Transform, Transformed};
 
 /// A record of this source as read from Kafka.
@@ -117,6 +118,7 @@ impl Outcome {
         match self {
             Outcome::Delivered { .. } => "routed",
             Outcome::Duplicate => "duplicate",
+            Outcome::Suppressed => "suppressed",
             Outcome::Filtered => "filtered",
             Outcome::Rejected { .. } => "rejected",
         }
@@ -130,6 +132,8 @@ pub enum Outcome {
         destinations: usize,
     },
     Duplicate,
+    /// Dropped: its user's archive was deleted and the user is on the suppression list.
+    Suppressed,
     /// Dropped on purpose by a transform (a condition or sampling).
     Filtered,
     Rejected {
@@ -142,6 +146,8 @@ pub struct SupervisorStats {
     pub received: u64,
     pub delivered: u64,
     pub duplicates: u64,
+    /// Dropped as events of a deleted (suppressed) user.
+    pub suppressed: u64,
     pub filtered: u64,
     /// Rejected records, of which `invalid` failed validation (the rest a transform).
     pub rejected: u64,
@@ -199,6 +205,7 @@ pub struct SourceSupervisor {
     dead_letters: Recipient<DeadLetter>,
     dedup: Dedup,
     transform: Transform,
+    suppression: Arc<Suppression>,
     stats: SupervisorStats,
 }
 
@@ -227,6 +234,7 @@ impl SourceSupervisor {
             dead_letters,
             dedup: Dedup::new(dedup.window, dedup.capacity),
             transform: Transform::default(),
+            suppression: Arc::default(),
             stats: SupervisorStats::default(),
         }
     }
@@ -241,6 +249,12 @@ impl SourceSupervisor {
         let _ = self.queued.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
             Some(n.saturating_sub(records))
         });
+    }
+
+    /// Users whose events the source drops (deleted from the archive).
+    pub fn with_suppression(mut self, suppression: Arc<Suppression>) -> Self {
+        self.suppression = suppression;
+        self
     }
 
     /// The source's own transforms, applied before the fan-out.
@@ -313,6 +327,12 @@ impl SourceSupervisor {
                 return Outcome::Rejected { reason };
             }
         };
+        // Before the transforms: the ids the user was deleted by are the ones it sent.
+        if self.suppression.holds(&event) {
+            self.stats.suppressed += 1;
+            message.ack.done();
+            return Outcome::Suppressed;
+        }
         if let Some(id) = event.message_id()
             && !self.dedup.first_time(id, Instant::now())
         {
@@ -470,6 +490,15 @@ impl Handler<SetTransform> for SourceSupervisor {
     }
 }
 
+impl Handler<SetSuppression> for SourceSupervisor {
+    type Result = ();
+
+    fn handle(&mut self, message: SetSuppression, _ctx: &mut Self::Context) {
+        tracing::info!(source_id = %self.source_id, users = message.0.len(), "source suppression list updated");
+        self.suppression = message.0;
+    }
+}
+
 impl Handler<GetStats> for SourceSupervisor {
     type Result = MessageResult<GetStats>;
 
@@ -531,13 +560,21 @@ mod tests {
             other => panic!("expected a rejection, got {other:?}"),
         }
 
+        let mut list = Suppression::default();
+        list.insert(crate::suppress::digest("deleted-user"));
+        supervisor.send(SetSuppression(Arc::new(list))).await.expect("alive");
+        let gone = serde_json::json!({"type": "track", "userId": "deleted-user", "event": "e", "messageId": "m2"});
+        let gone = inbound("web", gone, &completed);
+        assert_eq!(supervisor.send(gone).await.expect("alive"), Outcome::Suppressed);
+
         let stats = supervisor.send(GetStats).await.expect("alive");
         assert_eq!(
             stats,
             SupervisorStats {
-                received: 3,
+                received: 4,
                 delivered: 1,
                 duplicates: 1,
+                suppressed: 1,
                 filtered: 0,
                 rejected: 1,
                 invalid: 1,
@@ -548,9 +585,13 @@ mod tests {
         let seen = seen.lock().expect("not poisoned").clone();
         assert_eq!(seen.iter().filter(|s| *s == "m1").count(), 2, "{seen:?}");
         assert!(seen.iter().any(|s| s.starts_with("dead: identify needs")), "{seen:?}");
+        assert!(
+            !seen.contains(&"m2".to_string()),
+            "a suppressed user's event reaches no one"
+        );
         assert_eq!(
             completed.0.load(Ordering::SeqCst),
-            3,
+            4,
             "every record completes exactly once"
         );
     }

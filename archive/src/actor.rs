@@ -5,14 +5,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use backon::{BackoffBuilder, ExponentialBuilder};
+use backon::{BackoffBuilder, ExponentialBuilder, Retryable};
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::Serialize;
-use switchyard_actors::{Ack, Load, Routed, RoutedBatch};
+use switchyard_actors::{Ack, Load, Routed, RoutedBatch, SetSuppression};
 
 use crate::config::ArchiveConfig;
+use crate::delete::belongs;
+use crate::keys::KeyRing;
 use crate::object::{object_path, seal};
 
 /// Events held (buffered or being written) past which the source waits.
@@ -34,6 +36,8 @@ pub struct ArchiveStats {
     pub objects: u64,
     pub bytes_written: u64,
     pub write_failures: u64,
+    /// Buffered events dropped when their user was put on the suppression list.
+    pub suppressed: u64,
     /// Objects written to the replica, waiting to be, and its failed attempts.
     pub replica_objects: u64,
     pub replica_pending: usize,
@@ -50,7 +54,9 @@ pub struct ArchiveActor {
     source_id: String,
     store: Arc<dyn ObjectStore>,
     replica: Option<Arc<dyn ObjectStore>>,
-    recipient: age::x25519::Recipient,
+    keys: Arc<KeyRing>,
+    /// The source's newest key, once read (or made) at the start.
+    recipient: Option<age::x25519::Recipient>,
     prefix: String,
     max_bytes: usize,
     max_age: Duration,
@@ -75,14 +81,15 @@ impl ArchiveActor {
         source_id: &str,
         config: &ArchiveConfig,
         store: Arc<dyn ObjectStore>,
-        recipient: age::x25519::Recipient,
+        keys: Arc<KeyRing>,
         load: Arc<Load>,
     ) -> Self {
         ArchiveActor {
             source_id: source_id.to_string(),
             store,
             replica: None,
-            recipient,
+            keys,
+            recipient: None,
             prefix: config.prefix.clone(),
             max_bytes: config.max_object_bytes,
             max_age: config.max_object_age(),
@@ -129,11 +136,13 @@ impl ArchiveActor {
     /// Seals the hour's buffer (off the actor's thread) and writes it; its events are
     /// done once the store has the object.
     fn write(&mut self, hour: DateTime<Utc>, ctx: &mut Context<Self>) {
+        let Some(recipient) = self.recipient.clone() else {
+            return;
+        };
         let Some(buffer) = self.buffers.remove(&hour) else {
             return;
         };
         let path = object_path(&self.prefix, &self.source_id, hour);
-        let recipient = self.recipient.clone();
         let lines = buffer.lines;
         let sealing = async move {
             actix_rt::task::spawn_blocking(move || seal(&lines, &recipient))
@@ -204,6 +213,65 @@ impl ArchiveActor {
         }));
     }
 
+    /// Reads the source's key, or makes one (copied to the replica like an object),
+    /// retrying until the store answers; nothing else is handled meanwhile, so events
+    /// wait in the mailbox and the source waits behind them.
+    fn load_key(&mut self, ctx: &mut Context<Self>) {
+        let (keys, source_id) = (self.keys.clone(), self.source_id.clone());
+        let fetch = move || {
+            let (keys, source_id) = (keys.clone(), source_id.clone());
+            async move { keys.current(&source_id).await }
+        };
+        let source_id = self.source_id.clone();
+        let loading = fetch
+            .retry(retry_policy())
+            .sleep(actix_rt::time::sleep)
+            .notify(move |error, wait| {
+                tracing::warn!(%source_id, %error, ?wait, "archive key unavailable, will retry");
+            });
+        ctx.wait(loading.into_actor(self).map(|loaded, actor, ctx| match loaded {
+            Ok((identity, created)) => {
+                tracing::debug!(source_id = %actor.source_id, created = created.is_some(), "archive key ready");
+                actor.recipient = Some(identity.to_public());
+                if let (Some(created), Some(_)) = (created, &actor.replica) {
+                    actor.stats.replica_pending += 1;
+                    actor.replicate(created.path, created.bytes, 0, ctx);
+                }
+            }
+            Err(error) => {
+                tracing::error!(source_id = %actor.source_id, %error, "archive key unavailable");
+            }
+        }));
+    }
+
+    /// Drops buffered events of users just put on the suppression list: what reached
+    /// the buffer before the supervisor knew of the deletion.
+    fn purge(&mut self, list: &switchyard_actors::Suppression) {
+        if list.is_empty() {
+            return;
+        }
+        let mut dropped = 0;
+        for buffer in self.buffers.values_mut() {
+            let lines = std::mem::take(&mut buffer.lines);
+            let acks = std::mem::take(&mut buffer.acks);
+            let events = lines.split(|b| *b == b'\n').filter(|line| !line.is_empty());
+            for (line, ack) in events.zip(acks) {
+                if belongs(line, |id| list.holds_id(id)) {
+                    ack.done();
+                    dropped += 1;
+                } else {
+                    buffer.lines.extend_from_slice(line);
+                    buffer.lines.push(b'\n');
+                    buffer.acks.push(ack);
+                }
+            }
+        }
+        self.buffers.retain(|_, buffer| !buffer.acks.is_empty());
+        self.held -= dropped;
+        self.stats.suppressed += dropped as u64;
+        self.load.set(self.held);
+    }
+
     fn write_old(&mut self, ctx: &mut Context<Self>) {
         let old: Vec<DateTime<Utc>> = self
             .buffers
@@ -222,6 +290,7 @@ impl Actor for ArchiveActor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(32);
+        self.load_key(ctx);
         ctx.run_interval(TICK, |actor, ctx| actor.write_old(ctx));
         tracing::info!(source_id = %self.source_id, "archive started");
     }
@@ -239,6 +308,14 @@ impl Handler<RoutedBatch> for ArchiveActor {
     }
 }
 
+impl Handler<SetSuppression> for ArchiveActor {
+    type Result = ();
+
+    fn handle(&mut self, message: SetSuppression, _: &mut Self::Context) {
+        self.purge(&message.0);
+    }
+}
+
 impl Handler<GetArchiveStats> for ArchiveActor {
     type Result = MessageResult<GetArchiveStats>;
 
@@ -249,14 +326,16 @@ impl Handler<GetArchiveStats> for ArchiveActor {
     }
 }
 
-/// The wait before write attempt `attempt + 1`: 200 ms doubling to a minute, jittered.
-fn backoff(attempt: usize) -> Duration {
+/// 200 ms doubling to a minute, jittered, without end: the archive never gives up.
+fn retry_policy() -> ExponentialBuilder {
     ExponentialBuilder::default()
         .with_min_delay(Duration::from_millis(200))
         .with_max_delay(Duration::from_secs(60))
         .with_jitter()
         .without_max_times()
-        .build()
-        .nth(attempt)
-        .unwrap_or(Duration::from_secs(60))
+}
+
+/// The wait before write attempt `attempt + 1`.
+fn backoff(attempt: usize) -> Duration {
+    retry_policy().build().nth(attempt).unwrap_or(Duration::from_secs(60))
 }

@@ -20,8 +20,6 @@ pub struct ArchiveConfig {
     /// until they succeed and counted meanwhile.
     #[serde(default)]
     pub replica: Option<StoreConfig>,
-    /// Where each source's age identity is kept (created when missing).
-    pub key_dir: PathBuf,
     /// Objects start with this path segment.
     #[serde(default = "default_prefix")]
     pub prefix: String,
@@ -31,6 +29,11 @@ pub struct ArchiveConfig {
     /// ...or its first event is this old.
     #[serde(default = "default_max_object_age_secs")]
     pub max_object_age_secs: u64,
+    /// How often routers read the suppression list (users deleted from the archive,
+    /// whose new events are dropped); `archive delete-user` waits this long and a
+    /// little more before it rewrites objects.
+    #[serde(default = "default_suppression_refresh_secs")]
+    pub suppression_refresh_secs: u64,
 }
 
 /// An object store: a local directory (the embedded default) or an S3 bucket.
@@ -88,6 +91,10 @@ fn default_max_object_age_secs() -> u64 {
     300
 }
 
+fn default_suppression_refresh_secs() -> u64 {
+    10
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ArchiveError {
     #[error("archive store at {path}: {source}")]
@@ -101,6 +108,10 @@ pub enum ArchiveError {
 impl ArchiveConfig {
     pub fn max_object_age(&self) -> Duration {
         Duration::from_secs(self.max_object_age_secs)
+    }
+
+    pub fn suppression_refresh(&self) -> Duration {
+        Duration::from_secs(self.suppression_refresh_secs.max(1))
     }
 
     /// The primary object store.
@@ -123,12 +134,16 @@ impl StoreConfig {
                     path: shown.clone(),
                     source,
                 };
-                std::fs::create_dir_all(path).map_err(|e| {
-                    failed(object_store::Error::Generic {
-                        store: "LocalFileSystem",
-                        source: Box::new(e),
-                    })
-                })?;
+                // Owner only: without a master key the source keys in it are plain text.
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::create_dir_all(path)
+                    .and_then(|()| std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700)))
+                    .map_err(|e| {
+                        failed(object_store::Error::Generic {
+                            store: "LocalFileSystem",
+                            source: Box::new(e),
+                        })
+                    })?;
                 Ok(Arc::new(LocalFileSystem::new_with_prefix(path).map_err(failed)?))
             }
             StoreConfig::S3 {

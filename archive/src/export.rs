@@ -113,7 +113,7 @@ pub async fn export(
     range: Range,
     out: &mut dyn Write,
 ) -> Result<usize, ArchiveError> {
-    let identities = keys.identities(source_id)?;
+    let identities = keys.identities(source_id).await?;
     let mut written = 0;
     for location in objects(store, prefix, source_id, range).await? {
         for line in events(store, &identities, &location, range).await? {

@@ -1,22 +1,28 @@
-//! Each source's age identities: generated on first use, rotated on request, and kept
-//! in `<key dir>/<source id>.age`, newest last. With a master key (an age X25519
-//! identity, from `SWITCHYARD_MASTER_KEY`, or a file named by
-//! `SWITCHYARD_MASTER_KEY_FILE`, e.g. a mounted Kubernetes Secret) the file is itself
-//! age-encrypted to the master key; without one (a first local run) it is plain
-//! `age-keygen` text with mode 0600, and a warning says so.
+//! Each source's age identities, kept in the archive's own stores beside the objects:
+//! one object per identity, `<prefix>/_keys/source_id=<id>/<millis>-<uuid>.age`. With a
+//! master key (an age X25519 identity, from `SWITCHYARD_MASTER_KEY`, or a file named by
+//! `SWITCHYARD_MASTER_KEY_FILE`, e.g. a mounted Kubernetes Secret) each is age-encrypted
+//! to the master key; without one (a first local run) it is plain `age-keygen` text,
+//! and a warning says so.
 //!
-//! New objects are encrypted to a source's newest identity; reading tries them all, so
-//! objects written before a rotation stay readable. `switchyard archive export-key`
-//! writes a source's identities in plain `age-keygen` form, for `age -d -i`.
+//! Why objects and not a key file: every router replica of a source must encrypt to
+//! keys every other can read, and a pod's own disk doesn't outlive it. One object per
+//! identity needs no conditional writes: two routers creating a source's first key at
+//! once each write their own, both stay in the ring, and reading tries them all. New
+//! objects use the newest identity a router knows; objects written before a rotation
+//! stay readable. A source's deletion deletes its keys, so an object a deletion missed
+//! (a replica out of reach) can no longer be read.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use age::secrecy::ExposeSecret;
 use age::x25519::Identity;
+use futures::TryStreamExt;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
 use crate::config::ArchiveError;
 
@@ -24,17 +30,28 @@ use crate::config::ArchiveError;
 pub const MASTER_KEY_ENV: &str = "SWITCHYARD_MASTER_KEY";
 pub const MASTER_KEY_FILE_ENV: &str = "SWITCHYARD_MASTER_KEY_FILE";
 
-/// The identities of the sources, from the key directory.
+/// A key the ring has just created in the primary store, for the caller to copy to
+/// the replica (with retries, like an object).
+#[derive(Debug, Clone)]
+pub struct CreatedKey {
+    pub path: ObjectPath,
+    pub bytes: Vec<u8>,
+}
+
+/// The identities of the sources, from the archive's stores.
 pub struct KeyRing {
-    dir: PathBuf,
+    primary: Arc<dyn ObjectStore>,
+    replica: Option<Arc<dyn ObjectStore>>,
+    prefix: String,
     master: Option<Identity>,
-    loaded: Mutex<HashMap<String, Vec<Identity>>>,
+    /// The identity each source's new objects are encrypted to, once known.
+    current: Mutex<HashMap<String, Identity>>,
 }
 
 impl std::fmt::Debug for KeyRing {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KeyRing")
-            .field("dir", &self.dir)
+            .field("prefix", &self.prefix)
             .field("master", &self.master.is_some())
             .finish_non_exhaustive()
     }
@@ -58,75 +75,206 @@ pub fn master_from_env() -> Result<Option<Identity>, ArchiveError> {
 }
 
 impl KeyRing {
-    pub fn new(dir: &Path, master: Option<Identity>) -> Self {
+    pub fn new(
+        primary: Arc<dyn ObjectStore>,
+        replica: Option<Arc<dyn ObjectStore>>,
+        prefix: &str,
+        master: Option<Identity>,
+    ) -> Self {
         if master.is_none() {
             tracing::warn!(
-                key_dir = %dir.display(),
+                prefix,
                 "archive keys are stored unencrypted: set {MASTER_KEY_ENV} or {MASTER_KEY_FILE_ENV} to an age identity"
             );
         }
         KeyRing {
-            dir: dir.to_path_buf(),
+            primary,
+            replica,
+            prefix: prefix.to_string(),
             master,
-            loaded: Mutex::new(HashMap::new()),
+            current: Mutex::new(HashMap::new()),
         }
     }
 
-    fn path(&self, source_id: &str) -> PathBuf {
-        self.dir.join(format!("{source_id}.age"))
+    /// Where a source's key objects live.
+    pub fn base(&self, source_id: &str) -> ObjectPath {
+        ObjectPath::from(format!("{}/_keys/source_id={source_id}", self.prefix))
     }
 
     fn failed(&self, source_id: &str, reason: String) -> ArchiveError {
         ArchiveError::Key {
-            path: self.path(source_id).display().to_string(),
+            path: self.base(source_id).to_string(),
             reason,
         }
     }
 
-    /// Every identity of the source, oldest first; the first use creates one.
-    pub fn identities(&self, source_id: &str) -> Result<Vec<Identity>, ArchiveError> {
-        let mut loaded = self.loaded.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(identities) = loaded.get(source_id) {
-            return Ok(identities.clone());
-        }
-        let identities = match std::fs::read(self.path(source_id)) {
-            Ok(bytes) => self.read(&bytes).map_err(|reason| self.failed(source_id, reason))?,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                let identities = vec![Identity::generate()];
-                self.write(source_id, &identities, true)?;
-                tracing::info!(source_id, encrypted = self.master.is_some(), "archive key created");
-                identities
+    /// The store objects are written to first.
+    pub fn primary(&self) -> &Arc<dyn ObjectStore> {
+        &self.primary
+    }
+
+    pub fn replica(&self) -> Option<&Arc<dyn ObjectStore>> {
+        self.replica.as_ref()
+    }
+
+    /// The primary store, then the replica if there is one.
+    pub fn stores(&self) -> Vec<Arc<dyn ObjectStore>> {
+        std::iter::once(&self.primary)
+            .chain(self.replica.as_ref())
+            .cloned()
+            .collect()
+    }
+
+    /// The first path segment of every archive object.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The key objects of the source in every store, by path (oldest first).
+    async fn sealed(&self, source_id: &str) -> Result<BTreeMap<ObjectPath, Arc<dyn ObjectStore>>, ArchiveError> {
+        let base = self.base(source_id);
+        let mut found = BTreeMap::new();
+        for (n, store) in self.stores().into_iter().enumerate() {
+            let listed: Result<Vec<ObjectPath>, _> =
+                store.list(Some(&base)).map_ok(|meta| meta.location).try_collect().await;
+            let paths = match listed {
+                Ok(paths) => paths,
+                // The replica is a copy: while it is out of reach, the primary's keys do.
+                Err(error) if n > 0 => {
+                    tracing::warn!(source_id, %error, "archive replica unreachable; reading keys from the primary only");
+                    continue;
+                }
+                Err(source) => {
+                    return Err(ArchiveError::Store {
+                        path: base.to_string(),
+                        source,
+                    });
+                }
+            };
+            for path in paths {
+                found.entry(path).or_insert_with(|| store.clone());
             }
-            Err(error) => return Err(self.failed(source_id, error.to_string())),
-        };
-        loaded.insert(source_id.to_string(), identities.clone());
+        }
+        Ok(found)
+    }
+
+    /// Every identity of the source, oldest first: from both stores, so an object
+    /// either holds can be read. None yet (or deleted) is an error.
+    pub async fn identities(&self, source_id: &str) -> Result<Vec<Identity>, ArchiveError> {
+        let mut identities = Vec::new();
+        for (path, store) in self.sealed(source_id).await? {
+            let failed = |source| ArchiveError::Store {
+                path: path.to_string(),
+                source,
+            };
+            let bytes = store.get(&path).await.map_err(failed)?.bytes().await.map_err(failed)?;
+            let mut read = self.read(&bytes).map_err(|reason| ArchiveError::Key {
+                path: path.to_string(),
+                reason,
+            })?;
+            identities.append(&mut read);
+        }
+        if identities.is_empty() {
+            return Err(self.failed(
+                source_id,
+                "no key: nothing was archived for this source, or its archive was deleted".into(),
+            ));
+        }
         Ok(identities)
     }
 
-    /// The identity new objects of the source are encrypted to.
-    pub fn identity(&self, source_id: &str) -> Result<Identity, ArchiveError> {
-        self.identities(source_id)?
-            .pop()
-            .ok_or_else(|| self.failed(source_id, "no identity".into()))
+    /// The identity the source's new objects are encrypted to: its newest, or a new
+    /// one written to the primary store (returned for the caller to replicate).
+    pub async fn current(&self, source_id: &str) -> Result<(Identity, Option<CreatedKey>), ArchiveError> {
+        if let Some(identity) = self.lock().get(source_id) {
+            return Ok((identity.clone(), None));
+        }
+        let (identity, created) = match self.identities(source_id).await {
+            Ok(mut identities) => (identities.pop().expect("identities() is never empty"), None),
+            Err(ArchiveError::Key { .. }) => {
+                let identity = Identity::generate();
+                let created = self.put(source_id, &identity, false).await?;
+                tracing::info!(source_id, encrypted = self.master.is_some(), "archive key created");
+                (identity, Some(created))
+            }
+            Err(error) => return Err(error),
+        };
+        self.lock().insert(source_id.to_string(), identity.clone());
+        Ok((identity, created))
     }
 
-    /// Adds a new identity for the source's new objects; old ones stay for reading.
-    /// Running processes pick it up when they restart.
-    pub fn rotate(&self, source_id: &str) -> Result<Identity, ArchiveError> {
-        let mut identities = self.identities(source_id)?;
+    /// Adds a new identity for the source's new objects, in both stores; old ones stay
+    /// for reading. Running routers pick it up when they restart.
+    pub async fn rotate(&self, source_id: &str) -> Result<Identity, ArchiveError> {
+        self.identities(source_id).await?;
         let fresh = Identity::generate();
-        identities.push(fresh.clone());
-        self.write(source_id, &identities, false)?;
-        self.loaded
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .insert(source_id.to_string(), identities);
+        self.put(source_id, &fresh, true).await?;
+        self.lock().insert(source_id.to_string(), fresh.clone());
         Ok(fresh)
     }
 
     /// The source's identities as `age-keygen` text, for `age -d -i`.
-    pub fn export(&self, source_id: &str) -> Result<String, ArchiveError> {
-        Ok(keygen_text(&self.identities(source_id)?))
+    pub async fn export(&self, source_id: &str) -> Result<String, ArchiveError> {
+        Ok(keygen_text(&self.identities(source_id).await?))
+    }
+
+    /// Deletes every key of the source from both stores; returns how many objects.
+    pub async fn delete(&self, source_id: &str) -> Result<usize, ArchiveError> {
+        let base = self.base(source_id);
+        let mut deleted = 0;
+        for store in self.stores() {
+            deleted += crate::delete::delete_under(store.as_ref(), &base).await?;
+        }
+        self.lock().remove(source_id);
+        Ok(deleted)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Identity>> {
+        self.current.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Writes one identity as a new key object: to the primary, and to the replica too
+    /// when `everywhere`.
+    async fn put(&self, source_id: &str, identity: &Identity, everywhere: bool) -> Result<CreatedKey, ArchiveError> {
+        let bytes = self.seal(identity).map_err(|reason| self.failed(source_id, reason))?;
+        let path = ObjectPath::from(format!(
+            "{}/{}-{}.age",
+            self.base(source_id),
+            chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ"),
+            uuid::Uuid::new_v4().simple()
+        ));
+        let targets = if everywhere {
+            self.stores()
+        } else {
+            vec![self.primary.clone()]
+        };
+        for store in targets {
+            store
+                .put(&path, PutPayload::from(bytes.clone()))
+                .await
+                .map_err(|source| ArchiveError::Store {
+                    path: path.to_string(),
+                    source,
+                })?;
+        }
+        Ok(CreatedKey { path, bytes })
+    }
+
+    fn seal(&self, identity: &Identity) -> Result<Vec<u8>, String> {
+        let text = keygen_text(std::slice::from_ref(identity));
+        let Some(master) = &self.master else {
+            return Ok(text.into_bytes());
+        };
+        let recipient = master.to_public();
+        let encryptor = age::Encryptor::with_recipients(std::iter::once(&recipient as &dyn age::Recipient))
+            .map_err(|e| e.to_string())?;
+        let mut sealed = Vec::new();
+        let mut writer = encryptor.wrap_output(&mut sealed).map_err(|e| e.to_string())?;
+        writer
+            .write_all(text.as_bytes())
+            .and_then(|()| writer.finish().map(drop))
+            .map_err(|e| e.to_string())?;
+        Ok(sealed)
     }
 
     fn read(&self, bytes: &[u8]) -> Result<Vec<Identity>, String> {
@@ -148,28 +296,6 @@ impl KeyRing {
             (_, false) => String::from_utf8(bytes.to_vec()).map_err(|e| e.to_string())?,
         };
         parse_identities(&text)
-    }
-
-    fn write(&self, source_id: &str, identities: &[Identity], new: bool) -> Result<(), ArchiveError> {
-        let text = keygen_text(identities);
-        let bytes = match &self.master {
-            Some(master) => {
-                let recipient = master.to_public();
-                let encryptor = age::Encryptor::with_recipients(std::iter::once(&recipient as &dyn age::Recipient))
-                    .map_err(|e| self.failed(source_id, e.to_string()))?;
-                let mut sealed = Vec::new();
-                let mut writer = encryptor
-                    .wrap_output(&mut sealed)
-                    .map_err(|e| self.failed(source_id, e.to_string()))?;
-                writer
-                    .write_all(text.as_bytes())
-                    .and_then(|()| writer.finish().map(drop))
-                    .map_err(|e| self.failed(source_id, e.to_string()))?;
-                sealed
-            }
-            None => text.into_bytes(),
-        };
-        write_private(&self.path(source_id), &bytes, new).map_err(|e| self.failed(source_id, e.to_string()))
     }
 }
 
@@ -200,93 +326,113 @@ fn keygen_text(identities: &[Identity]) -> String {
         .collect()
 }
 
-/// Writes with mode 0600: a new file only when `new` (never clobber a key), else in
-/// place of the old one through a temporary file.
-fn write_private(path: &Path, bytes: &[u8], new: bool) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    let target = if new {
-        path.to_path_buf()
-    } else {
-        path.with_extension("age.new")
-    };
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&target)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    if !new {
-        std::fs::rename(&target, path)?;
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::object::{open, seal};
+    use object_store::memory::InMemory;
 
-    #[test]
-    fn an_identity_is_created_once_and_read_back() {
-        let dir = tempfile::tempdir().expect("dir");
-        let first = KeyRing::new(dir.path(), None).identity("web").expect("created");
-        let again = KeyRing::new(dir.path(), None).identity("web").expect("read");
-        assert_eq!(first.to_public().to_string(), again.to_public().to_string());
-        let text = std::fs::read_to_string(dir.path().join("web.age")).expect("file");
-        assert!(text.contains("AGE-SECRET-KEY-1"), "age-keygen format");
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(dir.path().join("web.age"))
-            .expect("meta")
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o777, 0o600);
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
     }
 
     #[test]
-    fn under_a_master_key_the_file_is_encrypted_and_rotation_keeps_old_objects_readable() {
-        let dir = tempfile::tempdir().expect("dir");
-        let master = Identity::generate();
-        let keys = KeyRing::new(dir.path(), Some(master.clone()));
-        let first = keys.identity("web").expect("created");
-        let bytes = std::fs::read(dir.path().join("web.age")).expect("file");
-        assert!(
-            bytes.starts_with(b"age-encryption.org/v1"),
-            "encrypted to the master key"
-        );
-        assert!(
-            !bytes.windows(14).any(|w| w == b"AGE-SECRET-KEY"),
-            "no key in the clear"
-        );
-        let old_object = seal(b"{\"messageId\":\"old\"}\n", &first.to_public()).expect("sealed");
+    fn an_identity_is_created_once_and_shared_by_every_ring_on_the_store() {
+        runtime().block_on(async {
+            let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+            let ring = KeyRing::new(store.clone(), None, "archive", None);
+            let Err(error) = ring.identities("web").await else {
+                panic!("a key before any was made")
+            };
+            assert!(error.to_string().contains("no key"), "{error}");
+            let (first, created) = ring.current("web").await.expect("created");
+            let created = created.expect("a new key to replicate");
+            assert!(
+                created.path.as_ref().starts_with("archive/_keys/source_id=web/"),
+                "{}",
+                created.path
+            );
+            let text = String::from_utf8(created.bytes).expect("text");
+            assert!(
+                text.contains("AGE-SECRET-KEY-1"),
+                "age-keygen format without a master key"
+            );
+            let (again, none) = KeyRing::new(store, None, "archive", None)
+                .current("web")
+                .await
+                .expect("read");
+            assert!(none.is_none(), "not created twice");
+            assert_eq!(first.to_public().to_string(), again.to_public().to_string());
+        });
+    }
 
-        let second = keys.rotate("web").expect("rotated");
-        assert_ne!(first.to_public().to_string(), second.to_public().to_string());
-        let reopened = KeyRing::new(dir.path(), Some(master));
-        assert_eq!(
-            reopened.identity("web").expect("newest").to_public().to_string(),
-            second.to_public().to_string(),
-            "new objects use the new key"
-        );
-        let all = reopened.identities("web").expect("all");
-        assert_eq!(all.len(), 2);
-        assert!(
-            all.iter().any(|identity| open(&old_object, identity).is_ok()),
-            "old objects stay readable"
-        );
+    #[test]
+    fn under_a_master_key_keys_are_encrypted_and_rotation_keeps_old_objects_readable() {
+        runtime().block_on(async {
+            let (primary, replica): (Arc<dyn ObjectStore>, Arc<dyn ObjectStore>) =
+                (Arc::new(InMemory::new()), Arc::new(InMemory::new()));
+            let master = Identity::generate();
+            let keys = KeyRing::new(primary.clone(), Some(replica.clone()), "archive", Some(master.clone()));
+            let (first, created) = keys.current("web").await.expect("created");
+            let bytes = created.expect("created").bytes;
+            assert!(
+                bytes.starts_with(b"age-encryption.org/v1"),
+                "encrypted to the master key"
+            );
+            assert!(
+                !bytes.windows(14).any(|w| w == b"AGE-SECRET-KEY"),
+                "no key in the clear"
+            );
+            let old_object = seal(b"{\"messageId\":\"old\"}\n", &first.to_public()).expect("sealed");
 
-        let Err(error) = KeyRing::new(dir.path(), None).identity("web") else {
-            panic!("opened without the master key")
-        };
-        assert!(error.to_string().contains(MASTER_KEY_ENV), "{error}");
-        let Err(error) = KeyRing::new(dir.path(), Some(Identity::generate())).identity("web") else {
-            panic!("opened with another master key")
-        };
-        assert!(error.to_string().contains("master key"), "{error}");
-        let exported = keys.export("web").expect("export");
-        assert_eq!(exported.matches("AGE-SECRET-KEY-1").count(), 2);
+            let second = keys.rotate("web").await.expect("rotated");
+            assert_ne!(first.to_public().to_string(), second.to_public().to_string());
+            let reopened = KeyRing::new(primary.clone(), None, "archive", Some(master.clone()));
+            let (newest, _) = reopened.current("web").await.expect("newest");
+            assert_eq!(
+                newest.to_public().to_string(),
+                second.to_public().to_string(),
+                "new objects use the new key"
+            );
+            let all = reopened.identities("web").await.expect("all");
+            assert_eq!(all.len(), 2);
+            assert!(
+                all.iter().any(|identity| open(&old_object, identity).is_ok()),
+                "old objects stay readable"
+            );
+            let replica_only = KeyRing::new(replica.clone(), None, "archive", Some(master.clone()));
+            assert_eq!(replica_only.identities("web").await.expect("rotated key").len(), 1);
+
+            let Err(error) = KeyRing::new(primary.clone(), None, "archive", None)
+                .identities("web")
+                .await
+            else {
+                panic!("opened without the master key")
+            };
+            assert!(error.to_string().contains(MASTER_KEY_ENV), "{error}");
+            let stranger = KeyRing::new(primary.clone(), None, "archive", Some(Identity::generate()));
+            let Err(error) = stranger.identities("web").await else {
+                panic!("opened with another master key")
+            };
+            assert!(error.to_string().contains("master key"), "{error}");
+            assert_eq!(
+                keys.export("web")
+                    .await
+                    .expect("export")
+                    .matches("AGE-SECRET-KEY-1")
+                    .count(),
+                2
+            );
+
+            assert_eq!(
+                keys.delete("web").await.expect("deleted"),
+                3,
+                "two in the primary, one in the replica"
+            );
+            assert!(reopened.identities("web").await.is_err(), "no key is left");
+        });
     }
 }

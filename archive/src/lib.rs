@@ -7,13 +7,15 @@
 //! share is done only once the object holding it is written, so its offset is committed
 //! only then.
 //!
-//! Keys: each source's age identity is generated on first use and kept in the key
-//! directory (`<source id>.age`, mode 0600, the same text `age-keygen` writes), so
-//! `age -d -i <key dir>/<id>.age object.jsonl.zst.age | zstd -d` reads an object.
-//! Encrypting the key directory under a master key, rotation and replication come next.
+//! Keys (`keys.rs`): each source's age identities live beside its objects, under a
+//! master key; `switchyard archive export-key` writes them out so that
+//! `age -d -i key.txt object.jsonl.zst.age | zstd -d` reads an object. Deletion of a
+//! source or of one user, and the suppression list, are in `delete.rs`; replica repair
+//! in `verify.rs`.
 
 pub mod actor;
 pub mod config;
+pub mod delete;
 pub mod export;
 pub mod keys;
 pub mod object;

@@ -1,12 +1,13 @@
-//! `switchyard archive export`: a source's archived events, decrypted, as JSON lines.
+//! `switchyard archive ...`: export, keys, replica repair and deletion.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
-use switchyard_archive::KeyRing;
 use switchyard_archive::keys::master_from_env;
+use switchyard_archive::{ArchiveConfig, KeyRing, delete};
 
 use crate::config::Config;
 
@@ -21,12 +22,26 @@ pub enum ArchiveCommand {
     ExportKey(KeyArgs),
     /// Compares the primary store with the replica and copies what either lacks.
     Verify(VerifyArgs),
+    /// Deletes one user's events from a source's archive (objects rewritten without
+    /// them, in both stores) and drops the user's new events from then on.
+    DeleteUser(DeleteUserArgs),
+    /// Deletes a source's whole archive: keys, objects and suppression list, in both
+    /// stores. Remove the source from the configuration first.
+    DeleteSource(DeleteSourceArgs),
+    /// Lists the deletion records (JSON lines), oldest first.
+    Deletions(ConfigArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ConfigArgs {
+    #[arg(long, short, env = "SWITCHYARD_CONFIG", default_value = "examples/switchyard.toml")]
+    config: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]
 pub struct VerifyArgs {
-    #[arg(long, short, env = "SWITCHYARD_CONFIG", default_value = "examples/switchyard.toml")]
-    config: PathBuf,
+    #[command(flatten)]
+    config: ConfigArgs,
     /// Report only; copy nothing.
     #[arg(long)]
     dry_run: bool,
@@ -34,8 +49,8 @@ pub struct VerifyArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct KeyArgs {
-    #[arg(long, short, env = "SWITCHYARD_CONFIG", default_value = "examples/switchyard.toml")]
-    config: PathBuf,
+    #[command(flatten)]
+    config: ConfigArgs,
     #[arg(long)]
     source: String,
     /// A file to write (created with mode 0600); standard output when absent.
@@ -44,9 +59,37 @@ pub struct KeyArgs {
 }
 
 #[derive(Debug, clap::Args)]
+pub struct DeleteUserArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    #[arg(long)]
+    source: String,
+    /// The user's id, matched against both `userId` and `anonymousId`.
+    #[arg(long)]
+    user: String,
+    /// Seconds to wait between listing the user as suppressed and rewriting objects,
+    /// so running routers stop archiving the user first; defaults to the
+    /// configuration's suppression refresh plus 5.
+    #[arg(long)]
+    settle: Option<u64>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DeleteSourceArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    #[arg(long)]
+    source: String,
+    /// Delete even though the configuration still lists the source (its routers would
+    /// go on archiving it under a new key).
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(Debug, clap::Args)]
 pub struct ExportArgs {
-    #[arg(long, short, env = "SWITCHYARD_CONFIG", default_value = "examples/switchyard.toml")]
-    config: PathBuf,
+    #[command(flatten)]
+    config: ConfigArgs,
     #[arg(long)]
     source: String,
     /// RFC 3339 time, e.g. 2026-11-29T00:00:00Z (inclusive).
@@ -61,102 +104,170 @@ pub struct ExportArgs {
 }
 
 pub fn run(command: ArchiveCommand) -> anyhow::Result<()> {
+    let runtime = actix_web::rt::System::new();
     match command {
-        ArchiveCommand::Export(args) => export(args),
-        ArchiveCommand::Verify(args) => verify(args),
-        ArchiveCommand::RotateKey(args) => {
-            let (keys, _) = keys(&args.config, &args.source)?;
-            let fresh = keys.rotate(&args.source)?;
+        ArchiveCommand::Export(args) => runtime.block_on(export(args)),
+        ArchiveCommand::Verify(args) => runtime.block_on(verify(args)),
+        ArchiveCommand::RotateKey(args) => runtime.block_on(async {
+            let (keys, _) = keys(&args.config.config, &args.source)?;
+            let fresh = keys.rotate(&args.source).await?;
             eprintln!(
                 "source {} now encrypts new objects to {}",
                 args.source,
                 fresh.to_public()
             );
             Ok(())
-        }
-        ArchiveCommand::ExportKey(args) => {
-            let (keys, _) = keys(&args.config, &args.source)?;
-            let text = keys.export(&args.source)?;
+        }),
+        ArchiveCommand::ExportKey(args) => runtime.block_on(async {
+            let (keys, _) = keys(&args.config.config, &args.source)?;
+            let text = keys.export(&args.source).await?;
             match &args.output {
-                Some(path) => {
-                    use std::os::unix::fs::OpenOptionsExt;
-                    let mut file = std::fs::OpenOptions::new()
-                        .write(true)
-                        .create_new(true)
-                        .mode(0o600)
-                        .open(path)
-                        .with_context(|| format!("cannot create {}", path.display()))?;
-                    file.write_all(text.as_bytes())?;
+                Some(path) => write_private(path, text.as_bytes()),
+                None => {
+                    print!("{text}");
+                    Ok(())
                 }
-                None => print!("{text}"),
+            }
+        }),
+        ArchiveCommand::DeleteUser(args) => runtime.block_on(delete_user(args)),
+        ArchiveCommand::DeleteSource(args) => runtime.block_on(delete_source(args)),
+        ArchiveCommand::Deletions(args) => runtime.block_on(async {
+            let archive = Config::load(&args.config)?.archive_section(&args.config)?;
+            let keys = key_ring(&archive)?;
+            for record in delete::records(keys.primary().as_ref(), &archive.prefix).await? {
+                println!("{}", serde_json::to_string(&record)?);
             }
             Ok(())
-        }
+        }),
     }
 }
 
+fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    file.write_all(bytes)?;
+    Ok(())
+}
+
 /// The archive settings of a file that configures `source`, and its key ring.
-fn keys(config_path: &std::path::Path, source: &str) -> anyhow::Result<(KeyRing, switchyard_archive::ArchiveConfig)> {
+fn keys(config_path: &Path, source: &str) -> anyhow::Result<(KeyRing, ArchiveConfig)> {
     let config = Config::load(config_path)?;
     let archive = config.archive_section(config_path)?;
     config.check_source(source)?;
     Ok((key_ring(&archive)?, archive))
 }
 
-/// The archive's keys, under the master key from the environment when there is one.
-pub fn key_ring(archive: &switchyard_archive::ArchiveConfig) -> anyhow::Result<KeyRing> {
-    Ok(KeyRing::new(&archive.key_dir, master_from_env()?))
+/// The archive's stores and keys, under the master key from the environment when
+/// there is one.
+pub fn key_ring(archive: &ArchiveConfig) -> anyhow::Result<KeyRing> {
+    Ok(KeyRing::new(
+        archive.store()?,
+        archive.replica()?,
+        &archive.prefix,
+        master_from_env()?,
+    ))
 }
 
-fn export(args: ExportArgs) -> anyhow::Result<()> {
-    let (keys, archive) = keys(&args.config, &args.source)?;
-    let store = archive.store()?;
+async fn export(args: ExportArgs) -> anyhow::Result<()> {
+    let (keys, archive) = keys(&args.config.config, &args.source)?;
     let mut out: Box<dyn Write> = match &args.output {
         Some(path) => Box::new(std::io::BufWriter::new(
             std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
         )),
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };
-    let count = actix_web::rt::System::new().block_on(switchyard_archive::export::export(
-        store.as_ref(),
+    let range = switchyard_archive::export::Range {
+        from: args.from,
+        to: args.to,
+    };
+    let count = switchyard_archive::export::export(
+        keys.primary().as_ref(),
         &keys,
         &archive.prefix,
         &args.source,
-        switchyard_archive::export::Range {
-            from: args.from,
-            to: args.to,
-        },
+        range,
         &mut out,
-    ))?;
+    )
+    .await?;
     out.flush()?;
     eprintln!("exported {count} events of source {}", args.source);
     Ok(())
 }
 
-fn verify(args: VerifyArgs) -> anyhow::Result<()> {
-    let archive = Config::load(&args.config)?.archive_section(&args.config)?;
-    let Some(replica) = archive.replica()? else {
-        bail!("{}: [archive] has no replica to compare with", args.config.display());
+async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
+    let path = &args.config.config;
+    let archive = Config::load(path)?.archive_section(path)?;
+    let keys = key_ring(&archive)?;
+    let Some(replica) = keys.replica() else {
+        bail!("{}: [archive] has no replica to compare with", path.display());
     };
-    let primary = archive.store()?;
-    let report = actix_web::rt::System::new().block_on(switchyard_archive::verify::verify(
-        primary.as_ref(),
-        replica.as_ref(),
-        &archive.prefix,
-        args.dry_run,
-    ))?;
+    let report =
+        switchyard_archive::verify::verify(keys.primary().as_ref(), replica.as_ref(), &archive.prefix, args.dry_run)
+            .await?;
     println!("{}", serde_json::to_string_pretty(&report)?);
     let verb = if args.dry_run { "missing" } else { "copied" };
     eprintln!(
-        "primary {} objects, replica {}; {verb}: {} to the replica, {} to the primary; {} differ in size",
+        "primary {} objects, replica {}; {verb}: {} to the replica, {} to the primary; {} left by deletions removed; {} differ in size",
         report.primary_objects,
         report.replica_objects,
         report.copied_to_replica.len(),
         report.copied_to_primary.len(),
+        report.removed_after_deletion.len(),
         report.mismatched.len()
     );
     if !report.mismatched.is_empty() {
         bail!("objects differ between the stores: {:?}", report.mismatched);
     }
+    Ok(())
+}
+
+async fn delete_user(args: DeleteUserArgs) -> anyhow::Result<()> {
+    let (keys, archive) = keys(&args.config.config, &args.source)?;
+    if args.user.is_empty() {
+        bail!("--user must not be empty");
+    }
+    delete::suppress(&keys, &args.source, &args.user).await?;
+    let settle = args.settle.map_or(
+        archive.suppression_refresh() + Duration::from_secs(5),
+        Duration::from_secs,
+    );
+    eprintln!(
+        "the user is on source {}'s suppression list; waiting {}s for running routers to stop archiving it",
+        args.source,
+        settle.as_secs()
+    );
+    actix_web::rt::time::sleep(settle).await;
+    let record = delete::delete_user(&keys, &args.source, &args.user).await?;
+    println!("{}", serde_json::to_string(&record)?);
+    eprintln!(
+        "removed {} events: {} objects rewritten, {} deleted, of {} looked at",
+        record.events_removed, record.objects_rewritten, record.objects_deleted, record.objects_scanned
+    );
+    Ok(())
+}
+
+async fn delete_source(args: DeleteSourceArgs) -> anyhow::Result<()> {
+    let path = &args.config.config;
+    let config = Config::load(path)?;
+    let archive = config.archive_section(path)?;
+    if config.check_source(&args.source).is_ok() && !args.force {
+        bail!(
+            "source {:?} is still in {}: remove it (running routers reload in seconds) and run this again, or pass --force",
+            args.source,
+            path.display()
+        );
+    }
+    let keys = key_ring(&archive)?;
+    let record = delete::delete_source(&keys, &args.source).await?;
+    println!("{}", serde_json::to_string(&record)?);
+    eprintln!(
+        "deleted source {}'s archive: {} objects and {} keys",
+        args.source, record.objects_deleted, record.keys_deleted
+    );
     Ok(())
 }

@@ -109,7 +109,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
         None => None,
     };
     let keys = crate::archive::key_ring(&archive)?;
-    let store = archive.store()?;
+    let store = keys.primary().clone();
     let done: HashSet<String> = std::fs::read_to_string(&args.checkpoint)
         .map(|text| text.lines().map(str::to_string).collect())
         .unwrap_or_default();
@@ -118,7 +118,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
         to: args.to,
     };
     System::new().block_on(async move {
-        let identities = keys.identities(&args.source)?;
+        let identities = keys.identities(&args.source).await?;
         let all = objects(store.as_ref(), &archive.prefix, &args.source, range).await?;
         let todo: Vec<_> = all.into_iter().filter(|o| !done.contains(o.as_ref())).collect();
         let refused = Arc::new(AtomicUsize::new(0));

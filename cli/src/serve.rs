@@ -7,8 +7,6 @@ use std::time::Duration;
 
 use actix::Actor;
 use anyhow::Context;
-use switchyard_archive::KeyRing;
-use switchyard_archive::keys::master_from_env;
 use switchyard_ingest::{IngestState, KafkaSink, SourceRegistry, server};
 use switchyard_ops::{Ops, Readiness};
 use switchyard_router::{ArchiveSetup, DeadLetterWriter, RouterConsumer, Topology};
@@ -97,9 +95,7 @@ async fn serve(config_path: Loaded, config: Config, kafka_brokers: Option<String
         let writer = writer.start();
         let archive = match &config.archive {
             Some(archive) => Some(ArchiveSetup {
-                store: archive.store()?,
-                replica: archive.replica()?,
-                keys: Arc::new(KeyRing::new(&archive.key_dir, master_from_env()?)),
+                keys: Arc::new(crate::archive::key_ring(archive)?),
                 config: archive.clone(),
             }),
             None => None,
@@ -114,6 +110,9 @@ async fn serve(config_path: Loaded, config: Config, kafka_brokers: Option<String
             config.router.dedup(),
         )?;
         let consumer = RouterConsumer::start(&kafka, &config.router.group_id, retry_topic, topology.clone())?;
+        if let Some(every) = topology.suppression_refresh() {
+            actix_web::rt::spawn(refresh_suppression(topology.clone(), every));
+        }
         Some((consumer, topology))
     } else {
         None
@@ -200,6 +199,17 @@ const WATCH_EVERY: Duration = Duration::from_secs(2);
 /// records have a supervisor before ingest takes its key. Other sections (kafka,
 /// ingest, router) are read at start only. A file that doesn't load or compile is
 /// refused whole and the running configuration stays.
+/// Keeps the sources' suppression lists (users deleted from the archive) current.
+async fn refresh_suppression(topology: Topology, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        if let Err(error) = topology.refresh_suppression().await {
+            tracing::warn!(%error, "cannot read the suppression list; keeping the last one");
+        }
+    }
+}
+
 async fn reload_on_change(loaded: Loaded, topology: Option<Topology>, ingest: Option<Arc<IngestState>>) {
     let Loaded { path, bytes: mut seen } = loaded;
     use tokio::signal::unix::{SignalKind, signal};

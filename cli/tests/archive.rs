@@ -18,7 +18,7 @@ fn config_text(brokers: &str, topic: &str, archive: &str) -> String {
         "[kafka]\nbrokers = \"{brokers}\"\ntopic = \"{topic}\"\n\n[ops]\nlisten = \"127.0.0.1:0\"\n\n\
          [ingest]\nlisten = \"127.0.0.1:0\"\nallow_plain_http = true\n\n\
          [router]\ngroup_id = \"{topic}-group\"\ndead_letter_topic = \"{topic}.dead\"\nretry_topic = \"{topic}.retry\"\n\n\
-         [archive]\n{archive}\nmax_object_age_secs = 1\n\n\
+         [archive]\n{archive}\nmax_object_age_secs = 1\nsuppression_refresh_secs = 1\n\n\
          [[sources]]\nid = \"shop\"\nwrite_key = \"{KEY}\"\n"
     )
 }
@@ -26,9 +26,8 @@ fn config_text(brokers: &str, topic: &str, archive: &str) -> String {
 /// The `[archive]` body for a local store under `dir`.
 fn local_archive(dir: &std::path::Path) -> String {
     format!(
-        "store = {{ kind = \"local\", path = \"{}\" }}\nkey_dir = \"{}\"",
+        "store = {{ kind = \"local\", path = \"{}\" }}",
         dir.join("archive").display(),
-        dir.join("keys").display()
     )
 }
 
@@ -36,7 +35,7 @@ fn local_archive(dir: &std::path::Path) -> String {
 async fn every_event_sent_comes_back_from_an_encrypted_export() {
     let (broker, topic) = broker_with_topics("archive", 2).await;
     let dir = tempfile::tempdir().expect("temp dir");
-    let (store, keys) = (dir.path().join("archive"), dir.path().join("keys"));
+    let store = dir.path().join("archive");
     let config = dir.path().join("switchyard.toml");
     std::fs::write(
         &config,
@@ -89,9 +88,9 @@ async fn every_event_sent_comes_back_from_an_encrypted_export() {
         "{metrics}"
     );
 
-    // On disk: encrypted objects partitioned by source, date and hour; the key is the
-    // source's, in the key directory.
-    let objects: Vec<_> = walk(&store);
+    // On disk: encrypted objects partitioned by source, date and hour; the source's key
+    // beside them.
+    let objects: Vec<_> = walk(&store.join("archive/source_id=shop"));
     assert!(!objects.is_empty());
     for object in &objects {
         let path = object.to_string_lossy();
@@ -104,7 +103,7 @@ async fn every_event_sent_comes_back_from_an_encrypted_export() {
         assert!(bytes.starts_with(b"age-encryption.org/v1"), "{path} is an age file");
         assert!(!bytes.windows(3).any(|w| w == b"a-1"), "{path} holds no plaintext");
     }
-    assert!(keys.join("shop.age").exists());
+    assert_eq!(walk(&store.join("archive/_keys/source_id=shop")).len(), 1, "one key");
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
@@ -134,12 +133,7 @@ async fn objects_go_to_s3_with_server_side_encryption_and_reach_a_replica_that_c
         )
     };
     let config = dir.path().join("switchyard.toml");
-    let archive = format!(
-        "store = {}\nreplica = {}\nkey_dir = \"{}\"",
-        store("primary"),
-        store("replica"),
-        dir.path().join("keys").display()
-    );
+    let archive = format!("store = {}\nreplica = {}", store("primary"), store("replica"));
     std::fs::write(&config, config_text(&broker.brokers(), &topic, &archive)).expect("write config");
     let credentials = [
         ("AWS_ACCESS_KEY_ID", "testing"),
@@ -158,7 +152,7 @@ async fn objects_go_to_s3_with_server_side_encryption_and_reach_a_replica_that_c
 
     let deadline = Instant::now() + Duration::from_secs(30);
     let primary = loop {
-        let keys = s3.keys("primary");
+        let keys = archived(&s3, "primary");
         if !keys.is_empty() {
             break keys;
         }
@@ -300,4 +294,277 @@ async fn replay_sends_the_chosen_range_to_a_new_destination_once_and_resumes() {
     let again = replay(&[]);
     assert!(again.contains("sent 0 events"), "{again}");
     assert!(hook.counts().values().all(|n| *n == 1), "{:?}", hook.counts());
+}
+
+/// The archive objects (not keys or lists) in a moto bucket.
+fn archived(s3: &Moto, bucket: &str) -> Vec<String> {
+    let mut keys = s3.keys(bucket);
+    keys.retain(|key| key.starts_with("archive/source_id="));
+    keys
+}
+
+/// Runs `switchyard <args> --config <config>`.
+fn switchyard_cli(args: &[&str], config: &std::path::Path, env: &[(&str, &str)]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .envs(env.iter().copied())
+        .output()
+        .expect("switchyard runs")
+}
+
+/// The messageId → userId of every exported event of "shop".
+fn exported(config: &std::path::Path, env: &[(&str, &str)]) -> Vec<(String, String)> {
+    let output = switchyard_cli(&["archive", "export", "--source", "shop"], config, env);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).expect("JSON line"))
+        .map(|event| {
+            let text = |field: &str| event[field].as_str().unwrap_or_default().to_string();
+            (text("messageId"), text("userId"))
+        })
+        .collect()
+}
+
+/// Waits (up to `within`) until the export holds `count` events.
+async fn wait_for_export(
+    config: &std::path::Path,
+    env: &[(&str, &str)],
+    count: usize,
+    within: Duration,
+) -> Vec<(String, String)> {
+    let deadline = Instant::now() + within;
+    loop {
+        let events = exported(config, env);
+        if events.len() >= count {
+            return events;
+        }
+        assert!(Instant::now() < deadline, "archive has {} of {count}", events.len());
+        actix_web::rt::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+#[actix_web::test]
+async fn a_deleted_user_leaves_every_object_and_replay_and_a_deleted_source_leaves_nothing() {
+    let (broker, topic) = broker_with_topics("delete", 1).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let base = config_text(&broker.brokers(), &topic, &local_archive(dir.path()));
+    let config = dir.path().join("switchyard.toml");
+    std::fs::write(&config, &base).expect("write config");
+    let mut switchyard = Switchyard::start("run", &config);
+    let client = awc::Client::default();
+    let url = switchyard.ingest_url.clone().expect("ingest");
+    let user = |i: usize| {
+        if i.is_multiple_of(2) {
+            "gone@example.com"
+        } else {
+            "stays"
+        }
+    };
+    let before: Vec<_> = (0..10).map(|i| track(&format!("before-{i}"), user(i))).collect();
+    send_batch(&client, &url, KEY, &before).await;
+    wait_for_export(&config, &[], 10, Duration::from_secs(30)).await;
+
+    let deleted = switchyard_cli(
+        &[
+            "archive",
+            "delete-user",
+            "--source",
+            "shop",
+            "--user",
+            "gone@example.com",
+            "--settle",
+            "3",
+        ],
+        &config,
+        &[],
+    );
+    assert!(deleted.status.success(), "{}", String::from_utf8_lossy(&deleted.stderr));
+    let record: serde_json::Value = serde_json::from_slice(&deleted.stdout).expect("deletion record");
+    assert_eq!(record["kind"], "user");
+    assert_eq!(record["events_removed"], 5, "{record}");
+    assert!(
+        !record.to_string().contains("gone@example.com"),
+        "the record keeps no id: {record}"
+    );
+    let left = exported(&config, &[]);
+    assert_eq!(left.len(), 5, "{left:?}");
+    assert!(left.iter().all(|(_, user)| user == "stays"), "{left:?}");
+
+    // The user's new events are dropped; everyone else's still archived.
+    let after: Vec<_> = (0..4).map(|i| track(&format!("after-{i}"), user(i))).collect();
+    // A new client: the first one's idle connection may have been closed by now.
+    let client = awc::Client::default();
+    send_batch(&client, &url, KEY, &after).await;
+    let events = wait_for_export(&config, &[], 7, Duration::from_secs(30)).await;
+    actix_web::rt::time::sleep(Duration::from_millis(1500)).await;
+    let events_later = exported(&config, &[]);
+    assert_eq!(events_later, events, "nothing more arrives");
+    assert!(events.iter().all(|(_, user)| user == "stays"), "{events:?}");
+    let ops = switchyard.ops_url.clone().expect("ops");
+    let mut response = client.get(format!("{ops}/metrics")).send().await.expect("metrics");
+    let metrics = String::from_utf8_lossy(&response.body().limit(16 << 20).await.expect("body")).into_owned();
+    assert!(
+        metrics.contains(r#"switchyard_source_events_total{source="shop",outcome="suppressed"} 2"#),
+        "{metrics}"
+    );
+
+    // Nor does replay send any of the user's events.
+    let hook = Receiver::start(Behaviour::Healthy);
+    let replay_config = dir.path().join("replay.toml");
+    std::fs::write(
+        &replay_config,
+        format!(
+            "{base}\n[[destinations]]\nid = \"new\"\nsources = [\"shop\"]\nkind = \"webhook\"\nurl = \"{}\"\nallow_private_network = true\n",
+            hook.url()
+        ),
+    )
+    .expect("write config");
+    let replay = switchyard_cli(&["replay", "--source", "shop", "--dry-run"], &replay_config, &[]);
+    let summary = String::from_utf8_lossy(&replay.stdout);
+    assert!(summary.contains("would send 7 events"), "{summary}");
+
+    // The source goes: refused while still configured, then keys and objects deleted.
+    switchyard.terminate();
+    let refused = switchyard_cli(&["archive", "delete-source", "--source", "shop"], &config, &[]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("still in"));
+    let gone = switchyard_cli(
+        &["archive", "delete-source", "--source", "shop", "--force"],
+        &config,
+        &[],
+    );
+    assert!(gone.status.success(), "{}", String::from_utf8_lossy(&gone.stderr));
+    let record: serde_json::Value = serde_json::from_slice(&gone.stdout).expect("deletion record");
+    assert_eq!(record["kind"], "source");
+    assert_eq!(record["keys_deleted"], 1, "{record}");
+    let store = dir.path().join("archive/archive");
+    assert!(walk(&store.join("source_id=shop")).is_empty(), "no object left");
+    assert!(walk(&store.join("_keys")).is_empty(), "no key left");
+    let export = switchyard_cli(&["archive", "export", "--source", "shop"], &config, &[]);
+    assert!(!export.status.success());
+    assert!(String::from_utf8_lossy(&export.stderr).contains("no key"), "{export:?}");
+    let records = switchyard_cli(&["archive", "deletions"], &config, &[]);
+    let kinds: Vec<String> = String::from_utf8_lossy(&records.stdout)
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).expect("record")["kind"].to_string())
+        .collect();
+    assert_eq!(kinds, vec!["\"user\"", "\"source\""]);
+}
+
+/// An HTTP pass-through to the S3 server that, while `hold` is set, takes archive
+/// object uploads and never answers them: an upload cut off mid-way by a crash.
+struct HoldingProxy {
+    url: String,
+    hold: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    held: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl HoldingProxy {
+    fn start(upstream: String) -> HoldingProxy {
+        use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+        use std::sync::atomic::Ordering;
+        let hold = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let held = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (server_hold, server_held) = (hold.clone(), held.clone());
+        let server = HttpServer::new(move || {
+            let (hold, held, upstream) = (server_hold.clone(), server_held.clone(), upstream.clone());
+            App::new()
+                .app_data(web::PayloadConfig::new(256 << 20))
+                .default_service(web::to(move |request: HttpRequest, body: web::Bytes| {
+                    let (hold, held, upstream) = (hold.clone(), held.clone(), upstream.clone());
+                    async move {
+                        let upload = request.method() == actix_web::http::Method::PUT
+                            && request.path().contains("/archive/source_id");
+                        if upload && hold.load(Ordering::SeqCst) {
+                            held.fetch_add(1, Ordering::SeqCst);
+                            std::future::pending::<()>().await;
+                        }
+                        let target = format!("{upstream}{}", request.uri());
+                        let mut forward = awc::Client::new().request(request.method().clone(), target);
+                        for (name, value) in request.headers() {
+                            if name != "host" && name != "content-length" {
+                                forward = forward.insert_header((name.clone(), value.clone()));
+                            }
+                        }
+                        let Ok(mut response) = forward.send_body(body).await else {
+                            return HttpResponse::BadGateway().finish();
+                        };
+                        let mut answer = HttpResponse::build(response.status());
+                        for (name, value) in response.headers() {
+                            if name != "content-length" && name != "transfer-encoding" {
+                                answer.insert_header((name.clone(), value.clone()));
+                            }
+                        }
+                        answer.body(response.body().limit(256 << 20).await.unwrap_or_default())
+                    }
+                }))
+        })
+        .workers(1)
+        .bind(("127.0.0.1", 0))
+        .expect("bind");
+        let url = format!("http://{}", server.addrs()[0]);
+        actix_web::rt::spawn(server.run());
+        HoldingProxy { url, hold, held }
+    }
+}
+
+#[actix_web::test]
+async fn a_crash_mid_upload_loses_nothing_because_offsets_were_not_committed() {
+    use std::sync::atomic::Ordering;
+    let (broker, topic) = broker_with_topics("crash-upload", 1).await;
+    let s3 = Moto::start();
+    s3.create_bucket("primary");
+    let proxy = HoldingProxy::start(s3.endpoint());
+    let dir = tempfile::tempdir().expect("temp dir");
+    let archive = format!(
+        "store = {{ kind = \"s3\", bucket = \"primary\", endpoint = \"{}\", allow_http = true }}",
+        proxy.url
+    );
+    let config = dir.path().join("switchyard.toml");
+    std::fs::write(&config, config_text(&broker.brokers(), &topic, &archive)).expect("write config");
+    let credentials = [
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_REGION", "us-east-1"),
+    ];
+    let client = awc::Client::default();
+    let mut switchyard = Switchyard::start_with_env("run", &config, &credentials);
+    let url = switchyard.ingest_url.clone().expect("ingest");
+    let first: Vec<_> = (0..5).map(|i| track(&format!("first-{i}"), "u-1")).collect();
+    send_batch(&client, &url, KEY, &first).await;
+    wait_for_export(&config, &credentials, 5, Duration::from_secs(30)).await;
+    // Their offsets are committed within half a second of the object's write.
+    actix_web::rt::time::sleep(Duration::from_millis(1500)).await;
+
+    proxy.hold.store(true, Ordering::SeqCst);
+    let second: Vec<_> = (0..10).map(|i| track(&format!("second-{i}"), "u-1")).collect();
+    send_batch(&client, &url, KEY, &second).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while proxy.held.load(Ordering::SeqCst) == 0 {
+        assert!(Instant::now() < deadline, "the upload never started");
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    switchyard.kill();
+    assert_eq!(archived(&s3, "primary").len(), 1, "only the first object landed");
+
+    // Restarted, the router gets the uncommitted records again and archives them once.
+    proxy.hold.store(false, Ordering::SeqCst);
+    let started = Instant::now();
+    let _restarted = Switchyard::start_with_env("run", &config, &credentials);
+    // The new consumer gets the partition once the killed one's session has expired.
+    let events = wait_for_export(&config, &credentials, 15, Duration::from_secs(90)).await;
+    println!("all archived {:?} after the restart", started.elapsed());
+    actix_web::rt::time::sleep(Duration::from_millis(1500)).await;
+    let mut ids: Vec<String> = exported(&config, &credentials).into_iter().map(|(id, _)| id).collect();
+    ids.sort();
+    let mut sent: Vec<String> = first
+        .iter()
+        .chain(&second)
+        .map(|e| e["messageId"].as_str().expect("id").to_string())
+        .collect();
+    sent.sort();
+    assert_eq!(ids, sent, "every event exactly once ({} seen first)", events.len());
 }

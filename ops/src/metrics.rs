@@ -210,6 +210,7 @@ fn actor_metrics(registry: &mut Registry, reports: &[ActorReport], errors: &Fami
                     ("received", stats.received),
                     ("delivered", stats.delivered),
                     ("duplicate", stats.duplicates),
+                    ("suppressed", stats.suppressed),
                     ("filtered", stats.filtered),
                     ("rejected", stats.rejected),
                 ];

@@ -21,6 +21,8 @@ pub struct SourceOverview {
     /// Handed on to its destinations.
     pub routed: u64,
     pub duplicates: u64,
+    /// Dropped as events of deleted users.
+    pub suppressed: u64,
     pub filtered: u64,
     pub rejected: u64,
     pub recent_errors: RecentErrors,
@@ -65,6 +67,7 @@ pub fn overview(reports: Vec<ActorReport>) -> Overview {
                 source.received = stats.received;
                 source.routed = stats.delivered;
                 source.duplicates = stats.duplicates;
+                source.suppressed = stats.suppressed;
                 source.filtered = stats.filtered;
                 source.rejected = stats.rejected;
                 source.recent_errors = stats.recent_errors;

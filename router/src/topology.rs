@@ -10,12 +10,11 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use actix::prelude::*;
 use futures::future::join_all;
-use object_store::ObjectStore;
 use prometheus_client::metrics::histogram::Histogram;
 use switchyard_actors::destination::{Retire, latency_histogram};
 use switchyard_actors::{
     DeadLetter, DedupSettings, DestinationActor, DestinationConfig, Load, LogDestination, Park, Route, Routed,
-    SetRoutes, SetTransform, SourceSupervisor, Transform, TransformConfig,
+    SetRoutes, SetSuppression, SetTransform, SourceSupervisor, Suppression, Transform, TransformConfig,
 };
 use switchyard_actors::{DestinationStats, GetDestinationStats, GetStats, SupervisorHandle, SupervisorStats};
 use switchyard_archive::actor::{ArchiveStats, GetArchiveStats};
@@ -121,6 +120,8 @@ struct Shared {
     archive: Option<ArchiveSetup>,
     /// Each source's archive actor, by source id, kept across reloads.
     archives: HashMap<String, (Route, Addr<ArchiveActor>)>,
+    /// The suppression lists last read from the archive, by source id.
+    suppressed: HashMap<String, Arc<Suppression>>,
     sources: HashMap<String, RunningSource>,
     /// By (source id, destination id).
     destinations: HashMap<(String, String), RunningDestination>,
@@ -130,8 +131,7 @@ struct Shared {
 #[derive(Debug)]
 pub struct ArchiveSetup {
     pub config: ArchiveConfig,
-    pub store: Arc<dyn ObjectStore>,
-    pub replica: Option<Arc<dyn ObjectStore>>,
+    /// The sources' keys, and through them the primary store and the replica.
     pub keys: Arc<KeyRing>,
 }
 
@@ -144,22 +144,19 @@ impl Shared {
         if let Some((route, _)) = self.archives.get(source_id) {
             return Ok(Some(route.clone()));
         }
-        let identity = setup
-            .keys
-            .identity(source_id)
-            .map_err(|error| TopologyError(error.to_string()))?;
         let arbiter = &self.arbiters[self.next % self.arbiters.len()];
         self.next += 1;
         let load = ArchiveActor::load();
-        let (source, config, store, replica, actor_load) = (
+        let (source, config, store, replica, keys, actor_load) = (
             source_id.to_string(),
             setup.config.clone(),
-            setup.store.clone(),
-            setup.replica.clone(),
+            setup.keys.primary().clone(),
+            setup.keys.replica().cloned(),
+            setup.keys.clone(),
             load.clone(),
         );
         let addr = ArchiveActor::start_in_arbiter(arbiter, move |_| {
-            ArchiveActor::new(&source, &config, store, identity.to_public(), actor_load).with_replica(replica)
+            ArchiveActor::new(&source, &config, store, keys, actor_load).with_replica(replica)
         });
         let route = Route {
             destination_id: "archive".into(),
@@ -357,6 +354,7 @@ impl Topology {
                 dedup,
                 archive,
                 archives: HashMap::new(),
+                suppressed: HashMap::new(),
                 sources: HashMap::new(),
                 destinations: HashMap::new(),
             })),
@@ -455,6 +453,7 @@ impl Topology {
                     let addr = SourceSupervisor::new(&source.id, routes, shared.dead_letters.clone(), shared.dedup)
                         .with_queue(Arc::clone(&queued))
                         .with_transform(transform)
+                        .with_suppression(shared.suppressed.get(&source.id).cloned().unwrap_or_default())
                         .start();
                     let handle = SupervisorHandle {
                         addr: addr.clone(),
@@ -491,6 +490,59 @@ impl Topology {
             }
         }
         Ok((updates, summary))
+    }
+
+    /// Reads the suppression lists from the archive's primary store and hands each
+    /// source whose list changed to its supervisor (which drops the users' new events)
+    /// and its archive actor (which drops what it still buffers). Returns how many
+    /// sources changed; without an archive, none.
+    pub async fn refresh_suppression(&self) -> Result<usize, TopologyError> {
+        let Some((store, prefix)) = ({
+            let shared = self.shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            shared
+                .archive
+                .as_ref()
+                .map(|setup| (setup.keys.primary().clone(), setup.config.prefix.clone()))
+        }) else {
+            return Ok(0);
+        };
+        let lists = switchyard_archive::delete::suppression_lists(store.as_ref(), &prefix)
+            .await
+            .map_err(|error| TopologyError(error.to_string()))?;
+        let mut sends = Vec::new();
+        {
+            let mut shared = self.shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut ids: Vec<String> = lists.keys().chain(shared.suppressed.keys()).cloned().collect();
+            ids.sort();
+            ids.dedup();
+            for source_id in ids {
+                let list = Arc::new(lists.get(&source_id).cloned().unwrap_or_default());
+                if shared.suppressed.get(&source_id).is_some_and(|old| *old == list) {
+                    continue;
+                }
+                let supervisor = shared.sources.get(&source_id).map(|running| running.addr.clone());
+                let archive = shared.archives.get(&source_id).map(|(_, addr)| addr.clone());
+                sends.push((source_id.clone(), list.clone(), supervisor, archive));
+                shared.suppressed.insert(source_id, list);
+            }
+        }
+        let changed = sends.len();
+        for (source_id, list, supervisor, archive) in sends {
+            tracing::info!(%source_id, users = list.len(), "suppression list changed");
+            if let Some(addr) = supervisor {
+                addr.do_send(SetSuppression(list.clone()));
+            }
+            if let Some(addr) = archive {
+                addr.do_send(SetSuppression(list));
+            }
+        }
+        Ok(changed)
+    }
+
+    /// How often [`Topology::refresh_suppression`] should run, when the archive is on.
+    pub fn suppression_refresh(&self) -> Option<std::time::Duration> {
+        let shared = self.shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        shared.archive.as_ref().map(|setup| setup.config.suppression_refresh())
     }
 
     pub fn supervisor(&self, source_id: &str) -> Option<Arc<SupervisorHandle>> {
