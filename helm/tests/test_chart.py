@@ -117,6 +117,14 @@ def check_schema_refuses():
             "/config/sources/0/write_key",
         ),
         "no sources and no existing config secret": ({**base, "config": {"sources": []}}, "/config"),
+        "an archive without a master key": (
+            {**base, "archive": {"enabled": True, "store": {"bucket": "archive-bucket"}}},
+            "/archive/masterKey",
+        ),
+        "an archive store of an unknown encryption": (
+            {**base, "archive": {"store": {"bucket": "b", "sse": "rot13"}}},
+            "/archive/store/sse",
+        ),
         "an unknown destination kind": (
             {**base, "config": {**base["config"], "destinations": [{"id": "d", "sources": ["web"], "kind": "ftp"}]}},
             "/config/destinations/0/kind",

@@ -42,7 +42,49 @@ app.kubernetes.io/component: {{ .component }}
 {{- $ingest := dict "listen" (printf "0.0.0.0:%d" (int .Values.ingest.port)) "allow_plain_http" true "trust_forwarded_for" .Values.ingress.enabled -}}
 {{- $ops := dict "listen" (printf "0.0.0.0:%d" (int .Values.ops.port)) -}}
 {{- $config := dict "kafka" $kafka "ingest" $ingest "ops" $ops "router" .Values.config.router "sources" .Values.config.sources "destinations" .Values.config.destinations -}}
+{{- if .Values.archive.enabled -}}
+{{- $archive := dict "store" (include "switchyard.store" .Values.archive.store | fromYaml) "prefix" .Values.archive.prefix "max_object_bytes" (int .Values.archive.maxObjectBytes) "max_object_age_secs" (int .Values.archive.maxObjectAgeSecs) "suppression_refresh_secs" (int .Values.archive.suppressionRefreshSecs) -}}
+{{- if .Values.archive.replica.bucket -}}
+{{- $_ := set $archive "replica" (include "switchyard.store" .Values.archive.replica | fromYaml) -}}
+{{- end -}}
+{{- $_ := set $config "archive" $archive -}}
+{{- end -}}
 {{- toToml $config -}}
+{{- end -}}
+
+{{/* One archive store (values shape) as the configuration file's shape. */}}
+{{- define "switchyard.store" -}}
+kind: s3
+bucket: {{ .bucket | quote }}
+region: {{ .region | quote }}
+sse: {{ .sse | quote }}
+{{- with .endpoint }}
+endpoint: {{ . | quote }}
+allow_http: {{ hasPrefix "http://" . }}
+{{- end }}
+{{- with .kmsKeyId }}
+kms_key_id: {{ . | quote }}
+{{- end }}
+{{- end -}}
+
+{{/* The router's archive settings: master key file and S3 credentials. */}}
+{{- define "switchyard.archiveEnv" -}}
+{{- if .Values.archive.enabled }}
+- name: SWITCHYARD_MASTER_KEY_FILE
+  value: /etc/switchyard-master/{{ .Values.archive.masterKey.key }}
+{{- with .Values.archive.credentials.existingSecret }}
+- name: AWS_ACCESS_KEY_ID
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: AWS_ACCESS_KEY_ID
+- name: AWS_SECRET_ACCESS_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: AWS_SECRET_ACCESS_KEY
+{{- end }}
+{{- end }}
 {{- end -}}
 
 {{/* What every Switchyard pod shares: security context, config volume, probes. */}}
@@ -168,6 +210,9 @@ spec:
           args: [{{ .component | quote }}]
           env:
             {{- include "switchyard.env" $root | nindent 12 }}
+            {{- if eq .component "router" }}
+            {{- include "switchyard.archiveEnv" $root | nindent 12 }}
+            {{- end }}
           ports:
             {{- if eq .component "ingest" }}
             - name: http
@@ -184,8 +229,19 @@ spec:
             {{- include "switchyard.containerSecurityContext" $root | nindent 12 }}
           volumeMounts:
             {{- include "switchyard.volumeMounts" $root | nindent 12 }}
+            {{- if and (eq .component "router") $root.Values.archive.enabled }}
+            - name: master-key
+              mountPath: /etc/switchyard-master
+              readOnly: true
+            {{- end }}
       volumes:
         {{- include "switchyard.volumes" $root | nindent 8 }}
+        {{- if and (eq .component "router") $root.Values.archive.enabled }}
+        - name: master-key
+          secret:
+            secretName: {{ $root.Values.archive.masterKey.existingSecret }}
+            defaultMode: 0400
+        {{- end }}
       {{- with $root.Values.nodeSelector }}
       nodeSelector:
         {{- toYaml . | nindent 8 }}
