@@ -1,5 +1,5 @@
 //! Each source's age identities, kept in the archive's own stores beside the objects:
-//! one object per identity, `<prefix>/_keys/source_id=<id>/<millis>-<uuid>.age`. With a
+//! one object per identity, `<prefix>/_keys/source_id=<id>/<UTC time, ns>-<uuid>.age`. With a
 //! master key (an age X25519 identity, from `SWITCHYARD_MASTER_KEY`, or a file named by
 //! `SWITCHYARD_MASTER_KEY_FILE`, e.g. a mounted Kubernetes Secret) each is age-encrypted
 //! to the master key; without one (a first local run) it is plain `age-keygen` text,
@@ -240,7 +240,7 @@ impl KeyRing {
         let path = ObjectPath::from(format!(
             "{}/{}-{}.age",
             self.base(source_id),
-            chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ"),
+            chrono::Utc::now().format("%Y%m%dT%H%M%S%.9fZ"),
             uuid::Uuid::new_v4().simple()
         ));
         let targets = if everywhere {
