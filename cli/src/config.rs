@@ -30,6 +30,9 @@ pub struct Config {
     /// Absent: no archive.
     #[serde(default)]
     pub archive: Option<ArchiveConfig>,
+    /// The control plane (`switchyard control ...`); absent: its defaults.
+    #[serde(default)]
+    pub control: Option<switchyard_control::ControlConfig>,
 }
 
 /// A source and its own transforms. Unknown keys are refused by [`SourceConfig`]
@@ -165,7 +168,8 @@ impl Config {
     }
 
     pub fn validate(&self) -> anyhow::Result<()> {
-        if self.sources.is_empty() {
+        // A file for the control commands alone needs no source.
+        if self.sources.is_empty() && self.control.is_none() {
             bail!("sources: at least one [[sources]] entry is needed");
         }
         let max_batch = u32::try_from(self.ingest.max_batch_events).unwrap_or(u32::MAX);
@@ -173,7 +177,10 @@ impl Config {
         for (index, entry) in self.sources.iter().enumerate() {
             Transform::compile(&entry.transforms).map_err(|error| anyhow::anyhow!("sources[{index}].{error}"))?;
         }
-        self.ingest.validate()?;
+        // Ingest serves only with sources to take events for.
+        if !self.sources.is_empty() {
+            self.ingest.validate()?;
+        }
         let source_ids: Vec<&str> = self.sources.iter().map(|s| s.source.id.as_str()).collect();
         let mut destination_ids = std::collections::HashSet::new();
         for (index, destination) in self.destinations.iter().enumerate() {

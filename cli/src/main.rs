@@ -4,6 +4,7 @@
 mod actors;
 mod archive;
 mod config;
+mod control;
 mod local_broker;
 mod logging;
 mod replay;
@@ -70,6 +71,12 @@ enum Command {
     Archive(archive::ArchiveCommand),
     /// Sends a source's archived events again through its destinations.
     Replay(replay::ReplayArgs),
+    /// The control plane: metadata database, first owner, admin API.
+    #[command(subcommand)]
+    Control(control::ControlCommand),
+    /// The audit log of administrative changes.
+    #[command(subcommand)]
+    Audit(control::AuditCommand),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -97,6 +104,8 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Overview(args) => actors::overview(args),
         Command::Archive(command) => archive::run(command),
         Command::Replay(args) => replay::run(args),
+        Command::Control(command) => control::run(command),
+        Command::Audit(command) => control::audit(command),
     }
 }
 

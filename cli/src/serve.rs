@@ -57,6 +57,9 @@ struct Loaded {
 }
 
 async fn serve(config_path: Loaded, config: Config, kafka_brokers: Option<String>, roles: Roles) -> anyhow::Result<()> {
+    if config.sources.is_empty() {
+        anyhow::bail!("sources: at least one [[sources]] entry is needed to run ingest or a router");
+    }
     let mut kafka = config.kafka.clone();
     if let Some(brokers) = kafka_brokers {
         kafka.get_or_insert_with(|| KafkaConfig::new("")).brokers = brokers;

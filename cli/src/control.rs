@@ -1,0 +1,178 @@
+//! `switchyard control ...` and `switchyard audit ...`: the metadata database, its
+//! first owner, the admin API server, and the audit chain's check.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use switchyard_archive::keys::master_from_env;
+use switchyard_control::api::{ApiState, routes};
+use switchyard_control::model::Actor;
+use switchyard_control::secrets::Sealer;
+use switchyard_control::store::Password;
+use switchyard_control::{Control, ControlConfig, Db, audit};
+
+use crate::config::Config;
+
+/// Where the first owner's password comes from (never a command-line argument).
+const PASSWORD_ENV: &str = "SWITCHYARD_ADMIN_PASSWORD";
+
+#[derive(Debug, clap::Subcommand)]
+pub enum ControlCommand {
+    /// Creates the metadata database (when missing), a workspace and its owner; the
+    /// owner's password comes from SWITCHYARD_ADMIN_PASSWORD.
+    Init(InitArgs),
+    /// Serves the admin API (HTTPS) and its OpenAPI document at /openapi.json.
+    Serve(ConfigArgs),
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum AuditCommand {
+    /// Checks the audit log's hash chain; fails naming the first row that doesn't hold.
+    Verify(ConfigArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ConfigArgs {
+    #[arg(long, short, env = "SWITCHYARD_CONFIG", default_value = "examples/switchyard.toml")]
+    config: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct InitArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// The owner's email (their sign-in name).
+    #[arg(long)]
+    email: String,
+    #[arg(long, default_value = "Default")]
+    workspace: String,
+}
+
+fn section(path: &Path) -> anyhow::Result<ControlConfig> {
+    Ok(Config::load(path)?.control.unwrap_or_default())
+}
+
+/// The master key: from the environment, else the configured file (made on first use).
+fn master_key(config: &ControlConfig) -> anyhow::Result<age::x25519::Identity> {
+    if let Some(master) = master_from_env()? {
+        return Ok(master);
+    }
+    let path = &config.master_key_file;
+    match std::fs::read_to_string(path) {
+        Ok(text) => text
+            .lines()
+            .map(str::trim)
+            .find(|line| line.starts_with("AGE-SECRET-KEY-"))
+            .and_then(|line| line.parse().ok())
+            .with_context(|| format!("{}: no age identity in it", path.display())),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            use age::secrecy::ExposeSecret;
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            let identity = age::x25519::Identity::generate();
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+                .with_context(|| format!("cannot create {}", path.display()))?;
+            writeln!(
+                file,
+                "# public key: {}\n{}",
+                identity.to_public(),
+                identity.to_string().expose_secret()
+            )?;
+            tracing::warn!(
+                path = %path.display(),
+                "made a master key file: keep a copy safe; in production set SWITCHYARD_MASTER_KEY_FILE from a secret store"
+            );
+            Ok(identity)
+        }
+        Err(error) => Err(error).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+async fn open(config: &ControlConfig) -> anyhow::Result<Control> {
+    let db = Db::open(&config.database_url).await?;
+    Ok(Control::new(db, Sealer::from_master(&master_key(config)?)))
+}
+
+pub fn run(command: ControlCommand) -> anyhow::Result<()> {
+    let runtime = actix_web::rt::System::new();
+    match command {
+        ControlCommand::Init(args) => runtime.block_on(init(args)),
+        ControlCommand::Serve(args) => runtime.block_on(serve(args)),
+    }
+}
+
+pub fn audit(command: AuditCommand) -> anyhow::Result<()> {
+    let AuditCommand::Verify(args) = command;
+    actix_web::rt::System::new().block_on(async {
+        let config = section(&args.config)?;
+        let db = Db::open(&config.database_url).await?;
+        let report = audit::verify(&db).await?;
+        println!("{}", serde_json::to_string(&report)?);
+        match (report.broken_at, report.reason) {
+            (Some(seq), Some(reason)) => bail!("audit log broken at row {seq}: {reason}"),
+            _ => {
+                eprintln!("audit log intact: {} rows", report.rows);
+                Ok(())
+            }
+        }
+    })
+}
+
+async fn init(args: InitArgs) -> anyhow::Result<()> {
+    let password = std::env::var(PASSWORD_ENV)
+        .ok()
+        .filter(|p| !p.is_empty())
+        .with_context(|| format!("set {PASSWORD_ENV} to the owner's password (12 characters or more)"))?;
+    let config = section(&args.config.config)?;
+    let control = open(&config).await?;
+    let actor = Actor::local("switchyard control init");
+    let owner = control
+        .create_user(&actor, &args.email, Password::Plain(&password))
+        .await?;
+    let workspace = control.create_workspace(&actor, &args.workspace, &owner).await?;
+    println!(
+        "{}",
+        serde_json::json!({"workspace": workspace.id, "owner": args.email})
+    );
+    eprintln!(
+        "workspace {:?} ({}) with owner {}",
+        workspace.name, workspace.id, args.email
+    );
+    Ok(())
+}
+
+async fn serve(args: ConfigArgs) -> anyhow::Result<()> {
+    let config = section(&args.config)?;
+    let control = Arc::new(open(&config).await?);
+    let state = actix_web::web::Data::new(ApiState { control });
+    let server = actix_web::HttpServer::new(move || {
+        actix_web::App::new()
+            .app_data(state.clone())
+            .wrap(actix_web::middleware::Logger::new("%a \"%r\" %s %Dms").log_target("switchyard::control"))
+            .configure(routes)
+    });
+    let (server, scheme) = match (&config.tls_cert_path, &config.tls_key_path) {
+        (Some(cert), Some(key)) => {
+            let tls = switchyard_ingest::tls::server_config(cert, key)?;
+            (server.bind_rustls_0_23(&config.listen, tls)?, "https")
+        }
+        (None, None) if config.allow_plain_http => (server.bind(&config.listen)?, "http"),
+        (None, None) => bail!(
+            "[control] needs tls_cert_path and tls_key_path (the admin API serves HTTPS), or allow_plain_http = true for a local trial"
+        ),
+        _ => bail!("[control] needs both tls_cert_path and tls_key_path"),
+    };
+    let addr = server.addrs()[0];
+    tracing::info!(%addr, scheme, "control listening");
+    // A line on stdout for scripts and tests that start us on port 0.
+    println!("control listening on {scheme}://{addr}");
+    server.run().await.context("admin API server failed")
+}

@@ -1,0 +1,504 @@
+//! The admin API (actix-web; TLS is the server's, see `switchyard control serve`).
+//! Every route but login needs `Authorization: Bearer <token>` (a session from
+//! `POST /v1/login` or an API token) and checks the caller's role in the workspace it
+//! names before doing anything: not a member is 404 (a workspace's existence isn't
+//! told to strangers), a member without the right is 403. Errors are JSON
+//! `{"error": kind, "message": why}`; bodies are limited to 64 KiB and refuse unknown
+//! fields, naming them. The OpenAPI document, generated from this code, is at
+//! `/openapi.json`.
+
+use std::sync::Arc;
+
+use actix_web::dev::Payload;
+use actix_web::http::StatusCode;
+use actix_web::{FromRequest, HttpRequest, HttpResponse, ResponseError, delete, get, patch, post, web};
+use futures::future::LocalBoxFuture;
+use serde::Deserialize;
+use utoipa::OpenApi;
+
+use crate::model::*;
+use crate::roles::Access;
+use crate::{Control, ControlError};
+
+/// Largest request body accepted.
+pub const MAX_BODY: usize = 64 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct ApiState {
+    pub control: Arc<Control>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("sign in first: Authorization: Bearer <token> is missing or not valid")]
+    Unauthenticated,
+    #[error("your role in this workspace does not allow this")]
+    Forbidden,
+    #[error("{0}")]
+    Control(#[from] ControlError),
+    #[error("{0}")]
+    BadBody(String),
+    #[error("request body over {MAX_BODY} bytes")]
+    TooLarge,
+}
+
+impl ApiError {
+    fn kind(&self) -> &'static str {
+        match self {
+            ApiError::Unauthenticated => "unauthenticated",
+            ApiError::Forbidden => "forbidden",
+            ApiError::BadBody(_) => "bad_request",
+            ApiError::TooLarge => "too_large",
+            ApiError::Control(error) => match error {
+                ControlError::NotFound(_) => "not_found",
+                ControlError::Conflict(_) => "conflict",
+                ControlError::Invalid { .. } => "invalid",
+                ControlError::BadLogin => "bad_login",
+                _ => "internal",
+            },
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self.kind() {
+            "unauthenticated" | "bad_login" => StatusCode::UNAUTHORIZED,
+            "forbidden" => StatusCode::FORBIDDEN,
+            "bad_request" | "invalid" => StatusCode::BAD_REQUEST,
+            "too_large" => StatusCode::PAYLOAD_TOO_LARGE,
+            "not_found" => StatusCode::NOT_FOUND,
+            "conflict" => StatusCode::CONFLICT,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let message = if self.status_code() == StatusCode::INTERNAL_SERVER_ERROR {
+            // Database and crypto details stay in the log.
+            tracing::error!(error = %self, "admin api internal error");
+            "internal error; see the server log".to_string()
+        } else {
+            self.to_string()
+        };
+        HttpResponse::build(self.status_code()).json(serde_json::json!({"error": self.kind(), "message": message}))
+    }
+}
+
+/// The signed-in caller and where the request came from.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub principal: Principal,
+    pub remote: String,
+}
+
+impl Caller {
+    fn actor(&self) -> Actor {
+        Actor {
+            email: self.principal.email.clone(),
+            remote: self.remote.clone(),
+        }
+    }
+}
+
+impl FromRequest for Caller {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Caller, ApiError>>;
+
+    fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let state = request.app_data::<web::Data<ApiState>>().cloned();
+        let token = request
+            .headers()
+            .get("authorization")
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .map(str::to_string);
+        let remote = request
+            .peer_addr()
+            .map_or_else(|| "unknown".into(), |addr| addr.ip().to_string());
+        Box::pin(async move {
+            let (Some(state), Some(token)) = (state, token) else {
+                return Err(ApiError::Unauthenticated);
+            };
+            let principal = state
+                .control
+                .authenticate(&token)
+                .await?
+                .ok_or(ApiError::Unauthenticated)?;
+            Ok(Caller { principal, remote })
+        })
+    }
+}
+
+/// The caller's access to the workspace; 404 for a non-member.
+async fn access(state: &ApiState, caller: &Caller, workspace_id: &str) -> Result<Access, ApiError> {
+    state
+        .control
+        .access(workspace_id, &caller.principal.user_id)
+        .await?
+        .ok_or_else(|| ApiError::Control(ControlError::NotFound(format!("workspace {workspace_id}"))))
+}
+
+fn allow(allowed: bool) -> Result<(), ApiError> {
+    if allowed { Ok(()) } else { Err(ApiError::Forbidden) }
+}
+
+type Json<T> = Result<web::Json<T>, ApiError>;
+
+#[derive(Debug, Deserialize)]
+struct WorkspacePath {
+    workspace: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct ItemPath {
+    workspace: String,
+    id: String,
+}
+
+#[utoipa::path(request_body = Login, responses((status = 200, body = Session), (status = 401, description = "wrong email or password")), tag = "session")]
+#[post("/v1/login")]
+async fn login(state: web::Data<ApiState>, body: web::Json<Login>) -> Json<Session> {
+    Ok(web::Json(state.control.login(&body.email, &body.password).await?))
+}
+
+#[utoipa::path(request_body = NewApiToken, responses((status = 200, body = Session)), tag = "session", security(("bearer" = [])))]
+#[post("/v1/tokens")]
+async fn create_token(state: web::Data<ApiState>, caller: Caller, body: web::Json<NewApiToken>) -> Json<Session> {
+    Ok(web::Json(
+        state
+            .control
+            .create_api_token(&caller.actor(), &caller.principal.user_id, &body)
+            .await?,
+    ))
+}
+
+#[utoipa::path(responses((status = 200, body = Vec<Workspace>)), tag = "workspaces", security(("bearer" = [])))]
+#[get("/v1/workspaces")]
+async fn list_workspaces(state: web::Data<ApiState>, caller: Caller) -> Json<Vec<Workspace>> {
+    Ok(web::Json(state.control.workspaces_of(&caller.principal.user_id).await?))
+}
+
+#[utoipa::path(params(("workspace" = String, Path)), responses((status = 200, body = Vec<SourceView>)), tag = "sources", security(("bearer" = [])))]
+#[get("/v1/workspaces/{workspace}/sources")]
+async fn list_sources(
+    state: web::Data<ApiState>,
+    caller: Caller,
+    path: web::Path<WorkspacePath>,
+) -> Json<Vec<SourceView>> {
+    let access = access(&state, &caller, &path.workspace).await?;
+    let sources = state.control.sources(&path.workspace).await?;
+    Ok(web::Json(
+        sources.into_iter().filter(|s| access.can_see_source(&s.id)).collect(),
+    ))
+}
+
+#[utoipa::path(params(("workspace" = String, Path)), request_body = NewSource, responses((status = 201, body = CreatedSource), (status = 400), (status = 409)), tag = "sources", security(("bearer" = [])))]
+#[post("/v1/workspaces/{workspace}/sources")]
+async fn create_source(
+    state: web::Data<ApiState>,
+    caller: Caller,
+    path: web::Path<WorkspacePath>,
+    body: web::Json<NewSource>,
+) -> Result<HttpResponse, ApiError> {
+    allow(access(&state, &caller, &path.workspace).await?.can_create_source())?;
+    let created = state
+        .control
+        .create_source(&caller.actor(), &path.workspace, &body)
+        .await?;
+    Ok(HttpResponse::Created().json(created))
+}
+
+#[utoipa::path(params(("workspace" = String, Path), ("id" = String, Path)), responses((status = 200, body = SourceView), (status = 404)), tag = "sources", security(("bearer" = [])))]
+#[get("/v1/workspaces/{workspace}/sources/{id}")]
+async fn get_source(state: web::Data<ApiState>, caller: Caller, path: web::Path<ItemPath>) -> Json<SourceView> {
+    allow(access(&state, &caller, &path.workspace).await?.can_see_source(&path.id))?;
+    Ok(web::Json(state.control.source(&path.workspace, &path.id).await?))
+}
+
+#[utoipa::path(params(("workspace" = String, Path), ("id" = String, Path)), request_body = SourcePatch, responses((status = 200, body = SourceView)), tag = "sources", security(("bearer" = [])))]
+#[patch("/v1/workspaces/{workspace}/sources/{id}")]
+async fn update_source(
+    state: web::Data<ApiState>,
+    caller: Caller,
+    path: web::Path<ItemPath>,
+    body: web::Json<SourcePatch>,
+) -> Json<SourceView> {
+    allow(
+        access(&state, &caller, &path.workspace)
+            .await?
+            .can_change_source(&path.id),
+    )?;
+    Ok(web::Json(
+        state
+            .control
+            .update_source(&caller.actor(), &path.workspace, &path.id, &body)
+            .await?,
+    ))
+}
+
+#[utoipa::path(params(("workspace" = String, Path), ("id" = String, Path)), responses((status = 204), (status = 409, description = "destinations still fed by it")), tag = "sources", security(("bearer" = [])))]
+#[delete("/v1/workspaces/{workspace}/sources/{id}")]
+async fn delete_source(
+    state: web::Data<ApiState>,
+    caller: Caller,
+    path: web::Path<ItemPath>,
+) -> Result<HttpResponse, ApiError> {
+    allow(
+        access(&state, &caller, &path.workspace)
+            .await?
+            .can_change_source(&path.id),
+    )?;
+    state
+        .control
+        .delete_source(&caller.actor(), &path.workspace, &path.id)
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[utoipa::path(params(("workspace" = String, Path), ("id" = String, Path)), request_body = RotateWriteKey, responses((status = 200, body = WriteKey)), tag = "sources", security(("bearer" = [])))]
+#[post("/v1/workspaces/{workspace}/sources/{id}/write-keys")]
+async fn rotate_write_key(
+    state: web::Data<ApiState>,
+    caller: Caller,
+    path: web::Path<ItemPath>,
+    body: web::Json<RotateWriteKey>,
+) -> Json<WriteKey> {
+    allow(
+        access(&state, &caller, &path.workspace)
+            .await?
+            .can_change_source(&path.id),
+    )?;
+    Ok(web::Json(
+        state
+            .control
+            .rotate_write_key(&caller.actor(), &path.workspace, &path.id, body.overlap_secs)
+            .await?,
+    ))
+}
+
+#[utoipa::path(params(("workspace" = String, Path)), responses((status = 200, body = Vec<DestinationView>)), tag = "destinations", security(("bearer" = [])))]
+#[get("/v1/workspaces/{workspace}/destinations")]
+async fn list_destinations(
+    state: web::Data<ApiState>,
+    caller: Caller,
+    path: web::Path<WorkspacePath>,
+) -> Json<Vec<DestinationView>> {
+    let access = access(&state, &caller, &path.workspace).await?;
+    let destinations = state.control.destinations(&path.workspace).await?;
+    Ok(web::Json(
+        destinations
+            .into_iter()
+            .filter(|d| access.can_see_destination(&d.sources))
+            .collect(),
+    ))
+}
+
+#[utoipa::path(params(("workspace" = String, Path)), request_body = NewDestination, responses((status = 201, body = DestinationView), (status = 400)), tag = "destinations", security(("bearer" = [])))]
+#[post("/v1/workspaces/{workspace}/destinations")]
+async fn create_destination(
+    state: web::Data<ApiState>,
+    caller: Caller,
+    path: web::Path<WorkspacePath>,
+    body: web::Json<NewDestination>,
+) -> Result<HttpResponse, ApiError> {
+    allow(
+        access(&state, &caller, &path.workspace)
+            .await?
+            .can_change_destination(&body.sources),
+    )?;
+    let created = state
+        .control
+        .create_destination(&caller.actor(), &path.workspace, &body)
+        .await?;
+    Ok(HttpResponse::Created().json(created))
+}
+
+#[utoipa::path(params(("workspace" = String, Path), ("id" = String, Path)), responses((status = 200, body = DestinationView), (status = 404)), tag = "destinations", security(("bearer" = [])))]
+#[get("/v1/workspaces/{workspace}/destinations/{id}")]
+async fn get_destination(
+    state: web::Data<ApiState>,
+    caller: Caller,
+    path: web::Path<ItemPath>,
+) -> Json<DestinationView> {
+    let access = access(&state, &caller, &path.workspace).await?;
+    let destination = state.control.destination(&path.workspace, &path.id).await?;
+    allow(access.can_see_destination(&destination.sources))?;
+    Ok(web::Json(destination))
+}
+
+#[utoipa::path(params(("workspace" = String, Path), ("id" = String, Path)), request_body = DestinationPatch, responses((status = 200, body = DestinationView)), tag = "destinations", security(("bearer" = [])))]
+#[patch("/v1/workspaces/{workspace}/destinations/{id}")]
+async fn update_destination(
+    state: web::Data<ApiState>,
+    caller: Caller,
+    path: web::Path<ItemPath>,
+    body: web::Json<DestinationPatch>,
+) -> Json<DestinationView> {
+    let access = access(&state, &caller, &path.workspace).await?;
+    let before = state.control.destination(&path.workspace, &path.id).await?;
+    let after_sources = body.sources.clone().unwrap_or_else(|| before.sources.clone());
+    allow(access.can_change_destination(&before.sources) && access.can_change_destination(&after_sources))?;
+    Ok(web::Json(
+        state
+            .control
+            .update_destination(&caller.actor(), &path.workspace, &path.id, body.into_inner())
+            .await?,
+    ))
+}
+
+#[utoipa::path(params(("workspace" = String, Path), ("id" = String, Path)), responses((status = 204)), tag = "destinations", security(("bearer" = [])))]
+#[delete("/v1/workspaces/{workspace}/destinations/{id}")]
+async fn delete_destination(
+    state: web::Data<ApiState>,
+    caller: Caller,
+    path: web::Path<ItemPath>,
+) -> Result<HttpResponse, ApiError> {
+    let access = access(&state, &caller, &path.workspace).await?;
+    let before = state.control.destination(&path.workspace, &path.id).await?;
+    allow(access.can_change_destination(&before.sources))?;
+    state
+        .control
+        .delete_destination(&caller.actor(), &path.workspace, &path.id)
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[utoipa::path(params(("workspace" = String, Path)), responses((status = 200, body = Vec<Member>)), tag = "members", security(("bearer" = [])))]
+#[get("/v1/workspaces/{workspace}/members")]
+async fn list_members(state: web::Data<ApiState>, caller: Caller, path: web::Path<WorkspacePath>) -> Json<Vec<Member>> {
+    allow(access(&state, &caller, &path.workspace).await?.can_see_workspace())?;
+    Ok(web::Json(state.control.members(&path.workspace).await?))
+}
+
+#[utoipa::path(params(("workspace" = String, Path)), request_body = NewMember, responses((status = 200, body = Member)), tag = "members", security(("bearer" = [])))]
+#[post("/v1/workspaces/{workspace}/members")]
+async fn add_member(
+    state: web::Data<ApiState>,
+    caller: Caller,
+    path: web::Path<WorkspacePath>,
+    body: web::Json<NewMember>,
+) -> Json<Member> {
+    allow(access(&state, &caller, &path.workspace).await?.can_manage_members())?;
+    Ok(web::Json(
+        state
+            .control
+            .add_member(&caller.actor(), &path.workspace, &body)
+            .await?,
+    ))
+}
+
+#[utoipa::path(params(("workspace" = String, Path), ("id" = String, Path, description = "the user's id")), responses((status = 204)), tag = "members", security(("bearer" = [])))]
+#[delete("/v1/workspaces/{workspace}/members/{id}")]
+async fn remove_member(
+    state: web::Data<ApiState>,
+    caller: Caller,
+    path: web::Path<ItemPath>,
+) -> Result<HttpResponse, ApiError> {
+    allow(access(&state, &caller, &path.workspace).await?.can_manage_members())?;
+    state
+        .control
+        .remove_member(&caller.actor(), &path.workspace, &path.id)
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+struct AuditQuery {
+    /// Newest rows to return (1-1000, default 100).
+    limit: Option<i64>,
+}
+
+#[utoipa::path(params(("workspace" = String, Path), AuditQuery), responses((status = 200, body = Vec<AuditEntry>)), tag = "audit", security(("bearer" = [])))]
+#[get("/v1/workspaces/{workspace}/audit")]
+async fn list_audit(
+    state: web::Data<ApiState>,
+    caller: Caller,
+    path: web::Path<WorkspacePath>,
+    query: web::Query<AuditQuery>,
+) -> Json<Vec<AuditEntry>> {
+    allow(access(&state, &caller, &path.workspace).await?.can_see_workspace())?;
+    Ok(web::Json(
+        state.control.audit(&path.workspace, query.limit.unwrap_or(100)).await?,
+    ))
+}
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+#[derive(Debug, OpenApi)]
+#[openapi(
+    info(title = "Switchyard admin API", description = "Workspaces, sources, destinations, members and the audit log."),
+    paths(
+        login, create_token, list_workspaces, list_sources, create_source, get_source, update_source, delete_source,
+        rotate_write_key, list_destinations, create_destination, get_destination, update_destination,
+        delete_destination, list_members, add_member, remove_member, list_audit
+    ),
+    modifiers(&BearerAuth)
+)]
+pub struct AdminApi;
+
+#[get("/openapi.json")]
+async fn openapi_document() -> HttpResponse {
+    HttpResponse::Ok().json(AdminApi::openapi())
+}
+
+/// Bad JSON bodies: 400 naming the problem (serde names unknown fields and wrong
+/// types), 413 over [`MAX_BODY`], 415 without a JSON content type.
+fn json_config() -> web::JsonConfig {
+    web::JsonConfig::default().limit(MAX_BODY).error_handler(|error, _| {
+        use actix_web::error::JsonPayloadError;
+        let api = match &error {
+            JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => ApiError::TooLarge,
+            JsonPayloadError::ContentType => {
+                return actix_web::error::InternalError::from_response(
+                    error,
+                    HttpResponse::UnsupportedMediaType().json(serde_json::json!({
+                        "error": "unsupported_media_type",
+                        "message": "send Content-Type: application/json"
+                    })),
+                )
+                .into();
+            }
+            other => ApiError::BadBody(format!("request body: {other}")),
+        };
+        api.into()
+    })
+}
+
+/// Every route, for `App::configure`; the app must hold a `web::Data<ApiState>`.
+pub fn routes(config: &mut web::ServiceConfig) {
+    config
+        .app_data(json_config())
+        .app_data(web::PathConfig::default().error_handler(|error, _| ApiError::BadBody(error.to_string()).into()))
+        .app_data(web::QueryConfig::default().error_handler(|error, _| ApiError::BadBody(error.to_string()).into()))
+        .service(openapi_document)
+        .service(login)
+        .service(create_token)
+        .service(list_workspaces)
+        .service(list_sources)
+        .service(create_source)
+        .service(get_source)
+        .service(update_source)
+        .service(delete_source)
+        .service(rotate_write_key)
+        .service(list_destinations)
+        .service(create_destination)
+        .service(get_destination)
+        .service(update_destination)
+        .service(delete_destination)
+        .service(list_members)
+        .service(add_member)
+        .service(remove_member)
+        .service(list_audit);
+}

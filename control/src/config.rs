@@ -1,0 +1,53 @@
+//! `[control]` in the configuration file: where the metadata lives and where the admin
+//! API listens.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlConfig {
+    /// `sqlite://PATH?mode=rwc` (the embedded default) or `postgres://...`.
+    #[serde(default = "default_database_url")]
+    pub database_url: String,
+    /// Where `switchyard control serve` listens.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// HTTPS (TLS 1.2 and 1.3): both, or `allow_plain_http` for a local trial.
+    #[serde(default)]
+    pub tls_cert_path: Option<PathBuf>,
+    #[serde(default)]
+    pub tls_key_path: Option<PathBuf>,
+    #[serde(default)]
+    pub allow_plain_http: bool,
+    /// Without `SWITCHYARD_MASTER_KEY`(`_FILE`): the master key file, made on first use
+    /// (mode 0600). Production sets the variable from a secret store instead.
+    #[serde(default = "default_master_key_file")]
+    pub master_key_file: PathBuf,
+}
+
+impl Default for ControlConfig {
+    fn default() -> Self {
+        ControlConfig {
+            database_url: default_database_url(),
+            listen: default_listen(),
+            tls_cert_path: None,
+            tls_key_path: None,
+            allow_plain_http: false,
+            master_key_file: default_master_key_file(),
+        }
+    }
+}
+
+fn default_database_url() -> String {
+    "sqlite://data/control.db?mode=rwc".into()
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8443".into()
+}
+
+fn default_master_key_file() -> PathBuf {
+    PathBuf::from("data/master.key")
+}

@@ -1,0 +1,253 @@
+//! What the admin API takes and gives. Inputs refuse unknown fields; outputs never
+//! carry a secret (write keys are shown once, at creation or rotation; destination
+//! credentials only by name).
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
+
+/// A member's role in a workspace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Everything, including members.
+    Owner,
+    /// May change any source and destination.
+    Member,
+    /// Sees everything, changes nothing.
+    ReadOnly,
+    /// Sees and changes only its sources and the destinations fed only by them.
+    SourceCollaborator,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Owner => "owner",
+            Role::Member => "member",
+            Role::ReadOnly => "read_only",
+            Role::SourceCollaborator => "source_collaborator",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Role> {
+        [Role::Owner, Role::Member, Role::ReadOnly, Role::SourceCollaborator]
+            .into_iter()
+            .find(|role| role.as_str() == text)
+    }
+}
+
+/// Who is asking: a signed-in user (by session or API token).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub user_id: String,
+    pub email: String,
+}
+
+/// Who did something, for the audit log.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    pub email: String,
+    /// The client's address.
+    pub remote: String,
+}
+
+impl Actor {
+    /// A change made on this machine (the CLI), not through the API.
+    pub fn local(what: &str) -> Actor {
+        Actor {
+            email: what.to_string(),
+            remote: "local".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Workspace {
+    pub id: String,
+    pub name: String,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Member {
+    pub user_id: String,
+    pub email: String,
+    pub role: Role,
+    /// For a source collaborator: the sources it may see and change.
+    pub sources: Vec<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewMember {
+    pub email: String,
+    pub role: Role,
+    #[serde(default)]
+    pub sources: Vec<String>,
+    /// For a user not yet known: the password it signs in with.
+    #[serde(default)]
+    pub password: Option<String>,
+}
+
+/// A source's settings besides its keys.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SourceSettings {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit_events_per_sec: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit_burst_events: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct SourceView {
+    pub id: String,
+    pub name: String,
+    pub settings: SourceSettings,
+    #[schema(value_type = Vec<Object>)]
+    pub transforms: Vec<Value>,
+    /// Write keys that work now (more than one during a rotation's overlap).
+    pub active_write_keys: usize,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewSource {
+    pub id: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub settings: SourceSettings,
+    #[serde(default)]
+    #[schema(value_type = Vec<Object>)]
+    pub transforms: Vec<Value>,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SourcePatch {
+    pub name: Option<String>,
+    pub settings: Option<SourceSettings>,
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub transforms: Option<Vec<Value>>,
+}
+
+/// A new write key: shown this once, kept only as a digest.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WriteKey {
+    pub source_id: String,
+    pub write_key: String,
+    /// When the keys it replaces stop working (a rotation), if any.
+    pub previous_keys_expire_at: Option<i64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedSource {
+    pub source: SourceView,
+    pub write_key: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotateWriteKey {
+    /// How long the current keys keep working, so senders can switch over.
+    #[serde(default = "default_overlap")]
+    pub overlap_secs: u64,
+}
+
+fn default_overlap() -> u64 {
+    24 * 3600
+}
+
+/// A destination as given: `settings` are kept as they are, `credentials` sealed.
+/// Together (with id, kind, sources and transforms) they make a destination of the
+/// configuration file's shape, and are checked as one.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewDestination {
+    pub id: String,
+    pub kind: String,
+    pub sources: Vec<String>,
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub settings: Map<String, Value>,
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub credentials: Map<String, Value>,
+    #[serde(default)]
+    #[schema(value_type = Vec<Object>)]
+    pub transforms: Vec<Value>,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DestinationPatch {
+    pub sources: Option<Vec<String>>,
+    #[schema(value_type = Option<Object>)]
+    pub settings: Option<Map<String, Value>>,
+    /// Replaces every credential when given.
+    #[schema(value_type = Option<Object>)]
+    pub credentials: Option<Map<String, Value>>,
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub transforms: Option<Vec<Value>>,
+}
+
+/// The value every credential shows in output.
+pub const REDACTED: &str = "<redacted>";
+
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct DestinationView {
+    pub id: String,
+    pub kind: String,
+    pub sources: Vec<String>,
+    #[schema(value_type = Object)]
+    pub settings: Map<String, Value>,
+    /// The credentials' names, each with the value `<redacted>`.
+    #[schema(value_type = Object)]
+    pub credentials: Map<String, Value>,
+    #[schema(value_type = Vec<Object>)]
+    pub transforms: Vec<Value>,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Login {
+    pub email: String,
+    pub password: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Session {
+    /// `Authorization: Bearer <token>` on every other request.
+    pub token: String,
+    pub expires_at: i64,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewApiToken {
+    pub name: String,
+    /// Lifetime; absent: 90 days.
+    #[serde(default)]
+    pub expires_in_secs: Option<u64>,
+}
+
+/// One audit log row.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct AuditEntry {
+    pub seq: i64,
+    pub at: i64,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub remote: String,
+    #[schema(value_type = Object)]
+    pub before: Value,
+    #[schema(value_type = Object)]
+    pub after: Value,
+    pub prev_hash: String,
+    pub hash: String,
+}

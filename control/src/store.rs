@@ -1,0 +1,917 @@
+//! Every read and change of the metadata. Changes are serialized (one writer at a
+//! time in this process; run one admin API replica) and each is written to the audit
+//! log in its own transaction.
+
+use serde_json::{Map, Value, json};
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
+use switchyard_actors::{DestinationConfig, Transform, TransformConfig};
+use switchyard_schemas::config::is_valid_id;
+
+use crate::audit;
+use crate::model::*;
+use crate::roles::Access;
+use crate::secrets::{Sealer, digest, hash_password, is_password_hash, new_secret, verify_password};
+use crate::{ControlError, Db, now_ms};
+
+/// How long a session from a password login lasts.
+const SESSION_MS: i64 = 12 * 3600 * 1000;
+const API_TOKEN_DEFAULT_MS: i64 = 90 * 24 * 3600 * 1000;
+
+#[derive(Debug)]
+pub struct Control {
+    db: Db,
+    sealer: Sealer,
+    writes: tokio::sync::Mutex<()>,
+}
+
+/// A password, or a hash of one carried over from another system (argon2 or bcrypt).
+#[derive(Debug, Clone, Copy)]
+pub enum Password<'a> {
+    Plain(&'a str),
+    Hash(&'a str),
+}
+
+fn json_text(row: &AnyRow, name: &str) -> Result<Value, ControlError> {
+    let text: String = row.try_get(name)?;
+    serde_json::from_str(&text).map_err(|e| ControlError::Corrupt(format!("{name}: {e}")))
+}
+
+fn strings(value: Value) -> Vec<String> {
+    serde_json::from_value(value).unwrap_or_default()
+}
+
+impl Control {
+    pub fn new(db: Db, sealer: Sealer) -> Self {
+        Control {
+            db,
+            sealer,
+            writes: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// Runs `change` in a transaction, one at a time.
+    async fn change<T>(
+        &self,
+        change: impl for<'c> FnOnce(&'c mut AnyConnection) -> futures::future::BoxFuture<'c, Result<T, ControlError>>,
+    ) -> Result<T, ControlError> {
+        let _one_writer = self.writes.lock().await;
+        let mut tx = self.db.pool.begin().await?;
+        let out = change(&mut tx).await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    // Users, sessions and workspaces.
+
+    pub async fn create_user(
+        &self,
+        actor: &Actor,
+        email: &str,
+        password: Password<'_>,
+    ) -> Result<String, ControlError> {
+        let email = email.trim().to_ascii_lowercase();
+        if !email.contains('@') || email.len() > 254 {
+            return Err(ControlError::invalid("email", "not an email address"));
+        }
+        let hash = match password {
+            Password::Plain(text) if text.chars().count() < 12 => {
+                return Err(ControlError::invalid("password", "at least 12 characters"));
+            }
+            Password::Plain(text) => hash_password(text)?,
+            Password::Hash(hash) if is_password_hash(hash) => hash.to_string(),
+            Password::Hash(_) => return Err(ControlError::invalid("password_hash", "not an argon2 or bcrypt hash")),
+        };
+        let id = uuid::Uuid::new_v4().to_string();
+        let actor = actor.clone();
+        let (user_id, stored_email) = (id.clone(), email.clone());
+        self.change(move |tx| {
+            Box::pin(async move {
+                let exists = sqlx::query("SELECT id FROM users WHERE email = $1")
+                    .bind(&stored_email)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                if exists.is_some() {
+                    return Err(ControlError::Conflict(format!("user {stored_email}")));
+                }
+                sqlx::query("INSERT INTO users (id, email, password_hash, created_at) VALUES ($1, $2, $3, $4)")
+                    .bind(&user_id)
+                    .bind(&stored_email)
+                    .bind(&hash)
+                    .bind(now_ms())
+                    .execute(&mut *tx)
+                    .await?;
+                let after = json!({"user_id": user_id, "email": stored_email});
+                audit::append(tx, "", &actor, "user.create", &stored_email, &Value::Null, &after).await
+            })
+        })
+        .await?;
+        Ok(id)
+    }
+
+    /// A workspace with `owner_user_id` as its owner.
+    pub async fn create_workspace(
+        &self,
+        actor: &Actor,
+        name: &str,
+        owner_user_id: &str,
+    ) -> Result<Workspace, ControlError> {
+        if name.trim().is_empty() {
+            return Err(ControlError::invalid("name", "must not be empty"));
+        }
+        let workspace = Workspace {
+            id: uuid::Uuid::new_v4().simple().to_string(),
+            name: name.trim().to_string(),
+            created_at: now_ms(),
+        };
+        let (actor, created, owner) = (actor.clone(), workspace.clone(), owner_user_id.to_string());
+        self.change(move |tx| {
+            Box::pin(async move {
+                sqlx::query("INSERT INTO workspaces (id, name, created_at) VALUES ($1, $2, $3)")
+                    .bind(&created.id)
+                    .bind(&created.name)
+                    .bind(created.created_at)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("INSERT INTO memberships (workspace_id, user_id, role, sources) VALUES ($1, $2, $3, '[]')")
+                    .bind(&created.id)
+                    .bind(&owner)
+                    .bind(Role::Owner.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                let after = json!({"id": created.id, "name": created.name, "owner": owner});
+                audit::append(
+                    tx,
+                    &created.id,
+                    &actor,
+                    "workspace.create",
+                    &created.id,
+                    &Value::Null,
+                    &after,
+                )
+                .await
+            })
+        })
+        .await?;
+        Ok(workspace)
+    }
+
+    /// Checks a password and opens a session. A bcrypt hash from an import is replaced
+    /// by an argon2id one on the way.
+    pub async fn login(&self, email: &str, password: &str) -> Result<Session, ControlError> {
+        let email = email.trim().to_ascii_lowercase();
+        let row = sqlx::query("SELECT id, password_hash FROM users WHERE email = $1")
+            .bind(&email)
+            .fetch_optional(&self.db.pool)
+            .await?;
+        let Some(row) = row else {
+            // The same work as a real check, so timing doesn't tell which emails exist.
+            let _ = hash_password(password);
+            return Err(ControlError::BadLogin);
+        };
+        let user_id: String = row.try_get("id")?;
+        let stored: Option<String> = row.try_get("password_hash")?;
+        let (ok, rehash) = stored
+            .as_deref()
+            .map_or((false, false), |hash| verify_password(password, hash));
+        if !ok {
+            tracing::warn!(%email, "login refused");
+            return Err(ControlError::BadLogin);
+        }
+        if rehash {
+            sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+                .bind(hash_password(password)?)
+                .bind(&user_id)
+                .execute(&self.db.pool)
+                .await?;
+        }
+        self.issue_token(&user_id, "session", "", SESSION_MS).await
+    }
+
+    async fn issue_token(
+        &self,
+        user_id: &str,
+        kind: &str,
+        name: &str,
+        lifetime_ms: i64,
+    ) -> Result<Session, ControlError> {
+        let token = new_secret("sy_");
+        let expires_at = now_ms() + lifetime_ms;
+        sqlx::query(
+            "INSERT INTO tokens (digest, user_id, kind, name, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(digest(&token))
+        .bind(user_id)
+        .bind(kind)
+        .bind(name)
+        .bind(now_ms())
+        .bind(expires_at)
+        .execute(&self.db.pool)
+        .await?;
+        Ok(Session { token, expires_at })
+    }
+
+    /// A named, long-lived token for scripts; audited.
+    pub async fn create_api_token(
+        &self,
+        actor: &Actor,
+        user_id: &str,
+        input: &NewApiToken,
+    ) -> Result<Session, ControlError> {
+        if input.name.trim().is_empty() {
+            return Err(ControlError::invalid("name", "must not be empty"));
+        }
+        let lifetime = input
+            .expires_in_secs
+            .map_or(API_TOKEN_DEFAULT_MS, |secs| (secs.min(10 * 365 * 86_400) * 1000) as i64);
+        let session = self.issue_token(user_id, "api", input.name.trim(), lifetime).await?;
+        let (actor, name) = (actor.clone(), input.name.clone());
+        self.change(move |tx| {
+            Box::pin(async move {
+                let after = json!({"name": name});
+                audit::append(tx, "", &actor, "api_token.create", &name, &Value::Null, &after).await
+            })
+        })
+        .await?;
+        Ok(session)
+    }
+
+    /// The user a token belongs to, if it is valid now.
+    pub async fn authenticate(&self, token: &str) -> Result<Option<Principal>, ControlError> {
+        let row = sqlx::query(
+            "SELECT users.id AS id, users.email AS email FROM tokens JOIN users ON users.id = tokens.user_id \
+             WHERE tokens.digest = $1 AND (tokens.expires_at IS NULL OR tokens.expires_at > $2)",
+        )
+        .bind(digest(token))
+        .bind(now_ms())
+        .fetch_optional(&self.db.pool)
+        .await?;
+        row.map(|row| {
+            Ok(Principal {
+                user_id: row.try_get("id")?,
+                email: row.try_get("email")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// The user's role in the workspace, if a member.
+    pub async fn access(&self, workspace_id: &str, user_id: &str) -> Result<Option<Access>, ControlError> {
+        let row = sqlx::query("SELECT role, sources FROM memberships WHERE workspace_id = $1 AND user_id = $2")
+            .bind(workspace_id)
+            .bind(user_id)
+            .fetch_optional(&self.db.pool)
+            .await?;
+        row.map(|row| {
+            let role: String = row.try_get("role")?;
+            Ok(Access {
+                role: Role::parse(&role).ok_or_else(|| ControlError::Corrupt(format!("role {role}")))?,
+                sources: strings(json_text(&row, "sources")?),
+            })
+        })
+        .transpose()
+    }
+
+    pub async fn workspaces_of(&self, user_id: &str) -> Result<Vec<Workspace>, ControlError> {
+        let rows = sqlx::query(
+            "SELECT w.id, w.name, w.created_at FROM workspaces w JOIN memberships m ON m.workspace_id = w.id \
+             WHERE m.user_id = $1 ORDER BY w.name",
+        )
+        .bind(user_id)
+        .fetch_all(&self.db.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(Workspace {
+                    id: row.try_get("id")?,
+                    name: row.try_get("name")?,
+                    created_at: row.try_get("created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    // Members.
+
+    pub async fn members(&self, workspace_id: &str) -> Result<Vec<Member>, ControlError> {
+        let rows = sqlx::query(
+            "SELECT m.user_id, u.email, m.role, m.sources FROM memberships m JOIN users u ON u.id = m.user_id \
+             WHERE m.workspace_id = $1 ORDER BY u.email",
+        )
+        .bind(workspace_id)
+        .fetch_all(&self.db.pool)
+        .await?;
+        rows.iter().map(member).collect()
+    }
+
+    /// Adds (or changes) a member; a new user needs a password.
+    pub async fn add_member(
+        &self,
+        actor: &Actor,
+        workspace_id: &str,
+        input: &NewMember,
+    ) -> Result<Member, ControlError> {
+        if input.role == Role::SourceCollaborator && input.sources.is_empty() {
+            return Err(ControlError::invalid(
+                "sources",
+                "a source collaborator needs at least one source",
+            ));
+        }
+        let email = input.email.trim().to_ascii_lowercase();
+        let known = sqlx::query("SELECT id FROM users WHERE email = $1")
+            .bind(&email)
+            .fetch_optional(&self.db.pool)
+            .await?;
+        let user_id = match (known, &input.password) {
+            (Some(row), _) => row.try_get::<String, _>("id")?,
+            (None, Some(password)) => self.create_user(actor, &email, Password::Plain(password)).await?,
+            (None, None) => return Err(ControlError::invalid("password", "a new user needs one")),
+        };
+        for source in &input.sources {
+            self.source(workspace_id, source).await?;
+        }
+        let (actor, ws, role, sources) = (
+            actor.clone(),
+            workspace_id.to_string(),
+            input.role,
+            serde_json::to_string(&input.sources).unwrap_or_else(|_| "[]".into()),
+        );
+        let id = user_id.clone();
+        self.change(move |tx| {
+            Box::pin(async move {
+                let before = sqlx::query(
+                    "SELECT m.user_id, u.email, m.role, m.sources FROM memberships m JOIN users u ON u.id = m.user_id \
+                     WHERE m.workspace_id = $1 AND m.user_id = $2",
+                )
+                .bind(&ws)
+                .bind(&id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .map(|row| member(&row))
+                .transpose()?;
+                if before.as_ref().is_some_and(|m| m.role == Role::Owner) && role != Role::Owner {
+                    ensure_another_owner(tx, &ws, &id).await?;
+                }
+                sqlx::query("DELETE FROM memberships WHERE workspace_id = $1 AND user_id = $2")
+                    .bind(&ws)
+                    .bind(&id)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("INSERT INTO memberships (workspace_id, user_id, role, sources) VALUES ($1, $2, $3, $4)")
+                    .bind(&ws)
+                    .bind(&id)
+                    .bind(role.as_str())
+                    .bind(&sources)
+                    .execute(&mut *tx)
+                    .await?;
+                let after = json!({"user_id": id, "role": role, "sources": serde_json::from_str::<Value>(&sources).unwrap_or_default()});
+                let before = before.map_or(Value::Null, |m| json!(m));
+                audit::append(tx, &ws, &actor, "member.set", &email, &before, &after).await
+            })
+        })
+        .await?;
+        self.members(workspace_id)
+            .await?
+            .into_iter()
+            .find(|m| m.user_id == user_id)
+            .ok_or_else(|| ControlError::NotFound(format!("member {user_id}")))
+    }
+
+    pub async fn remove_member(&self, actor: &Actor, workspace_id: &str, user_id: &str) -> Result<(), ControlError> {
+        let before = self
+            .members(workspace_id)
+            .await?
+            .into_iter()
+            .find(|m| m.user_id == user_id)
+            .ok_or_else(|| ControlError::NotFound(format!("member {user_id}")))?;
+        let (actor, ws, id) = (actor.clone(), workspace_id.to_string(), user_id.to_string());
+        self.change(move |tx| {
+            Box::pin(async move {
+                if before.role == Role::Owner {
+                    ensure_another_owner(tx, &ws, &id).await?;
+                }
+                sqlx::query("DELETE FROM memberships WHERE workspace_id = $1 AND user_id = $2")
+                    .bind(&ws)
+                    .bind(&id)
+                    .execute(&mut *tx)
+                    .await?;
+                audit::append(
+                    tx,
+                    &ws,
+                    &actor,
+                    "member.remove",
+                    &before.email,
+                    &json!(before),
+                    &Value::Null,
+                )
+                .await
+            })
+        })
+        .await
+    }
+
+    // Sources.
+
+    pub async fn sources(&self, workspace_id: &str) -> Result<Vec<SourceView>, ControlError> {
+        let rows = sqlx::query(
+            "SELECT s.*, (SELECT COUNT(*) FROM write_keys k WHERE k.source_id = s.id AND (k.expires_at IS NULL OR k.expires_at > $2)) AS active \
+             FROM sources s WHERE s.workspace_id = $1 ORDER BY s.id",
+        )
+        .bind(workspace_id)
+        .bind(now_ms())
+        .fetch_all(&self.db.pool)
+        .await?;
+        rows.iter().map(source_view).collect()
+    }
+
+    pub async fn source(&self, workspace_id: &str, source_id: &str) -> Result<SourceView, ControlError> {
+        self.sources(workspace_id)
+            .await?
+            .into_iter()
+            .find(|s| s.id == source_id)
+            .ok_or_else(|| ControlError::NotFound(format!("source {source_id}")))
+    }
+
+    /// Creates a source and its first write key, returned this once.
+    pub async fn create_source(
+        &self,
+        actor: &Actor,
+        workspace_id: &str,
+        input: &NewSource,
+    ) -> Result<CreatedSource, ControlError> {
+        if !is_valid_id(&input.id) {
+            return Err(ControlError::invalid("id", "1-64 letters, digits, '-' or '_'"));
+        }
+        check_source_settings(&input.settings)?;
+        let transforms = check_transforms("transforms", &input.transforms)?;
+        let write_key = new_secret("wk_");
+        let (actor, ws, id, name, settings, key_digest) = (
+            actor.clone(),
+            workspace_id.to_string(),
+            input.id.clone(),
+            input.name.clone(),
+            serde_json::to_string(&input.settings).unwrap_or_else(|_| "{}".into()),
+            digest(&write_key),
+        );
+        self.change(move |tx| {
+            Box::pin(async move {
+                let taken = sqlx::query("SELECT id FROM sources WHERE id = $1")
+                    .bind(&id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                if taken.is_some() {
+                    return Err(ControlError::Conflict(format!("source {id}")));
+                }
+                let now = now_ms();
+                sqlx::query(
+                    "INSERT INTO sources (id, workspace_id, name, settings, transforms, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(&id)
+                .bind(&ws)
+                .bind(&name)
+                .bind(&settings)
+                .bind(&transforms)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query("INSERT INTO write_keys (digest, source_id, created_at, expires_at) VALUES ($1, $2, $3, NULL)")
+                    .bind(&key_digest)
+                    .bind(&id)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                let after = json!({"id": id, "name": name, "settings": serde_json::from_str::<Value>(&settings).unwrap_or_default(), "transforms": serde_json::from_str::<Value>(&transforms).unwrap_or_default()});
+                audit::append(tx, &ws, &actor, "source.create", &id, &Value::Null, &after).await
+            })
+        })
+        .await?;
+        Ok(CreatedSource {
+            source: self.source(workspace_id, &input.id).await?,
+            write_key,
+        })
+    }
+
+    pub async fn update_source(
+        &self,
+        actor: &Actor,
+        workspace_id: &str,
+        source_id: &str,
+        patch: &SourcePatch,
+    ) -> Result<SourceView, ControlError> {
+        let before = self.source(workspace_id, source_id).await?;
+        let settings = patch.settings.clone().unwrap_or_else(|| before.settings.clone());
+        check_source_settings(&settings)?;
+        let transforms = check_transforms("transforms", patch.transforms.as_ref().unwrap_or(&before.transforms))?;
+        let name = patch.name.clone().unwrap_or_else(|| before.name.clone());
+        let (actor, ws, id) = (actor.clone(), workspace_id.to_string(), source_id.to_string());
+        let settings_text = serde_json::to_string(&settings).unwrap_or_else(|_| "{}".into());
+        let before_json = json!(before);
+        self.change(move |tx| {
+            Box::pin(async move {
+                sqlx::query("UPDATE sources SET name = $1, settings = $2, transforms = $3 WHERE id = $4 AND workspace_id = $5")
+                    .bind(&name)
+                    .bind(&settings_text)
+                    .bind(&transforms)
+                    .bind(&id)
+                    .bind(&ws)
+                    .execute(&mut *tx)
+                    .await?;
+                let after = json!({"id": id, "name": name, "settings": settings, "transforms": serde_json::from_str::<Value>(&transforms).unwrap_or_default()});
+                audit::append(tx, &ws, &actor, "source.update", &id, &before_json, &after).await
+            })
+        })
+        .await?;
+        self.source(workspace_id, source_id).await
+    }
+
+    /// Deletes a source no destination is fed by.
+    pub async fn delete_source(&self, actor: &Actor, workspace_id: &str, source_id: &str) -> Result<(), ControlError> {
+        let before = self.source(workspace_id, source_id).await?;
+        let feeding: Vec<String> = self
+            .destinations(workspace_id)
+            .await?
+            .into_iter()
+            .filter(|d| d.sources.iter().any(|s| s == source_id))
+            .map(|d| d.id)
+            .collect();
+        if !feeding.is_empty() {
+            return Err(ControlError::Conflict(format!(
+                "source {source_id} feeding destinations {feeding:?}: take it out of them first"
+            )));
+        }
+        let (actor, ws, id) = (actor.clone(), workspace_id.to_string(), source_id.to_string());
+        self.change(move |tx| {
+            Box::pin(async move {
+                sqlx::query("DELETE FROM write_keys WHERE source_id = $1")
+                    .bind(&id)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("DELETE FROM sources WHERE id = $1 AND workspace_id = $2")
+                    .bind(&id)
+                    .bind(&ws)
+                    .execute(&mut *tx)
+                    .await?;
+                audit::append(tx, &ws, &actor, "source.delete", &id, &json!(before), &Value::Null).await
+            })
+        })
+        .await
+    }
+
+    /// A new write key; the current ones keep working for `overlap_secs`.
+    pub async fn rotate_write_key(
+        &self,
+        actor: &Actor,
+        workspace_id: &str,
+        source_id: &str,
+        overlap_secs: u64,
+    ) -> Result<WriteKey, ControlError> {
+        self.source(workspace_id, source_id).await?;
+        let write_key = new_secret("wk_");
+        let now = now_ms();
+        let expires = now + (overlap_secs.min(30 * 86_400) * 1000) as i64;
+        let (actor, ws, id, key_digest) = (
+            actor.clone(),
+            workspace_id.to_string(),
+            source_id.to_string(),
+            digest(&write_key),
+        );
+        self.change(move |tx| {
+            Box::pin(async move {
+                sqlx::query(
+                    "UPDATE write_keys SET expires_at = $1 WHERE source_id = $2 AND (expires_at IS NULL OR expires_at > $1)",
+                )
+                .bind(expires)
+                .bind(&id)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query("INSERT INTO write_keys (digest, source_id, created_at, expires_at) VALUES ($1, $2, $3, NULL)")
+                    .bind(&key_digest)
+                    .bind(&id)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                let after = json!({"previous_keys_expire_at": expires});
+                audit::append(tx, &ws, &actor, "source.rotate_write_key", &id, &Value::Null, &after).await
+            })
+        })
+        .await?;
+        Ok(WriteKey {
+            source_id: source_id.to_string(),
+            write_key,
+            previous_keys_expire_at: Some(expires),
+        })
+    }
+
+    /// The source a write key opens, if it works now.
+    pub async fn source_for_write_key(&self, write_key: &str) -> Result<Option<String>, ControlError> {
+        let row = sqlx::query(
+            "SELECT source_id FROM write_keys WHERE digest = $1 AND (expires_at IS NULL OR expires_at > $2)",
+        )
+        .bind(digest(write_key))
+        .bind(now_ms())
+        .fetch_optional(&self.db.pool)
+        .await?;
+        Ok(row.map(|row| row.try_get("source_id")).transpose()?)
+    }
+
+    // Destinations.
+
+    pub async fn destinations(&self, workspace_id: &str) -> Result<Vec<DestinationView>, ControlError> {
+        let rows = sqlx::query("SELECT * FROM destinations WHERE workspace_id = $1 ORDER BY id")
+            .bind(workspace_id)
+            .fetch_all(&self.db.pool)
+            .await?;
+        rows.iter().map(|row| self.destination_view(row)).collect()
+    }
+
+    pub async fn destination(&self, workspace_id: &str, id: &str) -> Result<DestinationView, ControlError> {
+        self.destinations(workspace_id)
+            .await?
+            .into_iter()
+            .find(|d| d.id == id)
+            .ok_or_else(|| ControlError::NotFound(format!("destination {id}")))
+    }
+
+    fn destination_view(&self, row: &AnyRow) -> Result<DestinationView, ControlError> {
+        let id: String = row.try_get("id")?;
+        let credentials = self.credentials(row, &id)?;
+        Ok(DestinationView {
+            kind: row.try_get("kind")?,
+            sources: strings(json_text(row, "sources")?),
+            settings: json_text(row, "settings")?.as_object().cloned().unwrap_or_default(),
+            credentials: credentials.keys().map(|k| (k.clone(), Value::from(REDACTED))).collect(),
+            transforms: serde_json::from_value(json_text(row, "transforms")?).unwrap_or_default(),
+            created_at: row.try_get("created_at")?,
+            id,
+        })
+    }
+
+    fn credentials(&self, row: &AnyRow, id: &str) -> Result<Map<String, Value>, ControlError> {
+        let sealed: Option<Vec<u8>> = row.try_get("credentials")?;
+        let Some(sealed) = sealed else {
+            return Ok(Map::new());
+        };
+        let plain = self.sealer.open(&sealed, &format!("destination:{id}"))?;
+        serde_json::from_slice(&plain).map_err(|e| ControlError::Corrupt(format!("destination {id} credentials: {e}")))
+    }
+
+    /// The destination as the router runs it, credentials opened.
+    pub async fn destination_config(&self, workspace_id: &str, id: &str) -> Result<DestinationConfig, ControlError> {
+        let row = sqlx::query("SELECT * FROM destinations WHERE workspace_id = $1 AND id = $2")
+            .bind(workspace_id)
+            .bind(id)
+            .fetch_optional(&self.db.pool)
+            .await?
+            .ok_or_else(|| ControlError::NotFound(format!("destination {id}")))?;
+        let view = self.destination_view(&row)?;
+        let credentials = self.credentials(&row, id)?;
+        build_destination(
+            &view.id,
+            &view.kind,
+            &view.sources,
+            &view.settings,
+            &credentials,
+            &view.transforms,
+        )
+    }
+
+    async fn source_ids(&self, workspace_id: &str) -> Result<Vec<String>, ControlError> {
+        Ok(self.sources(workspace_id).await?.into_iter().map(|s| s.id).collect())
+    }
+
+    /// Checks the whole destination as the router would run it, then stores it.
+    async fn put_destination(
+        &self,
+        actor: &Actor,
+        workspace_id: &str,
+        input: &NewDestination,
+        before: Option<DestinationView>,
+    ) -> Result<DestinationView, ControlError> {
+        let config = build_destination(
+            &input.id,
+            &input.kind,
+            &input.sources,
+            &input.settings,
+            &input.credentials,
+            &input.transforms,
+        )?;
+        let known = self.source_ids(workspace_id).await?;
+        let known: Vec<&str> = known.iter().map(String::as_str).collect();
+        // Outside the transaction: a webhook's host is resolved here.
+        config
+            .validate(0, &known)
+            .map_err(|e| ControlError::invalid("destination", e.to_string().replace("destinations[0].", "")))?;
+        let sealed = if input.credentials.is_empty() {
+            None
+        } else {
+            let plain = serde_json::to_vec(&input.credentials).map_err(|e| ControlError::Crypto(e.to_string()))?;
+            Some(self.sealer.seal(&plain, &format!("destination:{}", input.id))?)
+        };
+        let (actor, ws, id, kind) = (
+            actor.clone(),
+            workspace_id.to_string(),
+            input.id.clone(),
+            input.kind.clone(),
+        );
+        let texts = (
+            serde_json::to_string(&input.sources).unwrap_or_else(|_| "[]".into()),
+            serde_json::to_string(&input.settings).unwrap_or_else(|_| "{}".into()),
+            serde_json::to_string(&input.transforms).unwrap_or_else(|_| "[]".into()),
+        );
+        let redacted: Map<String, Value> = input
+            .credentials
+            .keys()
+            .map(|k| (k.clone(), Value::from(REDACTED)))
+            .collect();
+        let after = json!({"id": id, "kind": kind, "sources": input.sources, "settings": input.settings, "credentials": redacted, "transforms": input.transforms});
+        self.change(move |tx| {
+            Box::pin(async move {
+                let existing = sqlx::query("SELECT id FROM destinations WHERE id = $1")
+                    .bind(&id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let action = match (&before, existing) {
+                    (None, Some(_)) => return Err(ControlError::Conflict(format!("destination {id}"))),
+                    (None, None) => "destination.create",
+                    (Some(_), _) => "destination.update",
+                };
+                sqlx::query("DELETE FROM destinations WHERE id = $1 AND workspace_id = $2")
+                    .bind(&id)
+                    .bind(&ws)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(
+                    "INSERT INTO destinations (id, workspace_id, kind, sources, settings, credentials, transforms, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(&id)
+                .bind(&ws)
+                .bind(&kind)
+                .bind(&texts.0)
+                .bind(&texts.1)
+                .bind(sealed)
+                .bind(&texts.2)
+                .bind(before.as_ref().map_or_else(now_ms, |b| b.created_at))
+                .execute(&mut *tx)
+                .await?;
+                let before = before.map_or(Value::Null, |b| json!(b));
+                audit::append(tx, &ws, &actor, action, &id, &before, &after).await
+            })
+        })
+        .await?;
+        self.destination(workspace_id, &input.id).await
+    }
+
+    pub async fn create_destination(
+        &self,
+        actor: &Actor,
+        workspace_id: &str,
+        input: &NewDestination,
+    ) -> Result<DestinationView, ControlError> {
+        self.put_destination(actor, workspace_id, input, None).await
+    }
+
+    pub async fn update_destination(
+        &self,
+        actor: &Actor,
+        workspace_id: &str,
+        id: &str,
+        patch: DestinationPatch,
+    ) -> Result<DestinationView, ControlError> {
+        let row = sqlx::query("SELECT * FROM destinations WHERE workspace_id = $1 AND id = $2")
+            .bind(workspace_id)
+            .bind(id)
+            .fetch_optional(&self.db.pool)
+            .await?
+            .ok_or_else(|| ControlError::NotFound(format!("destination {id}")))?;
+        let before = self.destination_view(&row)?;
+        let credentials = match patch.credentials {
+            Some(credentials) => credentials,
+            None => self.credentials(&row, id)?,
+        };
+        let input = NewDestination {
+            id: id.to_string(),
+            kind: before.kind.clone(),
+            sources: patch.sources.unwrap_or_else(|| before.sources.clone()),
+            settings: patch.settings.unwrap_or_else(|| before.settings.clone()),
+            credentials,
+            transforms: patch.transforms.unwrap_or_else(|| before.transforms.clone()),
+        };
+        self.put_destination(actor, workspace_id, &input, Some(before)).await
+    }
+
+    pub async fn delete_destination(&self, actor: &Actor, workspace_id: &str, id: &str) -> Result<(), ControlError> {
+        let before = self.destination(workspace_id, id).await?;
+        let (actor, ws, id) = (actor.clone(), workspace_id.to_string(), id.to_string());
+        self.change(move |tx| {
+            Box::pin(async move {
+                sqlx::query("DELETE FROM destinations WHERE id = $1 AND workspace_id = $2")
+                    .bind(&id)
+                    .bind(&ws)
+                    .execute(&mut *tx)
+                    .await?;
+                audit::append(tx, &ws, &actor, "destination.delete", &id, &json!(before), &Value::Null).await
+            })
+        })
+        .await
+    }
+
+    pub async fn audit(&self, workspace_id: &str, limit: i64) -> Result<Vec<AuditEntry>, ControlError> {
+        audit::entries(&self.db, workspace_id, limit.clamp(1, 1000)).await
+    }
+}
+
+/// Refuses to leave a workspace without an owner.
+async fn ensure_another_owner(tx: &mut AnyConnection, workspace_id: &str, leaving: &str) -> Result<(), ControlError> {
+    let others =
+        sqlx::query("SELECT user_id FROM memberships WHERE workspace_id = $1 AND role = 'owner' AND user_id <> $2")
+            .bind(workspace_id)
+            .bind(leaving)
+            .fetch_all(&mut *tx)
+            .await?;
+    if others.is_empty() {
+        return Err(ControlError::invalid("role", "a workspace keeps at least one owner"));
+    }
+    Ok(())
+}
+
+fn member(row: &AnyRow) -> Result<Member, ControlError> {
+    let role: String = row.try_get("role")?;
+    Ok(Member {
+        user_id: row.try_get("user_id")?,
+        email: row.try_get("email")?,
+        role: Role::parse(&role).ok_or_else(|| ControlError::Corrupt(format!("role {role}")))?,
+        sources: strings(json_text(row, "sources")?),
+    })
+}
+
+fn source_view(row: &AnyRow) -> Result<SourceView, ControlError> {
+    Ok(SourceView {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        settings: serde_json::from_value(json_text(row, "settings")?).unwrap_or_default(),
+        transforms: serde_json::from_value(json_text(row, "transforms")?).unwrap_or_default(),
+        active_write_keys: row.try_get::<i64, _>("active")? as usize,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+fn check_source_settings(settings: &SourceSettings) -> Result<(), ControlError> {
+    if settings.rate_limit_events_per_sec == Some(0) {
+        return Err(ControlError::invalid(
+            "settings.rate_limit_events_per_sec",
+            "must be greater than zero",
+        ));
+    }
+    Ok(())
+}
+
+/// Compiles a transform chain (so a bad one is refused now, not at the router) and
+/// gives it back as stored text.
+fn check_transforms(field: &str, transforms: &[Value]) -> Result<String, ControlError> {
+    let configs: Vec<TransformConfig> = serde_json::from_value(Value::Array(transforms.to_vec()))
+        .map_err(|e| ControlError::invalid(field, e.to_string()))?;
+    Transform::compile(&configs).map_err(|e| ControlError::invalid(field, e.to_string()))?;
+    serde_json::to_string(transforms).map_err(|e| ControlError::invalid(field, e.to_string()))
+}
+
+/// The configuration-file shape of a destination, from its stored parts.
+fn build_destination(
+    id: &str,
+    kind: &str,
+    sources: &[String],
+    settings: &Map<String, Value>,
+    credentials: &Map<String, Value>,
+    transforms: &[Value],
+) -> Result<DestinationConfig, ControlError> {
+    let mut whole = Map::new();
+    for (key, value) in settings {
+        if matches!(key.as_str(), "id" | "kind" | "sources" | "transforms") {
+            return Err(ControlError::invalid(
+                &format!("settings.{key}"),
+                "set it at the top level",
+            ));
+        }
+        whole.insert(key.clone(), value.clone());
+    }
+    for (key, value) in credentials {
+        if whole.insert(key.clone(), value.clone()).is_some() {
+            return Err(ControlError::invalid(
+                &format!("credentials.{key}"),
+                "also given in settings",
+            ));
+        }
+    }
+    whole.insert("id".into(), Value::from(id));
+    whole.insert("kind".into(), Value::from(kind));
+    whole.insert("sources".into(), json!(sources));
+    whole.insert("transforms".into(), Value::Array(transforms.to_vec()));
+    let config: DestinationConfig = serde_json::from_value(Value::Object(whole))
+        .map_err(|e| ControlError::invalid("destination", e.to_string()))?;
+    Transform::compile(&config.transforms).map_err(|e| ControlError::invalid("transforms", e.to_string()))?;
+    Ok(config)
+}

@@ -1,0 +1,268 @@
+//! The metadata store on SQLite and on Postgres: credentials sealed at rest, write
+//! keys as digests with rotation, imported bcrypt passwords, and the audit chain.
+
+mod support;
+
+use serde_json::json;
+use sqlx::Row;
+use support::Backend;
+use switchyard_control::audit;
+use switchyard_control::model::{Actor, NewDestination, NewSource};
+use switchyard_control::store::Password;
+
+fn destination(id: &str, token: &str) -> NewDestination {
+    serde_json::from_value(json!({
+        "id": id, "kind": "webhook", "sources": ["web"],
+        "settings": {"url": "https://93.184.216.34/hook", "timeout_ms": 2000},
+        "credentials": {"bearer_token": token}
+    }))
+    .expect("destination")
+}
+
+#[actix_rt::test]
+async fn credentials_are_ciphertext_at_rest_and_open_only_for_the_router() {
+    for backend in Backend::both().await {
+        let master = age::x25519::Identity::generate();
+        let control = backend.control(&master).await;
+        let admin = Actor::local("test");
+        let owner = control
+            .create_user(&admin, "owner@example.com", Password::Plain("a long enough password"))
+            .await
+            .expect("user");
+        let ws = control
+            .create_workspace(&admin, "Acme", &owner)
+            .await
+            .expect("workspace");
+        let web: NewSource = serde_json::from_value(json!({"id": "web"})).expect("source");
+        control.create_source(&admin, &ws.id, &web).await.expect("source");
+        let secret = "tok-SECRET-0123456789";
+        let view = control
+            .create_destination(&admin, &ws.id, &destination("hook", secret))
+            .await
+            .expect("destination");
+        assert_eq!(view.credentials["bearer_token"], "<redacted>", "{}", backend.name);
+        assert!(!serde_json::to_string(&view).expect("json").contains(secret));
+
+        let row = sqlx::query("SELECT * FROM destinations WHERE id = 'hook'")
+            .fetch_one(&control.db().pool)
+            .await
+            .expect("row");
+        let raw: Vec<u8> = row.try_get("credentials").expect("credentials column");
+        assert!(
+            !raw.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "{}: ciphertext",
+            backend.name
+        );
+        let settings: String = row.try_get("settings").expect("settings");
+        assert!(!settings.contains(secret));
+        let audit_rows = sqlx::query("SELECT before_state, after_state FROM audit_log")
+            .fetch_all(&control.db().pool)
+            .await
+            .expect("audit");
+        for row in audit_rows {
+            let after: String = row.try_get("after_state").expect("after");
+            assert!(
+                !after.contains(secret),
+                "{}: the audit log holds no secret",
+                backend.name
+            );
+        }
+
+        let config = control
+            .destination_config(&ws.id, "hook")
+            .await
+            .expect("for the router");
+        let debug = format!("{config:?}");
+        assert!(!debug.contains(secret), "Debug output redacts it: {debug}");
+        let as_json = serde_json::to_value(&config).expect("json");
+        assert_eq!(
+            as_json["bearer_token"], secret,
+            "{}: the router gets the real value",
+            backend.name
+        );
+
+        // Another master key opens nothing.
+        let stranger = backend.control(&age::x25519::Identity::generate()).await;
+        assert!(stranger.destination_config(&ws.id, "hook").await.is_err());
+        stranger.db().pool.close().await;
+        backend.finish(control).await;
+    }
+}
+
+#[actix_rt::test]
+async fn write_keys_are_kept_as_digests_and_rotate_with_an_overlap() {
+    for backend in Backend::both().await {
+        let control = backend.control(&age::x25519::Identity::generate()).await;
+        let admin = Actor::local("test");
+        let owner = control
+            .create_user(&admin, "owner@example.com", Password::Plain("a long enough password"))
+            .await
+            .expect("user");
+        let ws = control
+            .create_workspace(&admin, "Acme", &owner)
+            .await
+            .expect("workspace");
+        let web: NewSource = serde_json::from_value(json!({"id": "web"})).expect("source");
+        let created = control.create_source(&admin, &ws.id, &web).await.expect("source");
+        let first = created.write_key;
+        let stored: Vec<String> = sqlx::query("SELECT digest FROM write_keys")
+            .fetch_all(&control.db().pool)
+            .await
+            .expect("rows")
+            .iter()
+            .map(|row| row.try_get("digest").expect("digest"))
+            .collect();
+        assert!(!stored.contains(&first), "{}: only a digest is kept", backend.name);
+        assert_eq!(
+            control.source_for_write_key(&first).await.expect("lookup").as_deref(),
+            Some("web")
+        );
+
+        let overlapping = control
+            .rotate_write_key(&admin, &ws.id, "web", 3600)
+            .await
+            .expect("rotated");
+        assert_eq!(
+            control.source_for_write_key(&first).await.expect("lookup").as_deref(),
+            Some("web"),
+            "overlap"
+        );
+        assert_eq!(
+            control.source(&ws.id, "web").await.expect("source").active_write_keys,
+            2
+        );
+        let last = control
+            .rotate_write_key(&admin, &ws.id, "web", 0)
+            .await
+            .expect("rotated");
+        for old in [&first, &overlapping.write_key] {
+            assert_eq!(
+                control.source_for_write_key(old).await.expect("lookup"),
+                None,
+                "{}: expired",
+                backend.name
+            );
+        }
+        assert_eq!(
+            control
+                .source_for_write_key(&last.write_key)
+                .await
+                .expect("lookup")
+                .as_deref(),
+            Some("web")
+        );
+        assert_eq!(control.source_for_write_key("wk_made_up").await.expect("lookup"), None);
+        backend.finish(control).await;
+    }
+}
+
+#[actix_rt::test]
+async fn an_imported_bcrypt_password_signs_in_and_becomes_argon2id() {
+    for backend in Backend::both().await {
+        let control = backend.control(&age::x25519::Identity::generate()).await;
+        let admin = Actor::local("import");
+        let imported = bcrypt::hash("from the old system", 4).expect("bcrypt");
+        control
+            .create_user(&admin, "Old@Example.com", Password::Hash(&imported))
+            .await
+            .expect("imported");
+        assert!(control.login("old@example.com", "wrong password!").await.is_err());
+        let session = control
+            .login("old@example.com", "from the old system")
+            .await
+            .expect("login");
+        let principal = control
+            .authenticate(&session.token)
+            .await
+            .expect("auth")
+            .expect("valid");
+        assert_eq!(principal.email, "old@example.com");
+        let hash: String = sqlx::query("SELECT password_hash FROM users")
+            .fetch_one(&control.db().pool)
+            .await
+            .expect("row")
+            .try_get("password_hash")
+            .expect("hash");
+        assert!(
+            hash.starts_with("$argon2id$"),
+            "{}: rehashed at login: {hash}",
+            backend.name
+        );
+        assert!(control.login("old@example.com", "from the old system").await.is_ok());
+        let tokens: Vec<String> = sqlx::query("SELECT digest FROM tokens")
+            .fetch_all(&control.db().pool)
+            .await
+            .expect("rows")
+            .iter()
+            .map(|row| row.try_get("digest").expect("digest"))
+            .collect();
+        assert!(!tokens.contains(&session.token), "sessions are kept as digests");
+        assert!(
+            control
+                .create_user(&admin, "x@example.com", Password::Hash("not a hash"))
+                .await
+                .is_err()
+        );
+        backend.finish(control).await;
+    }
+}
+
+#[actix_rt::test]
+async fn audit_verify_catches_an_edited_and_a_deleted_row() {
+    for backend in Backend::both().await {
+        let control = backend.control(&age::x25519::Identity::generate()).await;
+        let admin = Actor {
+            email: "admin@example.com".into(),
+            remote: "203.0.113.9".into(),
+        };
+        let owner = control
+            .create_user(&admin, "owner@example.com", Password::Plain("a long enough password"))
+            .await
+            .expect("user");
+        let ws = control
+            .create_workspace(&admin, "Acme", &owner)
+            .await
+            .expect("workspace");
+        for id in ["web", "ios", "android"] {
+            let source: NewSource = serde_json::from_value(json!({"id": id})).expect("source");
+            control.create_source(&admin, &ws.id, &source).await.expect("source");
+        }
+        let report = audit::verify(control.db()).await.expect("verify");
+        assert_eq!(
+            (report.rows, report.broken_at),
+            (5, None),
+            "{}: {report:?}",
+            backend.name
+        );
+        let entries = control.audit(&ws.id, 10).await.expect("entries");
+        assert_eq!(entries[0].action, "source.create");
+        assert_eq!(entries[0].remote, "203.0.113.9");
+        assert_eq!(entries[0].after["id"], "android");
+
+        sqlx::query("UPDATE audit_log SET actor = 'mallory@example.com' WHERE seq = 3")
+            .execute(&control.db().pool)
+            .await
+            .expect("tamper");
+        let report = audit::verify(control.db()).await.expect("verify");
+        assert_eq!(report.broken_at, Some(3), "{}: {report:?}", backend.name);
+        assert!(report.reason.as_deref().unwrap_or_default().contains("changed"));
+
+        sqlx::query("UPDATE audit_log SET actor = 'admin@example.com' WHERE seq = 3")
+            .execute(&control.db().pool)
+            .await
+            .expect("restore");
+        assert_eq!(
+            audit::verify(control.db()).await.expect("verify").broken_at,
+            None,
+            "restored"
+        );
+        sqlx::query("DELETE FROM audit_log WHERE seq = 2")
+            .execute(&control.db().pool)
+            .await
+            .expect("delete");
+        let report = audit::verify(control.db()).await.expect("verify");
+        assert_eq!(report.broken_at, Some(2), "{}: {report:?}", backend.name);
+        assert!(report.reason.as_deref().unwrap_or_default().contains("missing"));
+        backend.finish(control).await;
+    }
+}
