@@ -96,7 +96,7 @@ fn master_key(config: &ControlConfig) -> anyhow::Result<age::x25519::Identity> {
     }
 }
 
-async fn open(config: &ControlConfig) -> anyhow::Result<Control> {
+pub async fn open(config: &ControlConfig) -> anyhow::Result<Control> {
     let db = Db::open(&config.database_url).await?;
     Ok(Control::new(db, Sealer::from_master(&master_key(config)?)))
 }

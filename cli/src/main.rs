@@ -5,6 +5,7 @@ mod actors;
 mod archive;
 mod config;
 mod control;
+mod live;
 mod local_broker;
 mod logging;
 mod replay;

@@ -13,7 +13,9 @@ use switchyard_router::{ArchiveSetup, DeadLetterWriter, RouterConsumer, Topology
 use switchyard_schemas::config::KafkaConfig;
 
 use crate::config::Config;
+use crate::live::{Effective, Live, effective};
 use crate::local_broker::LocalBroker;
+use switchyard_control::store::LiveConfig;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Roles {
@@ -57,8 +59,16 @@ struct Loaded {
 }
 
 async fn serve(config_path: Loaded, config: Config, kafka_brokers: Option<String>, roles: Roles) -> anyhow::Result<()> {
-    if config.sources.is_empty() {
-        anyhow::bail!("sources: at least one [[sources]] entry is needed to run ingest or a router");
+    let live = Live::open(&config).await?;
+    let live_now = match &live {
+        Some(live) => Some(live.fetch().await?),
+        None => None,
+    };
+    let running = effective(&config, live_now.as_ref())?;
+    if running.sources.is_empty() && live.is_none() {
+        anyhow::bail!(
+            "sources: at least one [[sources]] entry (or a [control] workspace) is needed to run ingest or a router"
+        );
     }
     let mut kafka = config.kafka.clone();
     if let Some(brokers) = kafka_brokers {
@@ -104,9 +114,9 @@ async fn serve(config_path: Loaded, config: Config, kafka_brokers: Option<String
             None => None,
         };
         let topology = Topology::start(
-            &config.source_configs(),
-            &config.source_transforms(),
-            &config.destinations,
+            &running.sources,
+            &running.transforms,
+            &running.destinations,
             writer.clone().recipient(),
             retry_topic.map(|_| writer.recipient()),
             archive,
@@ -123,7 +133,11 @@ async fn serve(config_path: Loaded, config: Config, kafka_brokers: Option<String
     let topology = router.as_ref().map(|(_, topology)| topology.clone());
     let ingest = if roles.ingest {
         Some(Arc::new(IngestState {
-            sources: SourceRegistry::new(&config.source_configs(), config.ingest.max_batch_events),
+            sources: {
+                let registry = SourceRegistry::new(&[], config.ingest.max_batch_events);
+                registry.reload_specs(&running.specs);
+                registry
+            },
             sink: KafkaSink::new(&kafka)?,
             limits: config.ingest.limits(),
             trust_forwarded_for: config.ingest.trust_forwarded_for,
@@ -148,7 +162,13 @@ async fn serve(config_path: Loaded, config: Config, kafka_brokers: Option<String
     }
 
     if let Some(state) = ingest {
-        actix_web::rt::spawn(reload_on_change(config_path, topology, Some(state.clone())));
+        let watch = Watch {
+            loaded: config_path,
+            file: config.clone(),
+            live,
+            live_now,
+        };
+        actix_web::rt::spawn(reload_on_change(watch, topology, Some(state.clone())));
         let bound = server::bind(&config.ingest, state.clone())?;
         let scheme = if bound.tls { "https" } else { "http" };
         tracing::info!(addr = %bound.addr, tls = bound.tls, sources = state.sources.len(), topic = %kafka.topic, "ingest listening");
@@ -167,7 +187,13 @@ async fn serve(config_path: Loaded, config: Config, kafka_brokers: Option<String
             .flush(Duration::from_secs(10))
             .context("events still unacknowledged at shutdown")?;
     } else {
-        actix_web::rt::spawn(reload_on_change(config_path, topology, None));
+        let watch = Watch {
+            loaded: config_path,
+            file: config.clone(),
+            live,
+            live_now,
+        };
+        actix_web::rt::spawn(reload_on_change(watch, topology, None));
         shutdown_signal().await?;
     }
 
@@ -213,55 +239,107 @@ async fn refresh_suppression(topology: Topology, every: Duration) {
     }
 }
 
-async fn reload_on_change(loaded: Loaded, topology: Option<Topology>, ingest: Option<Arc<IngestState>>) {
-    let Loaded { path, bytes: mut seen } = loaded;
+/// What the reload loop watches: the file, and the control plane's workspace.
+struct Watch {
+    loaded: Loaded,
+    /// The file's configuration now running.
+    file: Config,
+    live: Option<Live>,
+    live_now: Option<LiveConfig>,
+}
+
+/// Applies changes to the file (polled, or on SIGHUP) and to the control plane's
+/// workspace (read every `refresh_secs`). A change that doesn't check out is refused
+/// and the running configuration kept.
+async fn reload_on_change(watch: Watch, topology: Option<Topology>, ingest: Option<Arc<IngestState>>) {
+    let Watch {
+        loaded: Loaded { path, bytes: mut seen },
+        mut file,
+        live,
+        mut live_now,
+    } = watch;
     use tokio::signal::unix::{SignalKind, signal};
     let Ok(mut hangup) = signal(SignalKind::hangup()) else {
         tracing::error!("cannot listen for SIGHUP; configuration reload is off");
         return;
     };
-    let mut tick = tokio::time::interval(WATCH_EVERY);
+    let every = live.as_ref().map_or(WATCH_EVERY, |live| live.every.min(WATCH_EVERY));
+    let mut tick = tokio::time::interval(every);
     loop {
-        let changed = tokio::select! {
+        let forced = tokio::select! {
             signal = hangup.recv() => match signal {
-                Some(()) => match std::fs::read(&path) {
-                    Ok(bytes) => Some(bytes),
-                    Err(error) => {
-                        tracing::error!(path = %path.display(), %error, "configuration reload refused: cannot read the file");
-                        None
-                    }
-                },
+                Some(()) => true,
                 None => return,
             },
-            _ = tick.tick() => match std::fs::read(&path) {
-                Ok(now) if now != seen => {
-                    tracing::info!(path = %path.display(), "configuration file changed");
-                    Some(now)
-                }
-                _ => None,
+            _ = tick.tick() => false,
+        };
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                tracing::error!(path = %path.display(), %error, "configuration reload refused: cannot read the file");
+                continue;
             }
         };
-        let Some(bytes) = changed else { continue };
-        if let Err(error) = reload(&path, &bytes, topology.as_ref(), ingest.as_deref()).await {
-            tracing::error!(
-                error = format!("{error:#}"),
-                "configuration reload refused; keeping the running one"
-            );
-        }
+        let file_changed = forced || bytes != seen;
+        let next_file = if file_changed {
+            tracing::info!(path = %path.display(), "configuration file changed");
+            match Config::from_bytes(&bytes, &path) {
+                Ok(next) => Some(next),
+                Err(error) => {
+                    tracing::error!(
+                        error = format!("{error:#}"),
+                        "configuration reload refused; keeping the running one"
+                    );
+                    seen = bytes;
+                    continue;
+                }
+            }
+        } else {
+            None
+        };
+        let next_live = match &live {
+            Some(live) => match live.fetch().await {
+                Ok(next) => Some(next),
+                Err(error) => {
+                    tracing::warn!(
+                        error = format!("{error:#}"),
+                        "cannot read the control plane; keeping the running configuration"
+                    );
+                    live_now.clone()
+                }
+            },
+            None => None,
+        };
         seen = bytes;
+        if next_file.is_none() && next_live == live_now {
+            continue;
+        }
+        let candidate = next_file.as_ref().unwrap_or(&file);
+        let applied = match effective(candidate, next_live.as_ref()) {
+            Ok(running) => apply(&running, topology.as_ref(), ingest.as_deref()).await,
+            Err(error) => Err(error),
+        };
+        match applied {
+            Ok(()) => {
+                if let Some(next) = next_file {
+                    file = next;
+                }
+                live_now = next_live;
+            }
+            Err(error) => {
+                tracing::error!(
+                    error = format!("{error:#}"),
+                    "configuration reload refused; keeping the running one"
+                );
+            }
+        }
     }
 }
 
-async fn reload(
-    path: &std::path::Path,
-    bytes: &[u8],
-    topology: Option<&Topology>,
-    ingest: Option<&IngestState>,
-) -> anyhow::Result<()> {
-    let next = Config::from_bytes(bytes, path)?;
+async fn apply(running: &Effective, topology: Option<&Topology>, ingest: Option<&IngestState>) -> anyhow::Result<()> {
     if let Some(topology) = topology {
         let summary = topology
-            .reload(&next.source_configs(), &next.source_transforms(), &next.destinations)
+            .reload(&running.sources, &running.transforms, &running.destinations)
             .await?;
         tracing::info!(
             sources_added = summary.sources_added,
@@ -275,7 +353,7 @@ async fn reload(
         );
     }
     if let Some(ingest) = ingest {
-        ingest.sources.reload(&next.source_configs());
+        ingest.sources.reload_specs(&running.specs);
         tracing::info!(sources = ingest.sources.len(), "ingest sources reloaded");
     }
     Ok(())

@@ -2,8 +2,13 @@
 //! plain HTTP client, the server's own log searched for a credential, and
 //! `audit verify` catching a row edited in the SQLite file.
 
+mod support;
+
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::{Behaviour, Receiver, Switchyard, broker_with_topics, track};
 
 const PASSWORD: &str = "owner password 0123";
 const SECRET: &str = "tok-E2E-NEVER-SHOWN-42";
@@ -167,4 +172,144 @@ print(len(s.get(base + "/audit").json()))
     assert!(!broken.status.success(), "a tampered row is caught");
     let message = String::from_utf8_lossy(&broken.stderr);
     assert!(message.contains("broken at row 3"), "{message}");
+}
+
+/// Posts one event with `write_key`; the status ingest answered.
+async fn post(client: &awc::Client, ingest: &str, write_key: &str, message_id: &str) -> u16 {
+    client
+        .post(format!("{ingest}/v1/track"))
+        .basic_auth(write_key, "")
+        .send_json(&track(message_id, "u-1"))
+        .await
+        .map_or(0, |response| response.status().as_u16())
+}
+
+/// Asks until ingest answers `want` for `write_key` (the control plane is read every second here).
+async fn until_status(client: &awc::Client, ingest: &str, write_key: &str, message_id: &str, want: u16) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let status = post(client, ingest, write_key, message_id).await;
+        if status == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "ingest still answers {status} for {message_id}, want {want}"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[actix_web::test]
+async fn sources_and_destinations_made_through_the_admin_api_reach_running_ingest_and_routers() {
+    let (broker, topic) = broker_with_topics("live", 1).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let database = dir.path().join("control.db");
+    let control_section = |workspace: &str| {
+        format!(
+            "[control]\ndatabase_url = \"sqlite://{}?mode=rwc\"\nlisten = \"127.0.0.1:0\"\nallow_plain_http = true\n\
+             master_key_file = \"{}\"\nworkspace = \"{workspace}\"\nrefresh_secs = 1\n",
+            database.display(),
+            dir.path().join("master.key").display()
+        )
+    };
+    let config = dir.path().join("switchyard.toml");
+    std::fs::write(&config, control_section("none-yet")).expect("write config");
+    let init = switchyard(&["control", "init", "--email", "owner@example.com"], &config);
+    assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
+    let created: serde_json::Value = serde_json::from_slice(&init.stdout).expect("init JSON");
+    let workspace = created["workspace"].as_str().expect("workspace").to_string();
+    std::fs::write(
+        &config,
+        format!(
+            "{}\n[kafka]\nbrokers = \"{}\"\ntopic = \"{topic}\"\n\n[ops]\nlisten = \"127.0.0.1:0\"\n\n\
+             [ingest]\nlisten = \"127.0.0.1:0\"\nallow_plain_http = true\n\n\
+             [router]\ngroup_id = \"{topic}-group\"\ndead_letter_topic = \"{topic}.dead\"\nretry_topic = \"{topic}.retry\"\n",
+            control_section(&workspace),
+            broker.brokers()
+        ),
+    )
+    .expect("write config");
+
+    // The admin API and a running Switchyard with no source of its own.
+    let mut admin = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["control", "serve", "--config"])
+        .arg(&config)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start control");
+    let line = BufReader::new(admin.stdout.take().expect("stdout"))
+        .lines()
+        .next()
+        .expect("a line")
+        .expect("text");
+    let api = line.strip_prefix("control listening on ").expect("address").to_string();
+    let running = Switchyard::start("run", &config);
+    let ingest = running.ingest_url.clone().expect("ingest");
+    let client = awc::Client::default();
+    let mut response = client
+        .post(format!("{api}/v1/login"))
+        .send_json(&serde_json::json!({"email": "owner@example.com", "password": PASSWORD}))
+        .await
+        .expect("login");
+    let session: serde_json::Value = response.json().await.expect("session");
+    let bearer = format!("Bearer {}", session["token"].as_str().expect("token"));
+    let call = |method: &str, path: &str, body: serde_json::Value| {
+        let request = client
+            .request(
+                method.parse().expect("method"),
+                format!("{api}/v1/workspaces/{workspace}{path}"),
+            )
+            .insert_header(("authorization", bearer.clone()));
+        let path = path.to_string();
+        async move {
+            let mut response = request.send_json(&body).await.expect("admin API answers");
+            let status = response.status().as_u16();
+            let body: serde_json::Value = response.json().await.unwrap_or_default();
+            assert!(status < 300, "{path}: {status} {body}");
+            body
+        }
+    };
+
+    let created = call("POST", "/sources", serde_json::json!({"id": "web"})).await;
+    let first_key = created["write_key"].as_str().expect("write key").to_string();
+    let hook = Receiver::start(Behaviour::Healthy);
+    call(
+        "POST",
+        "/destinations",
+        serde_json::json!({"id": "hook", "kind": "webhook", "sources": ["web"],
+            "settings": {"url": hook.url(), "allow_private_network": true, "batch_max_events": 1},
+            "credentials": {"bearer_token": "live-token-0123"}}),
+    )
+    .await;
+    until_status(&client, &ingest, &first_key, "live-1", 200).await;
+    let got = hook.wait_for(Duration::from_secs(20), |c| c.contains_key("live-1"));
+    assert!(
+        got.contains_key("live-1"),
+        "delivered to the destination made through the API"
+    );
+
+    // A rotation with no overlap: the old key stops working within seconds, the new one works.
+    let rotated = call(
+        "POST",
+        "/sources/web/write-keys",
+        serde_json::json!({"overlap_secs": 0}),
+    )
+    .await;
+    let second_key = rotated["write_key"].as_str().expect("write key").to_string();
+    until_status(&client, &ingest, &first_key, "refused", 401).await;
+    until_status(&client, &ingest, &second_key, "live-2", 200).await;
+    hook.wait_for(Duration::from_secs(20), |c| c.contains_key("live-2"));
+
+    // A destination deleted through the API gets nothing more.
+    call("DELETE", "/destinations/hook", serde_json::json!({})).await;
+    actix_web::rt::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(post(&client, &ingest, &second_key, "after-delete").await, 200);
+    actix_web::rt::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        !hook.counts().contains_key("after-delete"),
+        "a deleted destination received an event"
+    );
+    let _ = admin.kill();
+    let _ = admin.wait();
 }

@@ -25,6 +25,13 @@ pub struct ControlConfig {
     /// (mode 0600). Production sets the variable from a secret store instead.
     #[serde(default = "default_master_key_file")]
     pub master_key_file: PathBuf,
+    /// With a workspace id, ingest and routers also run that workspace's sources and
+    /// destinations, read from the database every `refresh_secs`: a change made through
+    /// the admin API reaches running actors within seconds, with no restart.
+    #[serde(default)]
+    pub workspace: Option<String>,
+    #[serde(default = "default_refresh_secs")]
+    pub refresh_secs: u64,
 }
 
 impl Default for ControlConfig {
@@ -36,6 +43,8 @@ impl Default for ControlConfig {
             tls_key_path: None,
             allow_plain_http: false,
             master_key_file: default_master_key_file(),
+            workspace: None,
+            refresh_secs: default_refresh_secs(),
         }
     }
 }
@@ -46,6 +55,10 @@ fn default_database_url() -> String {
 
 fn default_listen() -> String {
     "127.0.0.1:8443".into()
+}
+
+fn default_refresh_secs() -> u64 {
+    2
 }
 
 fn default_master_key_file() -> PathBuf {

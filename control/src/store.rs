@@ -295,6 +295,22 @@ impl Control {
             .collect()
     }
 
+    /// A workspace by id, if it exists.
+    pub async fn workspace(&self, workspace_id: &str) -> Result<Option<Workspace>, ControlError> {
+        let row = sqlx::query("SELECT id, name, created_at FROM workspaces WHERE id = $1")
+            .bind(workspace_id)
+            .fetch_optional(&self.db.pool)
+            .await?;
+        row.map(|row| {
+            Ok(Workspace {
+                id: row.try_get("id")?,
+                name: row.try_get("name")?,
+                created_at: row.try_get("created_at")?,
+            })
+        })
+        .transpose()
+    }
+
     // Members.
 
     pub async fn members(&self, workspace_id: &str) -> Result<Vec<Member>, ControlError> {
@@ -820,9 +836,62 @@ impl Control {
         .await
     }
 
+    /// The workspace's sources and destinations as ingest and the router run them
+    /// (write keys as digests, credentials opened).
+    pub async fn live(&self, workspace_id: &str) -> Result<LiveConfig, ControlError> {
+        let mut sources = Vec::new();
+        for source in self.sources(workspace_id).await? {
+            let rows = sqlx::query(
+                "SELECT digest FROM write_keys WHERE source_id = $1 AND (expires_at IS NULL OR expires_at > $2)",
+            )
+            .bind(&source.id)
+            .bind(now_ms())
+            .fetch_all(&self.db.pool)
+            .await?;
+            let mut key_digests = Vec::new();
+            for row in rows {
+                let text: String = row.try_get("digest")?;
+                let mut digest = [0u8; 32];
+                hex::decode_to_slice(&text, &mut digest)
+                    .map_err(|e| ControlError::Corrupt(format!("write key digest: {e}")))?;
+                key_digests.push(digest);
+            }
+            let transforms = serde_json::from_value(Value::Array(source.transforms.clone()))
+                .map_err(|e| ControlError::Corrupt(format!("source {} transforms: {e}", source.id)))?;
+            sources.push(LiveSource {
+                id: source.id,
+                key_digests,
+                settings: source.settings,
+                transforms,
+            });
+        }
+        let mut destinations = Vec::new();
+        for destination in self.destinations(workspace_id).await? {
+            destinations.push(self.destination_config(workspace_id, &destination.id).await?);
+        }
+        Ok(LiveConfig { sources, destinations })
+    }
+
     pub async fn audit(&self, workspace_id: &str, limit: i64) -> Result<Vec<AuditEntry>, ControlError> {
         audit::entries(&self.db, workspace_id, limit.clamp(1, 1000)).await
     }
+}
+
+/// A source as ingest and the router run it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LiveSource {
+    pub id: String,
+    /// SHA-256 of each write key that works now.
+    pub key_digests: Vec<[u8; 32]>,
+    pub settings: SourceSettings,
+    pub transforms: Vec<TransformConfig>,
+}
+
+/// A workspace's sources and destinations, for ingest and the router.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LiveConfig {
+    pub sources: Vec<LiveSource>,
+    pub destinations: Vec<DestinationConfig>,
 }
 
 /// Refuses to leave a workspace without an owner.

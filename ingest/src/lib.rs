@@ -15,4 +15,4 @@ pub use config::IngestConfig;
 pub use error::IngestError;
 pub use producer::{KafkaSink, ProduceError};
 pub use routes::{IngestState, configure};
-pub use sources::SourceRegistry;
+pub use sources::{SourceRegistry, SourceSpec};

@@ -11,10 +11,11 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use switchyard_schemas::config::SourceConfig;
 
-/// A source as ingest sees it: its id and, for comparison, a digest of its write key.
+/// A source as ingest sees it: its id and, for comparison, the digests of its write
+/// keys (more than one while a rotated key is still allowed).
 pub struct Source {
     pub id: Arc<str>,
-    key_digest: [u8; 32],
+    key_digests: Vec<[u8; 32]>,
     /// The limits it was built with, so a reload keeps the limiter of an unchanged source.
     limits: (Option<u32>, Option<u32>),
     limiter: Option<DefaultDirectRateLimiter>,
@@ -54,7 +55,27 @@ impl Source {
     }
 }
 
-/// All sources, looked up by write key.
+/// What ingest needs of a source: from the configuration file (one write key) or
+/// from the control plane (write keys kept only as SHA-256 digests).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceSpec {
+    pub id: String,
+    pub key_digests: Vec<[u8; 32]>,
+    pub rate_limit_events_per_sec: Option<u32>,
+    pub rate_limit_burst_events: Option<u32>,
+}
+
+impl From<&SourceConfig> for SourceSpec {
+    fn from(config: &SourceConfig) -> Self {
+        SourceSpec {
+            id: config.id.clone(),
+            key_digests: vec![digest(&config.write_key)],
+            rate_limit_events_per_sec: config.rate_limit_events_per_sec,
+            rate_limit_burst_events: config.rate_limit_burst_events,
+        }
+    }
+}
+
 /// The sources ingest accepts, by write key. [`SourceRegistry::reload`] swaps the set
 /// while requests are served; a request keeps the source it authenticated as.
 #[derive(Debug, Default)]
@@ -73,37 +94,41 @@ impl SourceRegistry {
         registry
     }
 
-    /// Replaces the sources. An unchanged source (same id, key and limits) keeps its
-    /// rate limiter, so a reload doesn't hand out a fresh burst.
+    /// Replaces the sources with those of a configuration file.
     pub fn reload(&self, configs: &[SourceConfig]) {
+        self.reload_specs(&configs.iter().map(SourceSpec::from).collect::<Vec<_>>());
+    }
+
+    /// Replaces the sources. An unchanged source (same id, keys and limits) keeps its
+    /// rate limiter, so a reload doesn't hand out a fresh burst.
+    pub fn reload_specs(&self, specs: &[SourceSpec]) {
         let current = self.snapshot();
-        let sources: Vec<Arc<Source>> = configs
+        let sources: Vec<Arc<Source>> = specs
             .iter()
-            .map(|config| {
-                let key_digest = digest(&config.write_key);
-                let limits = (config.rate_limit_events_per_sec, config.rate_limit_burst_events);
+            .map(|spec| {
+                let limits = (spec.rate_limit_events_per_sec, spec.rate_limit_burst_events);
                 let same = current
                     .iter()
-                    .find(|s| *s.id == *config.id && s.key_digest == key_digest && s.limits == limits);
+                    .find(|s| *s.id == *spec.id && s.key_digests == spec.key_digests && s.limits == limits);
                 match same {
                     Some(source) => source.clone(),
-                    None => Arc::new(self.build(config, key_digest, limits)),
+                    None => Arc::new(self.build(spec, limits)),
                 }
             })
             .collect();
         *self.sources.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::from(sources);
     }
 
-    fn build(&self, config: &SourceConfig, key_digest: [u8; 32], limits: (Option<u32>, Option<u32>)) -> Source {
-        let limiter = config.rate_limit_events_per_sec.and_then(NonZeroU32::new).map(|rate| {
+    fn build(&self, spec: &SourceSpec, limits: (Option<u32>, Option<u32>)) -> Source {
+        let limiter = spec.rate_limit_events_per_sec.and_then(NonZeroU32::new).map(|rate| {
             let floor = u32::try_from(self.max_batch_events).unwrap_or(u32::MAX);
-            let burst = config.rate_limit_burst_events.unwrap_or(rate.get().max(floor));
+            let burst = spec.rate_limit_burst_events.unwrap_or(rate.get().max(floor));
             let burst = NonZeroU32::new(burst).unwrap_or(rate);
             RateLimiter::direct(Quota::per_second(rate).allow_burst(burst))
         });
         Source {
-            id: Arc::from(config.id.as_str()),
-            key_digest,
+            id: Arc::from(spec.id.as_str()),
+            key_digests: spec.key_digests.clone(),
             limits,
             limiter,
             accepted: AtomicU64::new(0),
@@ -123,8 +148,10 @@ impl SourceRegistry {
         let mut found = None;
         // Every key is compared, so the time taken says nothing about which matched.
         for source in self.snapshot().iter() {
-            if bool::from(source.key_digest.ct_eq(&presented)) {
-                found = Some(source.clone());
+            for key_digest in &source.key_digests {
+                if bool::from(key_digest.ct_eq(&presented)) {
+                    found = Some(source.clone());
+                }
             }
         }
         found

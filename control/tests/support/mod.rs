@@ -76,7 +76,7 @@ impl Backend {
             let mut connection = sqlx::PgConnection::connect(&postgres_admin_url())
                 .await
                 .expect("connect");
-            sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
+            sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
                 .execute(&mut connection)
                 .await
                 .expect("drop test database");

@@ -1,0 +1,107 @@
+//! What ingest and the router run: the file's sources and destinations and, with
+//! `[control] workspace`, that workspace's from the control plane, read again every
+//! `refresh_secs` by the reload loop (`serve.rs`). The hot path never asks the
+//! database: ingest authenticates against its in-memory registry and the router's
+//! actors hold their settings; a change is applied to both like a file reload.
+
+use std::collections::HashMap;
+
+use anyhow::bail;
+use switchyard_actors::{DestinationConfig, TransformConfig};
+use switchyard_control::Control;
+use switchyard_control::store::LiveConfig;
+use switchyard_ingest::SourceSpec;
+use switchyard_schemas::config::SourceConfig;
+
+use crate::config::Config;
+
+/// Sources and destinations, merged, in the shapes ingest and the router take.
+#[derive(Debug, Default)]
+pub struct Effective {
+    pub specs: Vec<SourceSpec>,
+    /// For the router (control-plane sources carry no write key: the router needs none).
+    pub sources: Vec<SourceConfig>,
+    pub transforms: HashMap<String, Vec<TransformConfig>>,
+    pub destinations: Vec<DestinationConfig>,
+}
+
+/// Merges the file with the control plane's workspace; an id in both is refused.
+pub fn effective(file: &Config, live: Option<&LiveConfig>) -> anyhow::Result<Effective> {
+    let mut merged = Effective {
+        specs: file.source_configs().iter().map(SourceSpec::from).collect(),
+        sources: file.source_configs(),
+        transforms: file.source_transforms(),
+        destinations: file.destinations.clone(),
+    };
+    let Some(live) = live else {
+        return Ok(merged);
+    };
+    for source in &live.sources {
+        if merged.transforms.contains_key(&source.id) {
+            bail!("source {:?} is both in the file and in the control plane", source.id);
+        }
+        let (rate, burst) = (
+            source.settings.rate_limit_events_per_sec,
+            source.settings.rate_limit_burst_events,
+        );
+        merged.specs.push(SourceSpec {
+            id: source.id.clone(),
+            key_digests: source.key_digests.clone(),
+            rate_limit_events_per_sec: rate,
+            rate_limit_burst_events: burst,
+        });
+        merged.sources.push(SourceConfig {
+            id: source.id.clone(),
+            name: String::new(),
+            write_key: String::new(),
+            rate_limit_events_per_sec: rate,
+            rate_limit_burst_events: burst,
+        });
+        merged.transforms.insert(source.id.clone(), source.transforms.clone());
+    }
+    for destination in &live.destinations {
+        if merged.destinations.iter().any(|d| d.id == destination.id) {
+            bail!(
+                "destination {:?} is both in the file and in the control plane",
+                destination.id
+            );
+        }
+        merged.destinations.push(destination.clone());
+    }
+    Ok(merged)
+}
+
+/// The control plane's workspace, when the file names one.
+#[derive(Debug)]
+pub struct Live {
+    control: Control,
+    workspace: String,
+    pub every: std::time::Duration,
+}
+
+impl Live {
+    pub async fn open(config: &Config) -> anyhow::Result<Option<Live>> {
+        let Some(section) = &config.control else {
+            return Ok(None);
+        };
+        let Some(workspace) = &section.workspace else {
+            return Ok(None);
+        };
+        let control = crate::control::open(section).await?;
+        if control.workspace(workspace).await?.is_none() {
+            bail!(
+                "[control] workspace {workspace:?} does not exist in {}",
+                section.database_url.split('?').next().unwrap_or_default()
+            );
+        }
+        Ok(Some(Live {
+            control,
+            workspace: workspace.clone(),
+            every: std::time::Duration::from_secs(section.refresh_secs.max(1)),
+        }))
+    }
+
+    pub async fn fetch(&self) -> anyhow::Result<LiveConfig> {
+        Ok(self.control.live(&self.workspace).await?)
+    }
+}
