@@ -10,7 +10,7 @@ use switchyard_control::api::{ApiState, routes};
 use switchyard_control::model::Actor;
 use switchyard_control::secrets::Sealer;
 use switchyard_control::store::Password;
-use switchyard_control::{Control, ControlConfig, Db, audit};
+use switchyard_control::{Control, ControlConfig, Db, audit, backup};
 
 use crate::config::Config;
 
@@ -30,6 +30,18 @@ pub enum ControlCommand {
 pub enum AuditCommand {
     /// Checks the audit log's hash chain; fails naming the first row that doesn't hold.
     Verify(ConfigArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RestoreArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// The backup's path in the backup store; the newest when absent.
+    #[arg(long)]
+    from: Option<String>,
+    /// Replace what the database holds (it is refused when it holds a workspace).
+    #[arg(long)]
+    force: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -109,6 +121,68 @@ pub fn run(command: ControlCommand) -> anyhow::Result<()> {
     }
 }
 
+/// The backup section, its store and the master key.
+fn backup_setup(
+    config: &ControlConfig,
+) -> anyhow::Result<(
+    &backup::BackupConfig,
+    Arc<dyn object_store::ObjectStore>,
+    age::x25519::Identity,
+)> {
+    let Some(section) = &config.backup else {
+        bail!(
+            "[control.backup] is missing: say where backups go (store = {{ kind = \"local\", path = \"...\" }} or an S3 bucket)"
+        );
+    };
+    Ok((section, section.store.open()?, master_key(config)?))
+}
+
+/// `switchyard backup`: a backup now.
+pub fn take_backup(args: ConfigArgs) -> anyhow::Result<()> {
+    actix_web::rt::System::new().block_on(async {
+        let config = section(&args.config)?;
+        let (settings, store, master) = backup_setup(&config)?;
+        let db = Db::open(&config.database_url).await?;
+        let path = backup::take(&db, &store, &settings.prefix, &master).await?;
+        println!("{path}");
+        Ok(())
+    })
+}
+
+/// `switchyard restore`: a backup back into the configured database.
+pub fn restore(args: RestoreArgs) -> anyhow::Result<()> {
+    actix_web::rt::System::new().block_on(async {
+        let config = section(&args.config.config)?;
+        let (settings, store, master) = backup_setup(&config)?;
+        let path = match args.from {
+            Some(path) => path,
+            None => backup::list(&store, &settings.prefix)
+                .await?
+                .pop()
+                .with_context(|| format!("no backup under {}", settings.prefix))?,
+        };
+        let snapshot = backup::read(&store, &path, &master).await?;
+        let db = Db::open(&config.database_url).await?;
+        let rows = backup::load(&db, &snapshot, args.force).await?;
+        eprintln!("restored {rows} rows from {path}");
+        Ok(())
+    })
+}
+
+/// The server's own backups, every `interval_secs`.
+async fn backup_every(config: ControlConfig, db: Db) {
+    let Ok((settings, store, master)) = backup_setup(&config) else {
+        return;
+    };
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(settings.interval_secs.max(60)));
+    loop {
+        tick.tick().await;
+        if let Err(error) = backup::take(&db, &store, &settings.prefix, &master).await {
+            tracing::error!(%error, "control metadata backup failed; retried at the next interval");
+        }
+    }
+}
+
 pub fn audit(command: AuditCommand) -> anyhow::Result<()> {
     let AuditCommand::Verify(args) = command;
     actix_web::rt::System::new().block_on(async {
@@ -152,6 +226,9 @@ async fn init(args: InitArgs) -> anyhow::Result<()> {
 async fn serve(args: ConfigArgs) -> anyhow::Result<()> {
     let config = section(&args.config)?;
     let control = Arc::new(open(&config).await?);
+    if config.backup.is_some() {
+        actix_web::rt::spawn(backup_every(config.clone(), control.db().clone()));
+    }
     let state = actix_web::web::Data::new(ApiState { control });
     let server = actix_web::HttpServer::new(move || {
         actix_web::App::new()

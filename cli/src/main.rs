@@ -78,6 +78,10 @@ enum Command {
     /// The audit log of administrative changes.
     #[command(subcommand)]
     Audit(control::AuditCommand),
+    /// Writes an encrypted backup of the control plane's metadata to [control.backup].
+    Backup(control::ConfigArgs),
+    /// Restores a backup (the newest unless --from) into the control database.
+    Restore(control::RestoreArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -107,6 +111,8 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Replay(args) => replay::run(args),
         Command::Control(command) => control::run(command),
         Command::Audit(command) => control::audit(command),
+        Command::Backup(args) => control::take_backup(args),
+        Command::Restore(args) => control::restore(args),
     }
 }
 

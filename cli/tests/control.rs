@@ -64,11 +64,13 @@ fn the_admin_api_over_https_audits_every_change_and_never_logs_a_credential() {
         &config,
         format!(
             "[control]\ndatabase_url = \"sqlite://{}?mode=rwc\"\nlisten = \"127.0.0.1:0\"\n\
-             tls_cert_path = \"{}\"\ntls_key_path = \"{}\"\nmaster_key_file = \"{}\"\n",
+             tls_cert_path = \"{}\"\ntls_key_path = \"{}\"\nmaster_key_file = \"{}\"\n\
+             [control.backup]\nstore = {{ kind = \"local\", path = \"{}\" }}\n",
             database.display(),
             cert.display(),
             key.display(),
-            dir.path().join("master.key").display()
+            dir.path().join("master.key").display(),
+            dir.path().join("backups").display()
         ),
     )
     .expect("write config");
@@ -161,6 +163,36 @@ print(len(s.get(base + "/audit").json()))
         verified.status.success(),
         "{}",
         String::from_utf8_lossy(&verified.stderr)
+    );
+
+    // Backup, then restore into a new database: the same audit chain, still whole.
+    let backed_up = switchyard(&["backup"], &config);
+    assert!(
+        backed_up.status.success(),
+        "{}",
+        String::from_utf8_lossy(&backed_up.stderr)
+    );
+    let restored_config = dir.path().join("restored.toml");
+    let text = std::fs::read_to_string(&config).expect("config");
+    std::fs::write(&restored_config, text.replace("control.db", "restored.db")).expect("write config");
+    let restored = switchyard(&["restore"], &restored_config);
+    assert!(
+        restored.status.success(),
+        "{}",
+        String::from_utf8_lossy(&restored.stderr)
+    );
+    let verified = switchyard(&["audit", "verify"], &restored_config);
+    assert!(
+        verified.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verified.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&verified.stdout).expect("report");
+    assert_eq!(report["rows"], 4, "user, workspace, source and destination: {report}");
+    let again = switchyard(&["restore"], &restored_config);
+    assert!(
+        !again.status.success(),
+        "a database in use is not overwritten without --force"
     );
     let tamper = Command::new("python3")
         .args(["-c", "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); c.execute(\"UPDATE audit_log SET actor = 'mallory' WHERE seq = 3\"); c.commit()"])

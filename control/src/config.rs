@@ -32,6 +32,9 @@ pub struct ControlConfig {
     pub workspace: Option<String>,
     #[serde(default = "default_refresh_secs")]
     pub refresh_secs: u64,
+    /// Where `switchyard backup` and the server's hourly backups go.
+    #[serde(default)]
+    pub backup: Option<crate::backup::BackupConfig>,
 }
 
 impl Default for ControlConfig {
@@ -45,6 +48,7 @@ impl Default for ControlConfig {
             master_key_file: default_master_key_file(),
             workspace: None,
             refresh_secs: default_refresh_secs(),
+            backup: None,
         }
     }
 }
