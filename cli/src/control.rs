@@ -45,6 +45,29 @@ pub struct RestoreArgs {
 }
 
 #[derive(Debug, clap::Args)]
+pub struct ApplyArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// The workspace file (YAML); credentials written ${NAME} come from the environment.
+    #[arg(long, short = 'f')]
+    file: PathBuf,
+    /// Also delete the sources and destinations the file doesn't list.
+    #[arg(long)]
+    prune: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExportConfigArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    #[arg(long)]
+    workspace: String,
+    /// A file to write; standard output when absent.
+    #[arg(long, short)]
+    output: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
 pub struct ConfigArgs {
     #[arg(long, short, env = "SWITCHYARD_CONFIG", default_value = "examples/switchyard.toml")]
     config: PathBuf,
@@ -165,6 +188,53 @@ pub fn restore(args: RestoreArgs) -> anyhow::Result<()> {
         let db = Db::open(&config.database_url).await?;
         let rows = backup::load(&db, &snapshot, args.force).await?;
         eprintln!("restored {rows} rows from {path}");
+        Ok(())
+    })
+}
+
+/// `switchyard apply -f FILE`: the workspace made to match the file.
+pub fn apply(args: ApplyArgs) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?;
+    let file = switchyard_control::apply::WorkspaceFile::from_yaml(&text)
+        .with_context(|| format!("{} is not a workspace file", args.file.display()))?;
+    actix_web::rt::System::new().block_on(async {
+        let control = open(&section(&args.config.config)?).await?;
+        let actor = Actor::local("switchyard apply");
+        let env = |name: &str| std::env::var(name).ok();
+        let report = switchyard_control::apply::apply(&control, &actor, &file, &env, args.prune).await?;
+        let keys: serde_json::Map<String, serde_json::Value> = report
+            .write_keys
+            .iter()
+            .map(|(source, key)| (source.clone(), serde_json::Value::from(key.clone())))
+            .collect();
+        println!("{}", serde_json::json!({"report": report, "new_write_keys": keys}));
+        eprintln!(
+            "{} created, {} updated, {} unchanged, {} deleted{}",
+            report.created.len(),
+            report.updated.len(),
+            report.unchanged.len(),
+            report.deleted.len(),
+            if keys.is_empty() {
+                ""
+            } else {
+                "; new write keys are shown above, this once"
+            }
+        );
+        Ok(())
+    })
+}
+
+/// `switchyard export-config`: a workspace as a file, without secrets.
+pub fn export_config(args: ExportConfigArgs) -> anyhow::Result<()> {
+    actix_web::rt::System::new().block_on(async {
+        let control = open(&section(&args.config.config)?).await?;
+        let yaml = switchyard_control::apply::export(&control, &args.workspace)
+            .await?
+            .to_yaml()?;
+        match &args.output {
+            Some(path) => std::fs::write(path, yaml).with_context(|| format!("cannot write {}", path.display()))?,
+            None => print!("{yaml}"),
+        }
         Ok(())
     })
 }

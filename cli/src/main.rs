@@ -82,6 +82,10 @@ enum Command {
     Backup(control::ConfigArgs),
     /// Restores a backup (the newest unless --from) into the control database.
     Restore(control::RestoreArgs),
+    /// Makes a workspace's sources and destinations match a YAML file (GitOps).
+    Apply(control::ApplyArgs),
+    /// Writes a workspace's sources and destinations as YAML, without secrets.
+    ExportConfig(control::ExportConfigArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -113,6 +117,8 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Audit(command) => control::audit(command),
         Command::Backup(args) => control::take_backup(args),
         Command::Restore(args) => control::restore(args),
+        Command::Apply(args) => control::apply(args),
+        Command::ExportConfig(args) => control::export_config(args),
     }
 }
 

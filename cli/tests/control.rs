@@ -345,3 +345,68 @@ async fn sources_and_destinations_made_through_the_admin_api_reach_running_inges
     let _ = admin.kill();
     let _ = admin.wait();
 }
+
+#[test]
+fn apply_and_export_config_round_trip_from_the_command_line() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("switchyard.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[control]\ndatabase_url = \"sqlite://{}?mode=rwc\"\nmaster_key_file = \"{}\"\n",
+            dir.path().join("control.db").display(),
+            dir.path().join("master.key").display()
+        ),
+    )
+    .expect("write config");
+    let init = switchyard(&["control", "init", "--email", "owner@example.com"], &config);
+    assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
+    let created: serde_json::Value = serde_json::from_slice(&init.stdout).expect("init JSON");
+    let workspace = created["workspace"].as_str().expect("workspace");
+    let file = dir.path().join("workspace.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "workspace: {workspace}\nsources:\n  - id: web\ndestinations:\n  - id: hook\n    kind: webhook\n    sources: [web]\n    \
+             settings: {{url: \"https://93.184.216.34/hook\"}}\n    credentials: {{bearer_token: \"${{HOOK_TOKEN}}\"}}\n"
+        ),
+    )
+    .expect("write file");
+    let apply = |file: &std::path::Path| {
+        Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .args(["apply", "-f"])
+            .arg(file)
+            .arg("--config")
+            .arg(&config)
+            .env("HOOK_TOKEN", "cli-secret-31")
+            .env("HOOK_BEARER_TOKEN", "cli-secret-31")
+            .output()
+            .expect("apply runs")
+    };
+    let first = apply(&file);
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    let result: serde_json::Value = serde_json::from_slice(&first.stdout).expect("apply JSON");
+    assert!(
+        result["new_write_keys"]["web"]
+            .as_str()
+            .is_some_and(|key| key.starts_with("wk_")),
+        "{result}"
+    );
+    let exported = switchyard(&["export-config", "--workspace", workspace], &config);
+    assert!(
+        exported.status.success(),
+        "{}",
+        String::from_utf8_lossy(&exported.stderr)
+    );
+    let yaml = String::from_utf8_lossy(&exported.stdout).into_owned();
+    assert!(
+        !yaml.contains("cli-secret-31") && yaml.contains("${HOOK_BEARER_TOKEN}"),
+        "{yaml}"
+    );
+    let round = dir.path().join("exported.yaml");
+    std::fs::write(&round, yaml).expect("write export");
+    let again = apply(&round);
+    assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
+    let summary = String::from_utf8_lossy(&again.stderr);
+    assert!(summary.contains("0 created, 0 updated, 2 unchanged"), "{summary}");
+}

@@ -9,6 +9,7 @@
 //! and passes the caller on to be written in the audit log (`audit.rs`).
 
 pub mod api;
+pub mod apply;
 pub mod audit;
 pub mod backup;
 pub mod config;

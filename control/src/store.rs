@@ -675,6 +675,21 @@ impl Control {
         serde_json::from_slice(&plain).map_err(|e| ControlError::Corrupt(format!("destination {id} credentials: {e}")))
     }
 
+    /// A destination's credentials, opened (for `apply` to compare; never shown).
+    pub async fn destination_credentials(
+        &self,
+        workspace_id: &str,
+        id: &str,
+    ) -> Result<Map<String, Value>, ControlError> {
+        let row = sqlx::query("SELECT * FROM destinations WHERE workspace_id = $1 AND id = $2")
+            .bind(workspace_id)
+            .bind(id)
+            .fetch_optional(&self.db.pool)
+            .await?
+            .ok_or_else(|| ControlError::NotFound(format!("destination {id}")))?;
+        self.credentials(&row, id)
+    }
+
     /// The destination as the router runs it, credentials opened.
     pub async fn destination_config(&self, workspace_id: &str, id: &str) -> Result<DestinationConfig, ControlError> {
         let row = sqlx::query("SELECT * FROM destinations WHERE workspace_id = $1 AND id = $2")
