@@ -28,7 +28,7 @@ use switchyard_actors::suppress::{Suppression, digest};
 
 use crate::config::ArchiveError;
 use crate::keys::KeyRing;
-use crate::object::{open, seal};
+use crate::object::{fetch, open, seal};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -140,13 +140,7 @@ pub async fn records(store: &dyn ObjectStore, prefix: &str) -> Result<Vec<Deleti
     let mut found = Vec::new();
     for meta in list(store, &deletions_base(prefix)).await? {
         let path = &meta.location;
-        let bytes = store
-            .get(path)
-            .await
-            .map_err(store_error(path))?
-            .bytes()
-            .await
-            .map_err(store_error(path))?;
+        let bytes = fetch(store, path).await.map_err(store_error(path))?;
         let record: DeletionRecord = serde_json::from_slice(&bytes).map_err(|e| ArchiveError::Object {
             path: path.to_string(),
             reason: e.to_string(),
@@ -284,13 +278,7 @@ pub async fn delete_user(keys: &KeyRing, source_id: &str, user: &str) -> Result<
         let mut cleaned: Option<(Vec<u8>, usize)> = None;
         let mut changed = false;
         for store in &holding {
-            let bytes = store
-                .get(&path)
-                .await
-                .map_err(store_error(&path))?
-                .bytes()
-                .await
-                .map_err(store_error(&path))?;
+            let bytes = fetch(store.as_ref(), &path).await.map_err(store_error(&path))?;
             let lines = identities
                 .iter()
                 .find_map(|identity| open(&bytes, identity).ok())

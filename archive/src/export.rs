@@ -4,12 +4,12 @@ use std::io::Write;
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use futures::TryStreamExt;
+use object_store::ObjectStore;
 use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStore, ObjectStoreExt};
 
 use crate::config::ArchiveError;
 use crate::keys::KeyRing;
-use crate::object::open;
+use crate::object::{fetch, open};
 
 /// The hour an object's path says its events were received in.
 fn hour_of(location: &str) -> Option<DateTime<Utc>> {
@@ -73,13 +73,7 @@ pub async fn events(
         path: name.clone(),
         source,
     };
-    let bytes = store
-        .get(location)
-        .await
-        .map_err(failed)?
-        .bytes()
-        .await
-        .map_err(failed)?;
+    let bytes = fetch(store, location).await.map_err(failed)?;
     // Any of the source's identities: objects from before a rotation stay readable.
     let lines = identities
         .iter()

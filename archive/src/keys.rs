@@ -167,7 +167,7 @@ impl KeyRing {
                 path: path.to_string(),
                 source,
             };
-            let bytes = store.get(&path).await.map_err(failed)?.bytes().await.map_err(failed)?;
+            let bytes = crate::object::fetch(store.as_ref(), &path).await.map_err(failed)?;
             let mut read = self.read(&bytes).map_err(|reason| ArchiveError::Key {
                 path: path.to_string(),
                 reason,

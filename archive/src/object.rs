@@ -4,6 +4,13 @@ use std::io::{Read, Write};
 
 use age::x25519::{Identity, Recipient};
 use chrono::{DateTime, Utc};
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt};
+
+/// The whole body of an object.
+pub async fn fetch(store: &dyn ObjectStore, path: &ObjectPath) -> Result<bytes::Bytes, object_store::Error> {
+    store.get(path).await?.bytes().await
+}
 
 /// Seals JSON lines for `recipient`.
 pub fn seal(lines: &[u8], recipient: &Recipient) -> Result<Vec<u8>, String> {

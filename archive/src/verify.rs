@@ -47,7 +47,7 @@ async fn copy(from: &dyn ObjectStore, to: &dyn ObjectStore, location: &str) -> R
         path: location.to_string(),
         source,
     };
-    let bytes = from.get(&path).await.map_err(failed)?.bytes().await.map_err(failed)?;
+    let bytes = crate::object::fetch(from, &path).await.map_err(failed)?;
     to.put(&path, PutPayload::from(bytes)).await.map_err(failed)?;
     Ok(())
 }

@@ -35,7 +35,7 @@ pub enum ArchiveCommand {
 #[derive(Debug, clap::Args)]
 pub struct ConfigArgs {
     #[arg(long, short, env = "SWITCHYARD_CONFIG", default_value = "examples/switchyard.toml")]
-    config: PathBuf,
+    pub config: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]
@@ -142,7 +142,8 @@ pub fn run(command: ArchiveCommand) -> anyhow::Result<()> {
     }
 }
 
-fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+/// Writes a new file only its owner can read (refusing to overwrite one).
+pub fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let mut file = std::fs::OpenOptions::new()
         .write(true)

@@ -12,6 +12,7 @@ use switchyard_control::secrets::Sealer;
 use switchyard_control::store::Password;
 use switchyard_control::{Control, ControlConfig, Db, audit, backup};
 
+pub use crate::archive::ConfigArgs;
 use crate::config::Config;
 
 /// Where the first owner's password comes from (never a command-line argument).
@@ -68,12 +69,6 @@ pub struct ExportConfigArgs {
 }
 
 #[derive(Debug, clap::Args)]
-pub struct ConfigArgs {
-    #[arg(long, short, env = "SWITCHYARD_CONFIG", default_value = "examples/switchyard.toml")]
-    config: PathBuf,
-}
-
-#[derive(Debug, clap::Args)]
 pub struct InitArgs {
     #[command(flatten)]
     config: ConfigArgs,
@@ -103,24 +98,16 @@ fn master_key(config: &ControlConfig) -> anyhow::Result<age::x25519::Identity> {
             .with_context(|| format!("{}: no age identity in it", path.display())),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
             use age::secrecy::ExposeSecret;
-            use std::io::Write;
-            use std::os::unix::fs::OpenOptionsExt;
             let identity = age::x25519::Identity::generate();
             if let Some(parent) = path.parent() {
                 std::fs::create_dir_all(parent)?;
             }
-            let mut file = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(path)
-                .with_context(|| format!("cannot create {}", path.display()))?;
-            writeln!(
-                file,
-                "# public key: {}\n{}",
+            let text = format!(
+                "# public key: {}\n{}\n",
                 identity.to_public(),
                 identity.to_string().expose_secret()
-            )?;
+            );
+            crate::archive::write_private(path, text.as_bytes())?;
             tracing::warn!(
                 path = %path.display(),
                 "made a master key file: keep a copy safe; in production set SWITCHYARD_MASTER_KEY_FILE from a secret store"

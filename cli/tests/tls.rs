@@ -1,10 +1,13 @@
 //! Ingest over HTTPS: a certificate from the config file, a client that verifies it,
 //! and plain HTTP refused on the TLS port.
 
+mod support;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use support::certificate;
 use switchyard_testkit::{Tansu, read_records, unique_topic};
 
 const WRITE_KEY: &str = "tls-write-key-0123456789";
@@ -15,33 +18,7 @@ async fn ingest_serves_https_with_the_configured_certificate() {
     let topic = unique_topic("tls");
     broker.create_topic(&topic, 1).await;
     let dir = tempfile::tempdir().expect("temp dir");
-    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    let status = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-days",
-            "1",
-        ])
-        .args([
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-            "-keyout",
-        ])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stderr(Stdio::null())
-        .status()
-        .expect("run openssl");
-    assert!(status.success(), "openssl made a test certificate");
+    let (cert, key) = certificate(dir.path());
     let config = dir.path().join("switchyard.toml");
     std::fs::write(
         &config,

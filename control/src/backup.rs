@@ -283,11 +283,7 @@ pub async fn read(
     master: &age::x25519::Identity,
 ) -> Result<Value, ControlError> {
     let location = ObjectPath::from(path);
-    let bytes = store
-        .get(&location)
-        .await
-        .map_err(store_error(&location))?
-        .bytes()
+    let bytes = switchyard_archive::object::fetch(store.as_ref(), &location)
         .await
         .map_err(store_error(&location))?;
     let decryptor = age::Decryptor::new(&bytes[..]).map_err(|e| corrupt(format!("{path}: {e}")))?;

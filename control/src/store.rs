@@ -284,15 +284,7 @@ impl Control {
         .bind(user_id)
         .fetch_all(&self.db.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(Workspace {
-                    id: row.try_get("id")?,
-                    name: row.try_get("name")?,
-                    created_at: row.try_get("created_at")?,
-                })
-            })
-            .collect()
+        rows.iter().map(workspace).collect()
     }
 
     /// A workspace by id, if it exists.
@@ -301,14 +293,7 @@ impl Control {
             .bind(workspace_id)
             .fetch_optional(&self.db.pool)
             .await?;
-        row.map(|row| {
-            Ok(Workspace {
-                id: row.try_get("id")?,
-                name: row.try_get("name")?,
-                created_at: row.try_get("created_at")?,
-            })
-        })
-        .transpose()
+        row.as_ref().map(workspace).transpose()
     }
 
     // Members.
@@ -652,6 +637,15 @@ impl Control {
             .ok_or_else(|| ControlError::NotFound(format!("destination {id}")))
     }
 
+    async fn destination_row(&self, workspace_id: &str, id: &str) -> Result<AnyRow, ControlError> {
+        sqlx::query("SELECT * FROM destinations WHERE workspace_id = $1 AND id = $2")
+            .bind(workspace_id)
+            .bind(id)
+            .fetch_optional(&self.db.pool)
+            .await?
+            .ok_or_else(|| ControlError::NotFound(format!("destination {id}")))
+    }
+
     fn destination_view(&self, row: &AnyRow) -> Result<DestinationView, ControlError> {
         let id: String = row.try_get("id")?;
         let credentials = self.credentials(row, &id)?;
@@ -681,23 +675,13 @@ impl Control {
         workspace_id: &str,
         id: &str,
     ) -> Result<Map<String, Value>, ControlError> {
-        let row = sqlx::query("SELECT * FROM destinations WHERE workspace_id = $1 AND id = $2")
-            .bind(workspace_id)
-            .bind(id)
-            .fetch_optional(&self.db.pool)
-            .await?
-            .ok_or_else(|| ControlError::NotFound(format!("destination {id}")))?;
+        let row = self.destination_row(workspace_id, id).await?;
         self.credentials(&row, id)
     }
 
     /// The destination as the router runs it, credentials opened.
     pub async fn destination_config(&self, workspace_id: &str, id: &str) -> Result<DestinationConfig, ControlError> {
-        let row = sqlx::query("SELECT * FROM destinations WHERE workspace_id = $1 AND id = $2")
-            .bind(workspace_id)
-            .bind(id)
-            .fetch_optional(&self.db.pool)
-            .await?
-            .ok_or_else(|| ControlError::NotFound(format!("destination {id}")))?;
+        let row = self.destination_row(workspace_id, id).await?;
         let view = self.destination_view(&row)?;
         let credentials = self.credentials(&row, id)?;
         build_destination(
@@ -813,12 +797,7 @@ impl Control {
         id: &str,
         patch: DestinationPatch,
     ) -> Result<DestinationView, ControlError> {
-        let row = sqlx::query("SELECT * FROM destinations WHERE workspace_id = $1 AND id = $2")
-            .bind(workspace_id)
-            .bind(id)
-            .fetch_optional(&self.db.pool)
-            .await?
-            .ok_or_else(|| ControlError::NotFound(format!("destination {id}")))?;
+        let row = self.destination_row(workspace_id, id).await?;
         let before = self.destination_view(&row)?;
         let credentials = match patch.credentials {
             Some(credentials) => credentials,
@@ -921,6 +900,14 @@ async fn ensure_another_owner(tx: &mut AnyConnection, workspace_id: &str, leavin
         return Err(ControlError::invalid("role", "a workspace keeps at least one owner"));
     }
     Ok(())
+}
+
+fn workspace(row: &AnyRow) -> Result<Workspace, ControlError> {
+    Ok(Workspace {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        created_at: row.try_get("created_at")?,
+    })
 }
 
 fn member(row: &AnyRow) -> Result<Member, ControlError> {

@@ -7,7 +7,6 @@ use support::Backend;
 use switchyard_control::apply::{WorkspaceFile, apply, export};
 use switchyard_control::audit;
 use switchyard_control::model::Actor;
-use switchyard_control::store::Password;
 
 const FILE: &str = r#"
 workspace: WS
@@ -33,15 +32,7 @@ async fn apply_twice_changes_once_and_an_exported_file_applies_back_to_no_change
     for backend in Backend::both().await {
         let control = backend.control(&age::x25519::Identity::generate()).await;
         let actor = Actor::local("switchyard apply");
-        let owner = control
-            .create_user(&actor, "owner@example.com", Password::Plain("a long enough password"))
-            .await
-            .expect("user");
-        let ws = control
-            .create_workspace(&actor, "Acme", &owner)
-            .await
-            .expect("workspace")
-            .id;
+        let ws = support::owned_workspace(&control, &actor).await.id;
         let file = WorkspaceFile::from_yaml(&FILE.replace("WS", &ws)).expect("file");
 
         let first = apply(&control, &actor, &file, &env, false).await.expect("apply");

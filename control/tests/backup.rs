@@ -11,7 +11,6 @@ use object_store::local::LocalFileSystem;
 use serde_json::json;
 use support::Backend;
 use switchyard_control::model::{Actor, NewDestination, NewSource};
-use switchyard_control::store::Password;
 use switchyard_control::{ControlError, audit, backup};
 
 #[actix_rt::test]
@@ -23,14 +22,7 @@ async fn a_backup_restores_into_an_empty_database_whole() {
         let master = age::x25519::Identity::generate();
         let control = from.control(&master).await;
         let admin = Actor::local("test");
-        let owner = control
-            .create_user(&admin, "owner@example.com", Password::Plain("a long enough password"))
-            .await
-            .expect("user");
-        let ws = control
-            .create_workspace(&admin, "Acme", &owner)
-            .await
-            .expect("workspace");
+        let ws = support::owned_workspace(&control, &admin).await;
         let web: NewSource =
             serde_json::from_value(json!({"id": "web", "settings": {"rate_limit_events_per_sec": 50}}))
                 .expect("source");

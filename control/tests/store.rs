@@ -25,14 +25,7 @@ async fn credentials_are_ciphertext_at_rest_and_open_only_for_the_router() {
         let master = age::x25519::Identity::generate();
         let control = backend.control(&master).await;
         let admin = Actor::local("test");
-        let owner = control
-            .create_user(&admin, "owner@example.com", Password::Plain("a long enough password"))
-            .await
-            .expect("user");
-        let ws = control
-            .create_workspace(&admin, "Acme", &owner)
-            .await
-            .expect("workspace");
+        let ws = support::owned_workspace(&control, &admin).await;
         let web: NewSource = serde_json::from_value(json!({"id": "web"})).expect("source");
         control.create_source(&admin, &ws.id, &web).await.expect("source");
         let secret = "tok-SECRET-0123456789";
@@ -94,14 +87,7 @@ async fn write_keys_are_kept_as_digests_and_rotate_with_an_overlap() {
     for backend in Backend::both().await {
         let control = backend.control(&age::x25519::Identity::generate()).await;
         let admin = Actor::local("test");
-        let owner = control
-            .create_user(&admin, "owner@example.com", Password::Plain("a long enough password"))
-            .await
-            .expect("user");
-        let ws = control
-            .create_workspace(&admin, "Acme", &owner)
-            .await
-            .expect("workspace");
+        let ws = support::owned_workspace(&control, &admin).await;
         let web: NewSource = serde_json::from_value(json!({"id": "web"})).expect("source");
         let created = control.create_source(&admin, &ws.id, &web).await.expect("source");
         let first = created.write_key;
@@ -215,14 +201,7 @@ async fn audit_verify_catches_an_edited_and_a_deleted_row() {
             email: "admin@example.com".into(),
             remote: "203.0.113.9".into(),
         };
-        let owner = control
-            .create_user(&admin, "owner@example.com", Password::Plain("a long enough password"))
-            .await
-            .expect("user");
-        let ws = control
-            .create_workspace(&admin, "Acme", &owner)
-            .await
-            .expect("workspace");
+        let ws = support::owned_workspace(&control, &admin).await;
         for id in ["web", "ios", "android"] {
             let source: NewSource = serde_json::from_value(json!({"id": id})).expect("source");
             control.create_source(&admin, &ws.id, &source).await.expect("source");

@@ -300,3 +300,35 @@ pub async fn broker_with_topics(prefix: &str, partitions: i32) -> (switchyard_te
     broker.create_topic(&format!("{topic}.retry"), 1).await;
     (broker, topic)
 }
+
+/// A self-signed certificate and key for 127.0.0.1 (openssl), in `dir`.
+pub fn certificate(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let status = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "1",
+        ])
+        .args([
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(Stdio::null())
+        .status()
+        .expect("run openssl");
+    assert!(status.success(), "openssl made a test certificate");
+    (cert, key)
+}

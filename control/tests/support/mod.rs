@@ -5,7 +5,9 @@
 #![allow(dead_code)]
 
 use sqlx::Connection;
+use switchyard_control::model::{Actor, Workspace};
 use switchyard_control::secrets::Sealer;
+use switchyard_control::store::Password;
 use switchyard_control::{Control, Db};
 
 pub const POSTGRES_ENV: &str = "SWITCHYARD_TEST_POSTGRES";
@@ -82,4 +84,19 @@ impl Backend {
                 .expect("drop test database");
         }
     }
+}
+
+/// The password every test user signs in with.
+pub const OWNER_PASSWORD: &str = "a long enough password";
+
+/// A workspace "Acme" owned by owner@example.com.
+pub async fn owned_workspace(control: &Control, actor: &Actor) -> Workspace {
+    let owner = control
+        .create_user(actor, "owner@example.com", Password::Plain(OWNER_PASSWORD))
+        .await
+        .expect("owner");
+    control
+        .create_workspace(actor, "Acme", &owner)
+        .await
+        .expect("workspace")
 }
