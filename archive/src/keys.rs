@@ -14,7 +14,6 @@
 //! (a replica out of reach) can no longer be read.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{Read, Write};
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 
@@ -25,6 +24,7 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
 use crate::config::ArchiveError;
+use crate::object::{decrypt, encrypt};
 
 /// Where the master key comes from.
 pub const MASTER_KEY_ENV: &str = "SWITCHYARD_MASTER_KEY";
@@ -262,45 +262,30 @@ impl KeyRing {
 
     fn seal(&self, identity: &Identity) -> Result<Vec<u8>, String> {
         let text = keygen_text(std::slice::from_ref(identity));
-        let Some(master) = &self.master else {
-            return Ok(text.into_bytes());
-        };
-        let recipient = master.to_public();
-        let encryptor = age::Encryptor::with_recipients(std::iter::once(&recipient as &dyn age::Recipient))
-            .map_err(|e| e.to_string())?;
-        let mut sealed = Vec::new();
-        let mut writer = encryptor.wrap_output(&mut sealed).map_err(|e| e.to_string())?;
-        writer
-            .write_all(text.as_bytes())
-            .and_then(|()| writer.finish().map(drop))
-            .map_err(|e| e.to_string())?;
-        Ok(sealed)
+        match &self.master {
+            Some(master) => encrypt(text.as_bytes(), &master.to_public()),
+            None => Ok(text.into_bytes()),
+        }
     }
 
     fn read(&self, bytes: &[u8]) -> Result<Vec<Identity>, String> {
-        let text = match (&self.master, bytes.starts_with(b"age-encryption.org/")) {
+        let plain = match (&self.master, bytes.starts_with(b"age-encryption.org/")) {
             (Some(master), true) => {
-                let decryptor = age::Decryptor::new(bytes).map_err(|e| e.to_string())?;
-                let mut reader = decryptor
-                    .decrypt(std::iter::once(master as &dyn age::Identity))
-                    .map_err(|e| format!("the master key doesn't open it: {e}"))?;
-                let mut text = String::new();
-                reader.read_to_string(&mut text).map_err(|e| e.to_string())?;
-                text
+                decrypt(bytes, master).map_err(|e| format!("the master key doesn't open it: {e}"))?
             }
             (None, true) => {
                 return Err(format!(
                     "it is encrypted: set {MASTER_KEY_ENV} or {MASTER_KEY_FILE_ENV}"
                 ));
             }
-            (_, false) => String::from_utf8(bytes.to_vec()).map_err(|e| e.to_string())?,
+            (_, false) => bytes.to_vec(),
         };
-        parse_identities(&text)
+        parse_identities(&String::from_utf8(plain).map_err(|e| e.to_string())?)
     }
 }
 
 /// The identity lines of `age-keygen` style text (comments skipped), in order.
-fn parse_identities(text: &str) -> Result<Vec<Identity>, String> {
+pub fn parse_identities(text: &str) -> Result<Vec<Identity>, String> {
     let identities: Vec<Identity> = text
         .lines()
         .map(str::trim)
@@ -313,7 +298,8 @@ fn parse_identities(text: &str) -> Result<Vec<Identity>, String> {
     Ok(identities)
 }
 
-fn keygen_text(identities: &[Identity]) -> String {
+/// Identities as `age-keygen` writes them (a public-key comment above each).
+pub fn keygen_text(identities: &[Identity]) -> String {
     identities
         .iter()
         .map(|identity| {

@@ -12,32 +12,41 @@ pub async fn fetch(store: &dyn ObjectStore, path: &ObjectPath) -> Result<bytes::
     store.get(path).await?.bytes().await
 }
 
+/// `plain` age-encrypted to `recipient` (the standard format `age -d` reads).
+pub fn encrypt(plain: &[u8], recipient: &Recipient) -> Result<Vec<u8>, String> {
+    let encryptor = age::Encryptor::with_recipients(std::iter::once(recipient as &dyn age::Recipient))
+        .map_err(|e| format!("encrypt: {e}"))?;
+    let mut sealed = Vec::with_capacity(plain.len() + 256);
+    let mut writer = encryptor
+        .wrap_output(&mut sealed)
+        .map_err(|e| format!("encrypt: {e}"))?;
+    writer.write_all(plain).map_err(|e| format!("encrypt: {e}"))?;
+    writer.finish().map_err(|e| format!("encrypt: {e}"))?;
+    Ok(sealed)
+}
+
+/// What [`encrypt`] sealed for `identity`.
+pub fn decrypt(sealed: &[u8], identity: &Identity) -> Result<Vec<u8>, String> {
+    let decryptor = age::Decryptor::new(sealed).map_err(|e| format!("not an age file: {e}"))?;
+    let mut reader = decryptor
+        .decrypt(std::iter::once(identity as &dyn age::Identity))
+        .map_err(|e| format!("decrypt: {e}"))?;
+    let mut plain = Vec::new();
+    reader.read_to_end(&mut plain).map_err(|e| format!("decrypt: {e}"))?;
+    Ok(plain)
+}
+
 /// Seals JSON lines for `recipient`.
 pub fn seal(lines: &[u8], recipient: &Recipient) -> Result<Vec<u8>, String> {
     // Level 1: JSON compresses well at the fastest level, and the archive's budget is
     // CPU per megabyte.
     let compressed = zstd::encode_all(lines, 1).map_err(|e| format!("compress: {e}"))?;
-    let encryptor = age::Encryptor::with_recipients(std::iter::once(recipient as &dyn age::Recipient))
-        .map_err(|e| format!("encrypt: {e}"))?;
-    let mut sealed = Vec::with_capacity(compressed.len() + 256);
-    let mut writer = encryptor
-        .wrap_output(&mut sealed)
-        .map_err(|e| format!("encrypt: {e}"))?;
-    writer.write_all(&compressed).map_err(|e| format!("encrypt: {e}"))?;
-    writer.finish().map_err(|e| format!("encrypt: {e}"))?;
-    Ok(sealed)
+    encrypt(&compressed, recipient)
 }
 
 /// Opens an object sealed for `identity`, giving its JSON lines back.
 pub fn open(sealed: &[u8], identity: &Identity) -> Result<Vec<u8>, String> {
-    let decryptor = age::Decryptor::new(sealed).map_err(|e| format!("not an age file: {e}"))?;
-    let mut reader = decryptor
-        .decrypt(std::iter::once(identity as &dyn age::Identity))
-        .map_err(|e| format!("decrypt: {e}"))?;
-    let mut compressed = Vec::new();
-    reader
-        .read_to_end(&mut compressed)
-        .map_err(|e| format!("decrypt: {e}"))?;
+    let compressed = decrypt(sealed, identity)?;
     zstd::decode_all(compressed.as_slice()).map_err(|e| format!("decompress: {e}"))
 }
 

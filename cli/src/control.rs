@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use switchyard_archive::keys::master_from_env;
+use switchyard_archive::keys::{keygen_text, master_from_env, parse_identities};
 use switchyard_control::api::{ApiState, routes};
 use switchyard_control::model::Actor;
 use switchyard_control::secrets::Sealer;
@@ -90,24 +90,16 @@ fn master_key(config: &ControlConfig) -> anyhow::Result<age::x25519::Identity> {
     }
     let path = &config.master_key_file;
     match std::fs::read_to_string(path) {
-        Ok(text) => text
-            .lines()
-            .map(str::trim)
-            .find(|line| line.starts_with("AGE-SECRET-KEY-"))
-            .and_then(|line| line.parse().ok())
+        Ok(text) => parse_identities(&text)
+            .map_err(anyhow::Error::msg)
+            .and_then(|identities| identities.into_iter().next_back().context("no identity"))
             .with_context(|| format!("{}: no age identity in it", path.display())),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            use age::secrecy::ExposeSecret;
             let identity = age::x25519::Identity::generate();
             if let Some(parent) = path.parent() {
                 std::fs::create_dir_all(parent)?;
             }
-            let text = format!(
-                "# public key: {}\n{}\n",
-                identity.to_public(),
-                identity.to_string().expose_secret()
-            );
-            crate::archive::write_private(path, text.as_bytes())?;
+            crate::archive::write_private(path, keygen_text(std::slice::from_ref(&identity)).as_bytes())?;
             tracing::warn!(
                 path = %path.display(),
                 "made a master key file: keep a copy safe; in production set SWITCHYARD_MASTER_KEY_FILE from a secret store"

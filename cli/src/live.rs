@@ -91,7 +91,7 @@ impl Live {
         if control.workspace(workspace).await?.is_none() {
             bail!(
                 "[control] workspace {workspace:?} does not exist in {}",
-                section.database_url.split('?').next().unwrap_or_default()
+                switchyard_control::db::redact_url(&section.database_url)
             );
         }
         Ok(Some(Live {

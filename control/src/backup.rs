@@ -5,7 +5,6 @@
 //! `switchyard backup` takes one now; `switchyard restore` brings one back into an
 //! empty database (or, with `force`, replaces what is there) in one transaction.
 
-use std::io::{Read, Write};
 use std::sync::Arc;
 
 use base64::Engine;
@@ -16,6 +15,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use sqlx::Row;
 use switchyard_archive::config::StoreConfig;
+use switchyard_archive::object::{decrypt, encrypt};
 
 use crate::{ControlError, Db};
 
@@ -239,17 +239,7 @@ pub async fn take(
     master: &age::x25519::Identity,
 ) -> Result<String, ControlError> {
     let plain = serde_json::to_vec(&snapshot(db).await?).map_err(corrupt)?;
-    let recipient = master.to_public();
-    let encryptor = age::Encryptor::with_recipients(std::iter::once(&recipient as &dyn age::Recipient))
-        .map_err(|e| ControlError::Crypto(e.to_string()))?;
-    let mut sealed = Vec::with_capacity(plain.len() + 256);
-    let mut writer = encryptor
-        .wrap_output(&mut sealed)
-        .map_err(|e| ControlError::Crypto(e.to_string()))?;
-    writer
-        .write_all(&plain)
-        .and_then(|()| writer.finish().map(drop))
-        .map_err(|e| ControlError::Crypto(e.to_string()))?;
+    let sealed = encrypt(&plain, &master.to_public()).map_err(ControlError::Crypto)?;
     let path = ObjectPath::from(format!(
         "{prefix}/control-{}.json.age",
         chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ")
@@ -286,13 +276,7 @@ pub async fn read(
     let bytes = switchyard_archive::object::fetch(store.as_ref(), &location)
         .await
         .map_err(store_error(&location))?;
-    let decryptor = age::Decryptor::new(&bytes[..]).map_err(|e| corrupt(format!("{path}: {e}")))?;
-    let mut reader = decryptor
-        .decrypt(std::iter::once(master as &dyn age::Identity))
+    let plain = decrypt(&bytes, master)
         .map_err(|e| ControlError::Crypto(format!("{path}: the master key doesn't open it: {e}")))?;
-    let mut plain = Vec::new();
-    reader
-        .read_to_end(&mut plain)
-        .map_err(|e| corrupt(format!("{path}: {e}")))?;
     serde_json::from_slice(&plain).map_err(|e| corrupt(format!("{path}: {e}")))
 }

@@ -2,6 +2,8 @@
 //! time in this process; run one admin API replica) and each is written to the audit
 //! log in its own transaction.
 
+use std::collections::HashMap;
+
 use serde_json::{Map, Value, json};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
@@ -417,23 +419,30 @@ impl Control {
 
     // Sources.
 
-    pub async fn sources(&self, workspace_id: &str) -> Result<Vec<SourceView>, ControlError> {
-        let rows = sqlx::query(
-            "SELECT s.*, (SELECT COUNT(*) FROM write_keys k WHERE k.source_id = s.id AND (k.expires_at IS NULL OR k.expires_at > $2)) AS active \
-             FROM sources s WHERE s.workspace_id = $1 ORDER BY s.id",
-        )
-        .bind(workspace_id)
-        .bind(now_ms())
-        .fetch_all(&self.db.pool)
-        .await?;
+    /// The workspace's sources, or the one named `only`.
+    async fn source_views(&self, workspace_id: &str, only: Option<&str>) -> Result<Vec<SourceView>, ControlError> {
+        let select = "SELECT s.*, (SELECT COUNT(*) FROM write_keys k WHERE k.source_id = s.id \
+                      AND (k.expires_at IS NULL OR k.expires_at > $2)) AS active FROM sources s WHERE s.workspace_id = $1";
+        let sql = match only {
+            Some(_) => format!("{select} AND s.id = $3"),
+            None => format!("{select} ORDER BY s.id"),
+        };
+        let mut query = sqlx::query(&sql).bind(workspace_id).bind(now_ms());
+        if let Some(id) = only {
+            query = query.bind(id);
+        }
+        let rows = query.fetch_all(&self.db.pool).await?;
         rows.iter().map(source_view).collect()
     }
 
+    pub async fn sources(&self, workspace_id: &str) -> Result<Vec<SourceView>, ControlError> {
+        self.source_views(workspace_id, None).await
+    }
+
     pub async fn source(&self, workspace_id: &str, source_id: &str) -> Result<SourceView, ControlError> {
-        self.sources(workspace_id)
+        self.source_views(workspace_id, Some(source_id))
             .await?
-            .into_iter()
-            .find(|s| s.id == source_id)
+            .pop()
             .ok_or_else(|| ControlError::NotFound(format!("source {source_id}")))
     }
 
@@ -626,15 +635,12 @@ impl Control {
             .bind(workspace_id)
             .fetch_all(&self.db.pool)
             .await?;
-        rows.iter().map(|row| self.destination_view(row)).collect()
+        rows.iter().map(|row| Ok(self.destination_parts(row)?.0)).collect()
     }
 
     pub async fn destination(&self, workspace_id: &str, id: &str) -> Result<DestinationView, ControlError> {
-        self.destinations(workspace_id)
-            .await?
-            .into_iter()
-            .find(|d| d.id == id)
-            .ok_or_else(|| ControlError::NotFound(format!("destination {id}")))
+        let row = self.destination_row(workspace_id, id).await?;
+        Ok(self.destination_parts(&row)?.0)
     }
 
     async fn destination_row(&self, workspace_id: &str, id: &str) -> Result<AnyRow, ControlError> {
@@ -646,10 +652,11 @@ impl Control {
             .ok_or_else(|| ControlError::NotFound(format!("destination {id}")))
     }
 
-    fn destination_view(&self, row: &AnyRow) -> Result<DestinationView, ControlError> {
+    /// A destination's view and its credentials, opened once.
+    fn destination_parts(&self, row: &AnyRow) -> Result<(DestinationView, Map<String, Value>), ControlError> {
         let id: String = row.try_get("id")?;
         let credentials = self.credentials(row, &id)?;
-        Ok(DestinationView {
+        let view = DestinationView {
             kind: row.try_get("kind")?,
             sources: strings(json_text(row, "sources")?),
             settings: json_text(row, "settings")?.as_object().cloned().unwrap_or_default(),
@@ -657,7 +664,8 @@ impl Control {
             transforms: serde_json::from_value(json_text(row, "transforms")?).unwrap_or_default(),
             created_at: row.try_get("created_at")?,
             id,
-        })
+        };
+        Ok((view, credentials))
     }
 
     fn credentials(&self, row: &AnyRow, id: &str) -> Result<Map<String, Value>, ControlError> {
@@ -682,16 +690,8 @@ impl Control {
     /// The destination as the router runs it, credentials opened.
     pub async fn destination_config(&self, workspace_id: &str, id: &str) -> Result<DestinationConfig, ControlError> {
         let row = self.destination_row(workspace_id, id).await?;
-        let view = self.destination_view(&row)?;
-        let credentials = self.credentials(&row, id)?;
-        build_destination(
-            &view.id,
-            &view.kind,
-            &view.sources,
-            &view.settings,
-            &credentials,
-            &view.transforms,
-        )
+        let (view, credentials) = self.destination_parts(&row)?;
+        runnable(&view, &credentials)
     }
 
     async fn source_ids(&self, workspace_id: &str) -> Result<Vec<String>, ControlError> {
@@ -798,11 +798,8 @@ impl Control {
         patch: DestinationPatch,
     ) -> Result<DestinationView, ControlError> {
         let row = self.destination_row(workspace_id, id).await?;
-        let before = self.destination_view(&row)?;
-        let credentials = match patch.credentials {
-            Some(credentials) => credentials,
-            None => self.credentials(&row, id)?,
-        };
+        let (before, stored) = self.destination_parts(&row)?;
+        let credentials = patch.credentials.unwrap_or(stored);
         let input = NewDestination {
             id: id.to_string(),
             kind: before.kind.clone(),
@@ -833,36 +830,44 @@ impl Control {
     /// The workspace's sources and destinations as ingest and the router run them
     /// (write keys as digests, credentials opened).
     pub async fn live(&self, workspace_id: &str) -> Result<LiveConfig, ControlError> {
+        let keys = sqlx::query(
+            "SELECT k.source_id, k.digest FROM write_keys k JOIN sources s ON s.id = k.source_id \
+             WHERE s.workspace_id = $1 AND (k.expires_at IS NULL OR k.expires_at > $2)",
+        )
+        .bind(workspace_id)
+        .bind(now_ms())
+        .fetch_all(&self.db.pool)
+        .await?;
+        let mut digests: HashMap<String, Vec<[u8; 32]>> = HashMap::new();
+        for row in keys {
+            let text: String = row.try_get("digest")?;
+            let mut digest = [0u8; 32];
+            hex::decode_to_slice(&text, &mut digest)
+                .map_err(|e| ControlError::Corrupt(format!("write key digest: {e}")))?;
+            digests.entry(row.try_get("source_id")?).or_default().push(digest);
+        }
         let mut sources = Vec::new();
         for source in self.sources(workspace_id).await? {
-            let rows = sqlx::query(
-                "SELECT digest FROM write_keys WHERE source_id = $1 AND (expires_at IS NULL OR expires_at > $2)",
-            )
-            .bind(&source.id)
-            .bind(now_ms())
-            .fetch_all(&self.db.pool)
-            .await?;
-            let mut key_digests = Vec::new();
-            for row in rows {
-                let text: String = row.try_get("digest")?;
-                let mut digest = [0u8; 32];
-                hex::decode_to_slice(&text, &mut digest)
-                    .map_err(|e| ControlError::Corrupt(format!("write key digest: {e}")))?;
-                key_digests.push(digest);
-            }
             let transforms = serde_json::from_value(Value::Array(source.transforms.clone()))
                 .map_err(|e| ControlError::Corrupt(format!("source {} transforms: {e}", source.id)))?;
             sources.push(LiveSource {
+                key_digests: digests.remove(&source.id).unwrap_or_default(),
                 id: source.id,
-                key_digests,
                 settings: source.settings,
                 transforms,
             });
         }
-        let mut destinations = Vec::new();
-        for destination in self.destinations(workspace_id).await? {
-            destinations.push(self.destination_config(workspace_id, &destination.id).await?);
-        }
+        let rows = sqlx::query("SELECT * FROM destinations WHERE workspace_id = $1 ORDER BY id")
+            .bind(workspace_id)
+            .fetch_all(&self.db.pool)
+            .await?;
+        let destinations = rows
+            .iter()
+            .map(|row| {
+                let (view, credentials) = self.destination_parts(row)?;
+                runnable(&view, &credentials)
+            })
+            .collect::<Result<_, ControlError>>()?;
         Ok(LiveConfig { sources, destinations })
     }
 
@@ -948,6 +953,18 @@ fn check_transforms(field: &str, transforms: &[Value]) -> Result<String, Control
         .map_err(|e| ControlError::invalid(field, e.to_string()))?;
     Transform::compile(&configs).map_err(|e| ControlError::invalid(field, e.to_string()))?;
     serde_json::to_string(transforms).map_err(|e| ControlError::invalid(field, e.to_string()))
+}
+
+/// A stored destination as the router runs it.
+fn runnable(view: &DestinationView, credentials: &Map<String, Value>) -> Result<DestinationConfig, ControlError> {
+    build_destination(
+        &view.id,
+        &view.kind,
+        &view.sources,
+        &view.settings,
+        credentials,
+        &view.transforms,
+    )
 }
 
 /// The configuration-file shape of a destination, from its stored parts.
