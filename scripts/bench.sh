@@ -2,7 +2,8 @@
 # Ingest benchmark: accepted events/s and latency percentiles for single events and for
 # batches of 100 ~1 KB events (acks=all, idempotent producer, real broker: tansu in
 # memory), beside a bare actix-web handler measured in the same run.
-# Then the router benchmark (router/examples/router_bench.rs) on the same broker.
+# Then the router benchmark (router/examples/router_bench.rs) on the same broker, the
+# archive (archive/examples/archive_bench.rs) and the warehouse (warehouse/examples/warehouse_bench.rs).
 # Writes target/bench-report.md. Compare ratios within one run: this machine is shared.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -127,6 +128,14 @@ per_cpu() { python3 -c "print(round($ROUTER_RECORDS / $1) if $1 > 0 else 'n/a')"
 read -r _ archive_mbps archive_cpu archive_mb archive_sealed_mb < <("$BIN/examples/archive_bench" 512 64)
 [ -n "$archive_mbps" ] || { echo "archive benchmark failed" >&2; exit 1; }
 
+# The warehouse: ~1 KB track events loaded into the local Postgres (a fresh database),
+# beside a bare COPY of the same rows.
+WAREHOUSE_EVENTS="${BENCH_WAREHOUSE_EVENTS:-200000}"
+warehouse_out=$("$BIN/examples/warehouse_bench" "$WAREHOUSE_EVENTS" 5000 2)
+read -r _ warehouse_eps warehouse_rps warehouse_p50 warehouse_p99 < <(grep '^warehouse ' <<<"$warehouse_out")
+read -r _ bare_copy_rps < <(grep '^bare-copy ' <<<"$warehouse_out")
+[ -n "$warehouse_eps" ] && [ -n "$bare_copy_rps" ] || { echo "warehouse benchmark failed: $warehouse_out" >&2; exit 1; }
+
 ratio() { python3 -c "print(f'{$1 / $2:.2f}')"; }
 mkdir -p target
 report=target/bench-report.md
@@ -167,5 +176,15 @@ report=target/bench-report.md
   echo "| zstd (level 1) + age (X25519) + local object store | $archive_mbps | $archive_cpu | $(python3 -c "print(round($archive_mb / $archive_cpu) if $archive_cpu > 0 else 'n/a')") | $archive_sealed_mb |"
   echo
   echo "Target: at least 300 MB per CPU-second."
+  echo
+  echo "## Warehouse ($WAREHOUSE_EVENTS track events of ~1 KB, batches of 5,000, 2 loads at once, local Postgres)"
+  echo
+  echo "| case | events/s | rows/s | batch p50 (ms) | batch p99 (ms) | vs bare COPY |"
+  echo "|---|---:|---:|---:|---:|---:|"
+  echo "| bare COPY of the event table's rows | | $bare_copy_rps | | | 1.00 |"
+  echo "| warehouse loader (tracks + order_completed rows) | $warehouse_eps | $warehouse_rps | $warehouse_p50 | $warehouse_p99 | $(ratio "$warehouse_rps" "$bare_copy_rps") |"
+  echo
+  echo "Each event is two rows (tracks and its event's table), looked up by id then COPYed in one"
+  echo "transaction per batch. Target: at least 50,000 rows/s."
 } > "$report"
 cat "$report"

@@ -3,14 +3,17 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use switchyard_archive::keys::{keygen_text, master_from_env, parse_identities};
 use switchyard_control::api::{ApiState, routes};
+use switchyard_control::debugger::Debugger;
 use switchyard_control::model::Actor;
 use switchyard_control::secrets::Sealer;
 use switchyard_control::store::Password;
 use switchyard_control::{Control, ControlConfig, Db, audit, backup};
+use switchyard_router::tap::TapSink;
 
 pub use crate::archive::ConfigArgs;
 use crate::config::Config;
@@ -272,13 +275,44 @@ async fn init(args: InitArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Hands the ingest topic's records to the admin API's event debugger.
+struct TapToDebugger(Arc<Debugger>);
+
+impl TapSink for TapToDebugger {
+    fn anyone_watching(&self) -> bool {
+        self.0.anyone_watching()
+    }
+
+    fn watching(&self, source_id: &str) -> bool {
+        self.0.watching(source_id)
+    }
+
+    fn push(&self, source_id: &str, value: &[u8]) {
+        self.0.push(source_id, value);
+    }
+
+    fn stopped(&self) {
+        self.0.tap_stopped();
+    }
+}
+
+/// How often an open debugger stream checks its viewer's access and sends its counts.
+const DEBUGGER_RECHECK: Duration = Duration::from_secs(15);
+
 async fn serve(args: ConfigArgs) -> anyhow::Result<()> {
-    let config = section(&args.config)?;
+    let file = Config::load(&args.config)?;
+    let config = file.control.clone().unwrap_or_default();
     let control = Arc::new(open(&config).await?);
     if config.backup.is_some() {
         actix_web::rt::spawn(backup_every(config.clone(), control.db().clone()));
     }
-    let state = actix_web::web::Data::new(ApiState { control });
+    // Without [kafka] there is no topic to show events from: the debugger answers 503.
+    let debugger = file.kafka.map(|kafka| {
+        Debugger::new(config.debugger_streams, DEBUGGER_RECHECK, move |debugger| {
+            switchyard_router::tap::spawn(kafka.clone(), Arc::new(TapToDebugger(debugger)));
+        })
+    });
+    let state = actix_web::web::Data::new(ApiState { control, debugger });
     let server = actix_web::HttpServer::new(move || {
         actix_web::App::new()
             .app_data(state.clone())

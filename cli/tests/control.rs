@@ -8,6 +8,8 @@ use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
+
 use support::{Behaviour, Receiver, Switchyard, broker_with_topics, certificate, track};
 
 const PASSWORD: &str = "owner password 0123";
@@ -289,6 +291,45 @@ async fn sources_and_destinations_made_through_the_admin_api_reach_running_inges
         got.contains_key("live-1"),
         "delivered to the destination made through the API"
     );
+
+    // The event debugger: the owner watches web's events arrive through the real broker.
+    let watcher = awc::Client::default();
+    let mut stream = watcher
+        .get(format!(
+            "{api}/v1/workspaces/{workspace}/sources/web/debugger?per_second=100"
+        ))
+        .insert_header(("authorization", bearer.clone()))
+        .timeout(Duration::from_secs(120))
+        .send()
+        .await
+        .expect("debugger stream");
+    assert_eq!(stream.status().as_u16(), 200);
+    let mut seen = String::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut n = 0;
+    // The tap reads from the topic's end once it has found its partitions: post until
+    // an event sent after that shows up.
+    while !seen.contains("\nid: debug-") {
+        assert!(Instant::now() < deadline, "no event in the debugger stream: {seen}");
+        n += 1;
+        assert_eq!(post(&client, &ingest, &first_key, &format!("debug-{n}")).await, 200);
+        if let Ok(Some(chunk)) = actix_web::rt::time::timeout(Duration::from_secs(1), stream.next()).await {
+            seen.push_str(std::str::from_utf8(&chunk.expect("chunk")).expect("utf-8"));
+        }
+    }
+    assert!(seen.starts_with("event: hello\n"), "{seen}");
+    let frame = seen
+        .split("\n\n")
+        .find(|frame| frame.contains("\nid: debug-"))
+        .expect("event frame");
+    let data: serde_json::Value =
+        serde_json::from_str(frame.rsplit_once("data: ").expect("data").1).expect("event JSON");
+    assert_eq!(data["type"], "track");
+    assert!(
+        data.get("writeKey").is_none() && data["receivedAt"].is_string(),
+        "{data}"
+    );
+    drop(stream);
 
     // A rotation with no overlap: the old key stops working within seconds, the new one works.
     let rotated = call(

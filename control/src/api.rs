@@ -16,6 +16,7 @@ use futures::future::LocalBoxFuture;
 use serde::Deserialize;
 use utoipa::OpenApi;
 
+use crate::debugger::{Debugger, Recheck, Sampler};
 use crate::model::*;
 use crate::roles::Access;
 use crate::{Control, ControlError};
@@ -26,6 +27,8 @@ pub const MAX_BODY: usize = 64 * 1024;
 #[derive(Debug, Clone)]
 pub struct ApiState {
     pub control: Arc<Control>,
+    /// The event debugger; absent when the server has no `[kafka]` to read events from.
+    pub debugger: Option<Arc<Debugger>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +43,10 @@ pub enum ApiError {
     BadBody(String),
     #[error("request body over {MAX_BODY} bytes")]
     TooLarge,
+    #[error("{0}")]
+    Busy(String),
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl ApiError {
@@ -49,6 +56,8 @@ impl ApiError {
             ApiError::Forbidden => "forbidden",
             ApiError::BadBody(_) => "bad_request",
             ApiError::TooLarge => "too_large",
+            ApiError::Busy(_) => "busy",
+            ApiError::Unavailable(_) => "unavailable",
             ApiError::Control(error) => match error {
                 ControlError::NotFound(_) => "not_found",
                 ControlError::Conflict(_) => "conflict",
@@ -69,6 +78,8 @@ impl ResponseError for ApiError {
             "too_large" => StatusCode::PAYLOAD_TOO_LARGE,
             "not_found" => StatusCode::NOT_FOUND,
             "conflict" => StatusCode::CONFLICT,
+            "busy" => StatusCode::TOO_MANY_REQUESTS,
+            "unavailable" => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -90,6 +101,17 @@ impl ResponseError for ApiError {
 pub struct Caller {
     pub principal: Principal,
     pub remote: String,
+    token: BearerToken,
+}
+
+/// The caller's token, kept to check it again during a long stream; never printed.
+#[derive(Clone)]
+struct BearerToken(String);
+
+impl std::fmt::Debug for BearerToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
 }
 
 impl Caller {
@@ -125,7 +147,11 @@ impl FromRequest for Caller {
                 .authenticate(&token)
                 .await?
                 .ok_or(ApiError::Unauthenticated)?;
-            Ok(Caller { principal, remote })
+            Ok(Caller {
+                principal,
+                remote,
+                token: BearerToken(token),
+            })
         })
     }
 }
@@ -275,6 +301,109 @@ async fn rotate_write_key(
             .rotate_write_key(&caller.actor(), &path.workspace, &path.id, body.overlap_secs)
             .await?,
     ))
+}
+
+/// Largest `per_second` a debugger viewer may ask for.
+const MAX_PER_SECOND: u32 = 100;
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+struct DebuggerQuery {
+    /// Fraction of the source's events to show: over 0, at most 1 (default 1).
+    sample: Option<f64>,
+    /// Most events shown a second, 1-100 (default 10).
+    per_second: Option<u32>,
+}
+
+/// The event debugger: a live, sampled stream of the source's events as they arrive
+/// (server-sent events; see `debugger.rs` for the event kinds). The caller must be
+/// allowed to see the source; the stream ends when that stops being true.
+#[utoipa::path(
+    params(("workspace" = String, Path), ("id" = String, Path), DebuggerQuery),
+    responses(
+        (status = 200, content_type = "text/event-stream", description = "`hello`, then `event` (one sampled event, id = messageId), `missed`, `stats` (every 15 s), `end` (access revoked)"),
+        (status = 404), (status = 429, description = "too many streams open on this server"),
+        (status = 503, description = "this server reads no Kafka")
+    ),
+    tag = "sources", security(("bearer" = []))
+)]
+#[get("/v1/workspaces/{workspace}/sources/{id}/debugger")]
+async fn debugger(
+    state: web::Data<ApiState>,
+    caller: Caller,
+    path: web::Path<ItemPath>,
+    query: web::Query<DebuggerQuery>,
+) -> Result<HttpResponse, ApiError> {
+    allow(access(&state, &caller, &path.workspace).await?.can_see_source(&path.id))?;
+    state.control.source(&path.workspace, &path.id).await?;
+    let rate = query.sample.unwrap_or(1.0);
+    if !(rate > 0.0 && rate <= 1.0) {
+        return Err(ControlError::invalid("sample", "must be over 0 and at most 1").into());
+    }
+    let per_second = query.per_second.unwrap_or(10);
+    if !(1..=MAX_PER_SECOND).contains(&per_second) {
+        return Err(ControlError::invalid("per_second", format!("must be 1 to {MAX_PER_SECOND}")).into());
+    }
+    let debugger = state.debugger.as_ref().ok_or_else(|| {
+        ApiError::Unavailable("the event debugger needs a [kafka] section in this server's configuration".into())
+    })?;
+    let viewer = debugger
+        .watch(&path.id)
+        .map_err(|busy| ApiError::Busy(busy.to_string()))?;
+    let (control, token, user) = (
+        state.control.clone(),
+        caller.token.0.clone(),
+        caller.principal.user_id.clone(),
+    );
+    let ItemPath { workspace, id } = path.into_inner();
+    tracing::info!(user = %caller.principal.email, %workspace, source = %id, rate, per_second, "event debugger stream opened");
+    let recheck: Recheck = Box::new(move || {
+        let (control, token, user, workspace, id) = (
+            control.clone(),
+            token.clone(),
+            user.clone(),
+            workspace.clone(),
+            id.clone(),
+        );
+        Box::pin(async move { still_allowed(&control, &token, &user, &workspace, &id).await })
+    });
+    Ok(HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header(("cache-control", "no-cache"))
+        // Proxies such as nginx would otherwise hold the stream back in their buffers.
+        .insert_header(("x-accel-buffering", "no"))
+        .streaming(crate::debugger::stream(viewer, Sampler::new(rate, per_second), recheck)))
+}
+
+/// Whether the stream's viewer may still watch: its token valid, still a member
+/// allowed to see the source, and the source still there.
+async fn still_allowed(
+    control: &Control,
+    token: &str,
+    user: &str,
+    workspace: &str,
+    source: &str,
+) -> Result<(), String> {
+    match control.authenticate(token).await {
+        Ok(Some(principal)) if principal.user_id == user => {}
+        Ok(_) => return Err("your session ended".into()),
+        Err(error) => {
+            tracing::warn!(%error, "event debugger recheck failed; the stream goes on");
+            return Ok(());
+        }
+    }
+    match control.access(workspace, user).await {
+        Ok(Some(access)) if access.can_see_source(source) => {}
+        Ok(_) => return Err("you may no longer see this source".into()),
+        Err(error) => {
+            tracing::warn!(%error, "event debugger recheck failed; the stream goes on");
+            return Ok(());
+        }
+    }
+    match control.source(workspace, source).await {
+        Err(ControlError::NotFound(_)) => Err("the source was deleted".into()),
+        _ => Ok(()),
+    }
 }
 
 #[utoipa::path(params(("workspace" = String, Path)), responses((status = 200, body = Vec<DestinationView>)), tag = "destinations", security(("bearer" = [])))]
@@ -441,7 +570,7 @@ impl utoipa::Modify for BearerAuth {
     info(title = "Switchyard admin API", description = "Workspaces, sources, destinations, members and the audit log."),
     paths(
         login, create_token, list_workspaces, list_sources, create_source, get_source, update_source, delete_source,
-        rotate_write_key, list_destinations, create_destination, get_destination, update_destination,
+        rotate_write_key, debugger, list_destinations, create_destination, get_destination, update_destination,
         delete_destination, list_members, add_member, remove_member, list_audit
     ),
     modifiers(&BearerAuth)
@@ -492,6 +621,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .service(update_source)
         .service(delete_source)
         .service(rotate_write_key)
+        .service(debugger)
         .service(list_destinations)
         .service(create_destination)
         .service(get_destination)

@@ -35,6 +35,10 @@ pub struct ControlConfig {
     /// Where `switchyard backup` and the server's hourly backups go.
     #[serde(default)]
     pub backup: Option<crate::backup::BackupConfig>,
+    /// Event debugger streams open at once on one server (each reads every event of
+    /// the ingest topic's sources it watches); more are refused with 429.
+    #[serde(default = "default_debugger_streams")]
+    pub debugger_streams: usize,
 }
 
 impl Default for ControlConfig {
@@ -49,6 +53,7 @@ impl Default for ControlConfig {
             workspace: None,
             refresh_secs: default_refresh_secs(),
             backup: None,
+            debugger_streams: default_debugger_streams(),
         }
     }
 }
@@ -59,6 +64,10 @@ fn default_database_url() -> String {
 
 fn default_listen() -> String {
     "127.0.0.1:8443".into()
+}
+
+fn default_debugger_streams() -> usize {
+    32
 }
 
 fn default_refresh_secs() -> u64 {

@@ -14,6 +14,7 @@ pub mod audit;
 pub mod backup;
 pub mod config;
 pub mod db;
+pub mod debugger;
 pub mod model;
 pub mod roles;
 pub mod secrets;

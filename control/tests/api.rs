@@ -5,12 +5,14 @@ mod support;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use actix_web::http::StatusCode;
 use actix_web::{App, test, web};
 use serde_json::{Value, json};
 use support::Backend;
 use switchyard_control::api::{ApiState, routes};
+use switchyard_control::debugger::Debugger;
 use switchyard_control::model::{Actor, NewDestination, NewMember, NewSource, Role};
 use switchyard_control::store::Password;
 use switchyard_control::{Control, audit};
@@ -209,6 +211,20 @@ fn cases() -> Vec<Case> {
         ),
         case(
             "GET",
+            "/v1/workspaces/{ws}/sources/web/debugger",
+            None,
+            Plain,
+            [429, 429, 429, 429, 404, 401],
+        ),
+        case(
+            "GET",
+            "/v1/workspaces/{ws}/sources/ios/debugger?sample=0.5",
+            None,
+            Plain,
+            [429, 429, 429, 403, 404, 401],
+        ),
+        case(
+            "GET",
             "/v1/workspaces/{ws}/destinations",
             None,
             Plain,
@@ -297,6 +313,9 @@ async fn every_route_answers_every_role_as_its_permissions_say_and_never_shows_a
             App::new()
                 .app_data(web::Data::new(ApiState {
                     control: control.clone(),
+                    // No room for a stream: a caller the role check lets through gets 429
+                    // rather than an endless body (streams are tested in debugger.rs).
+                    debugger: Some(Debugger::new(0, Duration::from_secs(15), |_| {})),
                 }))
                 .configure(routes),
         )
@@ -408,6 +427,7 @@ async fn bad_bodies_get_a_4xx_naming_the_problem() {
         App::new()
             .app_data(web::Data::new(ApiState {
                 control: control.clone(),
+                debugger: None,
             }))
             .configure(routes),
     )

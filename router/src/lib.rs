@@ -9,6 +9,7 @@ pub mod consumer;
 pub mod dead_letter;
 pub mod offsets;
 pub mod retry;
+pub mod tap;
 pub mod topology;
 
 pub use consumer::{ConsumerError, ConsumerStats, RouterConsumer};

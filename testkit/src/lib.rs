@@ -1,4 +1,5 @@
-//! Starts a real Kafka-protocol broker (tansu) for one test and reads topics back.
+//! Starts a real Kafka-protocol broker (tansu) for one test and reads topics back;
+//! moto (a local S3-compatible server) and a fresh Postgres database per test.
 //!
 //! tansu is installed by `make tansu` (the test command runs it first). A missing
 //! binary is a loud failure, never a skipped test.
@@ -9,7 +10,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod moto;
+pub mod postgres;
 pub use moto::Moto;
+pub use postgres::TestDatabase;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;

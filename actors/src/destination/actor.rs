@@ -180,6 +180,8 @@ pub struct DestinationActor {
     busy_users: HashMap<String, usize>,
     breaker: Breaker,
     wakeup: Option<(Instant, SpawnHandle)>,
+    /// A batch destination waiting for a fuller batch sends no later than this.
+    linger_until: Option<Instant>,
     /// Set once retired: where events go now (`None`: finished, not delivered).
     retired: Option<Option<Recipient<Routed>>>,
     stats: DestinationStats,
@@ -227,6 +229,7 @@ impl DestinationActor {
             busy_users: HashMap::new(),
             breaker,
             wakeup: None,
+            linger_until: None,
             retired: None,
             stats: DestinationStats::default(),
         }
@@ -377,7 +380,12 @@ impl DestinationActor {
             }
         }
         let Some(client) = self.client.clone() else { return };
+        self.linger_until = None;
         while self.requests.len() < self.config.concurrency && !self.ready.is_empty() {
+            if let Some(until) = self.lingering(&client, now) {
+                self.linger_until = Some(until);
+                break;
+            }
             if !self.breaker.try_acquire(now) {
                 break;
             }
@@ -423,6 +431,18 @@ impl DestinationActor {
         self.load.set(self.stats.buffered);
         self.stats.in_flight = self.in_flight;
         self.stats.circuit_open = matches!(self.breaker.state(), BreakerState::Open { .. });
+    }
+
+    /// A batch destination with a partial batch of first attempts waits for more, until
+    /// the oldest has waited its linger; returns when to look again.
+    fn lingering(&self, client: &Client, now: Instant) -> Option<Instant> {
+        let linger = client.batch_linger();
+        let first = self.ready.front()?;
+        if linger.is_zero() || self.ready.len() >= client.batch_max_events() || first.attempts > 0 {
+            return None;
+        }
+        let waited = first.first_seen.elapsed().unwrap_or_default();
+        (waited < linger).then(|| now + (linger - waited))
     }
 
     fn user_of(pending: &Pending) -> &str {
@@ -473,7 +493,7 @@ impl DestinationActor {
         } else {
             self.breaker.reopens_at()
         };
-        let Some(at) = [next_retry, reopen].into_iter().flatten().min() else {
+        let Some(at) = [next_retry, reopen, self.linger_until].into_iter().flatten().min() else {
             return;
         };
         if let Some((scheduled, handle)) = self.wakeup {

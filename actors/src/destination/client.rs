@@ -2,9 +2,11 @@
 //! request may carry, and sending them.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::future::LocalBoxFuture;
 use switchyard_schemas::Event;
+use switchyard_warehouse::{Exporter, LoadError, Warehouse};
 
 use super::config::DestinationKind;
 use super::kafka::KafkaClient;
@@ -14,6 +16,16 @@ use super::webhook::{DeliveryError, WebhookClient};
 pub enum Client {
     Webhook(WebhookClient),
     Kafka(KafkaClient),
+    Warehouse(Arc<Warehouse>, BatchShape),
+    Export(Arc<Exporter>, BatchShape),
+}
+
+/// How a batch destination fills a load: up to `max_events`, waiting at most `linger`
+/// for them.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchShape {
+    pub max_events: usize,
+    pub linger: Duration,
 }
 
 impl Client {
@@ -24,6 +36,20 @@ impl Client {
             DestinationKind::Kafka(kafka) => Some(Client::Kafka(
                 KafkaClient::new(kafka).map_err(|e| format!("kafka producer: {e}"))?,
             )),
+            DestinationKind::PostgresWarehouse(config) => Some(Client::Warehouse(
+                Arc::new(Warehouse::new(config).map_err(|e| e.reason)?),
+                BatchShape {
+                    max_events: config.batch_max_events,
+                    linger: Duration::from_millis(config.batch_max_wait_ms),
+                },
+            )),
+            DestinationKind::ObjectStorageExport(config) => Some(Client::Export(
+                Arc::new(Exporter::new(config).map_err(|e| e.reason)?),
+                BatchShape {
+                    max_events: config.batch_max_events,
+                    linger: Duration::from_millis(config.batch_max_wait_ms),
+                },
+            )),
             DestinationKind::Blackhole(_) => None,
         })
     }
@@ -32,6 +58,15 @@ impl Client {
         match self {
             Client::Webhook(webhook) => webhook.batch_max_events(),
             Client::Kafka(kafka) => kafka.batch_max_events(),
+            Client::Warehouse(_, shape) | Client::Export(_, shape) => shape.max_events,
+        }
+    }
+
+    /// How long a partial batch may wait for more events (zero: send at once).
+    pub fn batch_linger(&self) -> Duration {
+        match self {
+            Client::Warehouse(_, shape) | Client::Export(_, shape) => shape.linger,
+            Client::Webhook(_) | Client::Kafka(_) => Duration::ZERO,
         }
     }
 
@@ -52,6 +87,29 @@ impl Client {
                 Box::pin(webhook.clone().send(body))
             }
             Client::Kafka(kafka) => Box::pin(kafka.clone().send(source_id, events)),
+            Client::Warehouse(warehouse, _) => {
+                let warehouse = warehouse.clone();
+                Box::pin(async move {
+                    let loaded = warehouse.load(&source_id, &events).await.map_err(delivery_error)?;
+                    tracing::debug!(%source_id, rows = loaded.rows, existing = loaded.existing, "warehouse batch loaded");
+                    Ok(())
+                })
+            }
+            Client::Export(exporter, _) => {
+                let exporter = exporter.clone();
+                Box::pin(async move {
+                    exporter.export(&source_id, &events).await.map_err(delivery_error)?;
+                    Ok(())
+                })
+            }
         }
+    }
+}
+
+fn delivery_error(error: LoadError) -> DeliveryError {
+    if error.retryable {
+        DeliveryError::retryable(error.reason)
+    } else {
+        DeliveryError::permanent(error.reason)
     }
 }

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, ToSocketAddrs};
 
 use serde::{Deserialize, Serialize};
+pub use switchyard_warehouse::{ExportConfig, WarehouseConfig};
 
 /// No `deny_unknown_fields` here: serde can't combine it with `flatten`. Unknown keys
 /// still fail, in the flattened kind's settings (which deny them).
@@ -62,6 +63,10 @@ pub enum DestinationKind {
     Blackhole(BlackholeConfig),
     /// Another Kafka topic, on this cluster or another, with its own credentials.
     Kafka(KafkaDestinationConfig),
+    /// A Postgres database in Segment's warehouse schema, loaded in batches.
+    PostgresWarehouse(WarehouseConfig),
+    /// Batches as gzip JSONL objects in the customer's bucket.
+    ObjectStorageExport(ExportConfig),
 }
 
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -213,6 +218,15 @@ impl std::fmt::Debug for DestinationConfig {
             DestinationKind::Webhook(webhook) => format!("webhook {}", redact_url(&webhook.url)),
             DestinationKind::Blackhole(_) => "blackhole".into(),
             DestinationKind::Kafka(kafka) => format!("kafka {} topic {}", kafka.brokers, kafka.topic),
+            DestinationKind::PostgresWarehouse(warehouse) => {
+                format!(
+                    "postgres warehouse {}",
+                    switchyard_warehouse::config::redact_password(&warehouse.url)
+                )
+            }
+            DestinationKind::ObjectStorageExport(export) => {
+                format!("object storage export to bucket {}", export.bucket)
+            }
         };
         f.debug_struct("DestinationConfig")
             .field("id", &self.id)
@@ -295,6 +309,8 @@ impl DestinationConfig {
             DestinationKind::Webhook(webhook) => webhook.validate(index),
             DestinationKind::Blackhole(_) => Ok(()),
             DestinationKind::Kafka(kafka) => kafka.validate(index),
+            DestinationKind::PostgresWarehouse(warehouse) => validate_warehouse(warehouse, index),
+            DestinationKind::ObjectStorageExport(export) => validate_export(export, index),
         }
     }
 }
@@ -378,6 +394,63 @@ impl KafkaDestinationConfig {
         }
         Ok(())
     }
+}
+
+/// The URL parses, its host may be reached, and the batch settings are positive.
+fn validate_warehouse(config: &WarehouseConfig, index: usize) -> Result<(), DestinationConfigError> {
+    let shown = switchyard_warehouse::config::redact_password(&config.url);
+    let bad = |reason: String| DestinationConfigError::BadUrl {
+        index,
+        url: shown.clone(),
+        reason,
+    };
+    let url = url::Url::parse(&config.url).map_err(|e| bad(e.to_string()))?;
+    if !matches!(url.scheme(), "postgres" | "postgresql") {
+        return Err(bad(format!("scheme {} is not postgres", url.scheme())));
+    }
+    let host = url.host_str().ok_or_else(|| bad("no host".into()))?;
+    positive(index, config.batch_max_events, config.timeout_ms)?;
+    if config.max_connections == 0 {
+        return Err(DestinationConfigError::Zero {
+            index,
+            field: "max_connections",
+        });
+    }
+    if config.allow_private_network {
+        return Ok(());
+    }
+    check_public(index, host, url.port().unwrap_or(5432)).map_err(|error| error.unwrap_or_else(bad))
+}
+
+fn validate_export(config: &ExportConfig, index: usize) -> Result<(), DestinationConfigError> {
+    for (field, value) in [
+        ("bucket", &config.bucket),
+        ("access_key_id", &config.access_key_id),
+        ("secret_access_key", &config.secret_access_key),
+    ] {
+        if value.trim().is_empty() {
+            return Err(DestinationConfigError::Empty { index, field });
+        }
+    }
+    positive(index, config.batch_max_events, config.timeout_ms)?;
+    let Some(endpoint) = &config.endpoint else {
+        return Ok(());
+    };
+    let bad = |reason: String| DestinationConfigError::BadUrl {
+        index,
+        url: endpoint.clone(),
+        reason,
+    };
+    let url = url::Url::parse(endpoint).map_err(|e| bad(e.to_string()))?;
+    if url.scheme() == "http" && !config.allow_http {
+        return Err(bad("plain http needs allow_http = true".into()));
+    }
+    let host = url.host_str().ok_or_else(|| bad("no host".into()))?;
+    if config.allow_private_network {
+        return Ok(());
+    }
+    let port = url.port_or_known_default().unwrap_or(443);
+    check_public(index, host, port).map_err(|error| error.unwrap_or_else(bad))
 }
 
 fn is_private(ip: IpAddr) -> bool {

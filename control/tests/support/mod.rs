@@ -4,24 +4,18 @@
 
 #![allow(dead_code)]
 
-use sqlx::Connection;
 use switchyard_control::model::{Actor, Workspace};
 use switchyard_control::secrets::Sealer;
 use switchyard_control::store::Password;
 use switchyard_control::{Control, Db};
-
-pub const POSTGRES_ENV: &str = "SWITCHYARD_TEST_POSTGRES";
-
-fn postgres_admin_url() -> String {
-    std::env::var(POSTGRES_ENV).unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
+use switchyard_testkit::TestDatabase;
 
 /// A database for one test; a Postgres one is dropped by [`Backend::finish`].
 pub struct Backend {
     pub name: &'static str,
     pub url: String,
     _dir: Option<tempfile::TempDir>,
-    postgres_db: Option<String>,
+    postgres: Option<TestDatabase>,
 }
 
 impl Backend {
@@ -31,33 +25,17 @@ impl Backend {
             name: "sqlite",
             url: Db::sqlite_url(&dir.path().join("control.db")),
             _dir: Some(dir),
-            postgres_db: None,
+            postgres: None,
         }
     }
 
     pub async fn postgres() -> Backend {
-        let admin = postgres_admin_url();
-        let mut connection = sqlx::PgConnection::connect(&admin).await.unwrap_or_else(|error| {
-            panic!(
-                "PostgreSQL is not reachable at {admin} ({error}). The control tests run against it: \
-                 apt-get install postgresql (trust auth for local TCP), or set {POSTGRES_ENV} to a server's \
-                 maintenance-database URL"
-            )
-        });
-        let name = format!("switchyard_test_{}", uuid::Uuid::new_v4().simple());
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&mut connection)
-            .await
-            .expect("create test database");
-        let url = match admin.rsplit_once('/') {
-            Some((server, _)) => format!("{server}/{name}"),
-            None => panic!("{POSTGRES_ENV} must end in /DATABASE"),
-        };
+        let database = TestDatabase::create("switchyard_test").await;
         Backend {
             name: "postgres",
-            url,
+            url: database.url.clone(),
             _dir: None,
-            postgres_db: Some(name),
+            postgres: Some(database),
         }
     }
 
@@ -74,14 +52,8 @@ impl Backend {
     /// Drops a Postgres test database (after `control`'s pool is closed).
     pub async fn finish(self, control: Control) {
         control.db().pool.close().await;
-        if let Some(name) = &self.postgres_db {
-            let mut connection = sqlx::PgConnection::connect(&postgres_admin_url())
-                .await
-                .expect("connect");
-            sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                .execute(&mut connection)
-                .await
-                .expect("drop test database");
+        if let Some(database) = self.postgres {
+            database.drop_now().await;
         }
     }
 }

@@ -1,0 +1,120 @@
+//! Object-storage export: a batch becomes one gzip JSONL object per received date, at
+//! `<prefix>/source_id=<id>/received_date=<YYYY-MM-DD>/<digest>.jsonl.gz` in the
+//! customer's bucket, with the customer's credentials (Hive-style partitions, so
+//! Athena, BigQuery or Spark read them as columns).
+//!
+//! The object's name is a digest of the message ids it holds: a batch retried as it
+//! was overwrites its own object rather than adding a copy. A retried batch made of
+//! other events may repeat some (at-least-once): deduplicate on `messageId` downstream.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use flate2::Compression;
+use flate2::write::GzEncoder;
+use object_store::aws::AmazonS3Builder;
+use object_store::path::Path;
+use object_store::{ClientOptions, ObjectStore, ObjectStoreExt, PutPayload};
+use sha2::{Digest, Sha256};
+use switchyard_schemas::Event;
+
+use crate::LoadError;
+use crate::config::ExportConfig;
+use crate::flatten::identifier;
+
+pub struct Exporter {
+    store: Arc<dyn ObjectStore>,
+    prefix: String,
+}
+
+impl std::fmt::Debug for Exporter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Exporter")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Exporter {
+    pub fn new(config: &ExportConfig) -> Result<Exporter, LoadError> {
+        let mut builder = AmazonS3Builder::new()
+            .with_bucket_name(&config.bucket)
+            .with_region(&config.region)
+            .with_access_key_id(&config.access_key_id)
+            .with_secret_access_key(&config.secret_access_key)
+            // allow_http lives in the client options: set it there, not before them.
+            .with_client_options(
+                ClientOptions::new()
+                    .with_timeout(Duration::from_millis(config.timeout_ms))
+                    .with_allow_http(config.allow_http),
+            );
+        if let Some(token) = &config.session_token {
+            builder = builder.with_token(token);
+        }
+        if let Some(endpoint) = &config.endpoint {
+            builder = builder.with_endpoint(endpoint);
+        }
+        let store = builder
+            .build()
+            .map_err(|error| LoadError::permanent(format!("export bucket {}: {error}", config.bucket)))?;
+        Ok(Exporter::with_store(Arc::new(store), &config.prefix))
+    }
+
+    pub fn with_store(store: Arc<dyn ObjectStore>, prefix: &str) -> Exporter {
+        Exporter {
+            store,
+            prefix: prefix.trim_matches('/').to_string(),
+        }
+    }
+
+    /// Writes the batch; returns the objects written.
+    pub async fn export(&self, source_id: &str, events: &[Arc<Event>]) -> Result<Vec<Path>, LoadError> {
+        let mut by_date: BTreeMap<String, Vec<&Event>> = BTreeMap::new();
+        for event in events {
+            let received = event.common().received_at.unwrap_or_else(Utc::now);
+            by_date
+                .entry(received.format("%Y-%m-%d").to_string())
+                .or_default()
+                .push(event);
+        }
+        let mut written = Vec::new();
+        for (date, events) in by_date {
+            let (body, name) = encode(&events)?;
+            let mut path = format!(
+                "source_id={}/received_date={date}/{name}.jsonl.gz",
+                identifier(source_id)
+            );
+            if !self.prefix.is_empty() {
+                path = format!("{}/{path}", self.prefix);
+            }
+            let path = Path::from(path);
+            self.store
+                .put(&path, PutPayload::from(body))
+                .await
+                .map_err(|error| LoadError::retryable(format!("export to {path}: {error}")))?;
+            written.push(path);
+        }
+        Ok(written)
+    }
+}
+
+/// The gzip JSONL body, and a name from its message ids.
+fn encode(events: &[&Event]) -> Result<(Vec<u8>, String), LoadError> {
+    let mut gzip = GzEncoder::new(Vec::new(), Compression::fast());
+    let mut digest = Sha256::new();
+    for event in events {
+        serde_json::to_writer(&mut gzip, event)
+            .map_err(|error| LoadError::permanent(format!("event could not be encoded: {error}")))?;
+        gzip.write_all(b"\n")
+            .map_err(|error| LoadError::permanent(format!("gzip: {error}")))?;
+        digest.update(event.message_id().unwrap_or_default().as_bytes());
+        digest.update(b"\n");
+    }
+    let body = gzip
+        .finish()
+        .map_err(|error| LoadError::permanent(format!("gzip: {error}")))?;
+    Ok((body, hex::encode(&digest.finalize()[..16])))
+}
