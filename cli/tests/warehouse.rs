@@ -15,6 +15,7 @@ use switchyard_testkit::postgres::{drop_role, unique};
 use switchyard_testkit::{Moto, TestDatabase};
 
 const KEY: &str = "wk-warehouse-0123456789";
+const APP_KEY: &str = "wk-warehouse-app-0123456789";
 
 #[actix_web::test]
 async fn a_warehouse_without_rights_waits_in_retry_and_blocks_no_other_destination() {
@@ -34,8 +35,8 @@ async fn a_warehouse_without_rights_waits_in_retry_and_blocks_no_other_destinati
             "[kafka]\nbrokers = \"{brokers}\"\ntopic = \"{topic}\"\n\n[ops]\nlisten = \"127.0.0.1:0\"\n\n\
              [ingest]\nlisten = \"127.0.0.1:0\"\nallow_plain_http = true\n\n\
              [router]\ngroup_id = \"{topic}-group\"\ndead_letter_topic = \"{topic}.dead\"\nretry_topic = \"{topic}.retry\"\n\n\
-             [[sources]]\nid = \"shop\"\nwrite_key = \"{KEY}\"\n\n\
-             [[destinations]]\nid = \"warehouse\"\nsources = [\"shop\"]\nkind = \"postgres_warehouse\"\n\
+             [[sources]]\nid = \"shop\"\nwrite_key = \"{KEY}\"\n\n[[sources]]\nid = \"app\"\nwrite_key = \"{APP_KEY}\"\n\n\
+             [[destinations]]\nid = \"warehouse\"\nsources = [\"shop\", \"app\"]\nkind = \"postgres_warehouse\"\n\
              url = \"{warehouse}\"\nallow_private_network = true\nbatch_max_events = 25\nbatch_max_wait_ms = 300\n\
              breaker_failures = 1000\nretry = {{ min_backoff_ms = 100, max_backoff_ms = 500 }}\n\n\
              [[destinations]]\nid = \"export\"\nsources = [\"shop\"]\nkind = \"object_storage_export\"\n\
@@ -61,6 +62,9 @@ async fn a_warehouse_without_rights_waits_in_retry_and_blocks_no_other_destinati
         let events: Vec<_> = chunk.iter().map(|id| track(id, "u-1")).collect();
         send_batch(&client, &ingest, KEY, &events).await;
     }
+    // A second source into the same warehouse: its actor shares the first one's pool.
+    let app_events: Vec<_> = (0..20).map(|i| track(&format!("app-{i}"), "u-2")).collect();
+    send_batch(&client, &ingest, APP_KEY, &app_events).await;
 
     // The webhook gets everything while the warehouse can't write.
     let got = hook.wait_for(Duration::from_secs(30), |counts| {
@@ -83,7 +87,7 @@ async fn a_warehouse_without_rights_waits_in_retry_and_blocks_no_other_destinati
             .as_array()
             .into_iter()
             .flatten()
-            .find(|a| a["destination_id"] == "warehouse")
+            .find(|a| a["destination_id"] == "warehouse" && a["source_id"] == "shop")
             .cloned()
             .expect("the warehouse is listed");
         if actor["buffered"] == 60 && actor["retried"].as_u64().is_some_and(|n| n >= 2) {
@@ -162,6 +166,17 @@ async fn a_warehouse_without_rights_waits_in_retry_and_blocks_no_other_destinati
             }
         }
         assert!(Instant::now() < deadline, "loaded so far: {loaded:?}");
+        actix_web::rt::time::sleep(Duration::from_millis(300)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let app = db
+            .json_rows("SELECT count(*) AS n FROM information_schema.tables WHERE table_schema = 'app' AND table_name = 'tracks'")
+            .await;
+        if app[0]["n"] == 1 && db.json_rows("SELECT id FROM app.tracks").await.len() == 20 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the second source's events did not load");
         actix_web::rt::time::sleep(Duration::from_millis(300)).await;
     }
     let revenue = db.json_rows("SELECT revenue FROM shop.order_completed LIMIT 1").await;

@@ -1,14 +1,14 @@
 //! The clients a destination actor can hold, behind one interface: how many events a
 //! request may carry, and sending them.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use futures::future::LocalBoxFuture;
 use switchyard_schemas::Event;
 use switchyard_warehouse::{Exporter, LoadError, Warehouse};
 
-use super::config::DestinationKind;
+use super::config::{DestinationKind, WarehouseConfig};
 use super::kafka::KafkaClient;
 use super::webhook::{DeliveryError, WebhookClient};
 
@@ -37,7 +37,7 @@ impl Client {
                 KafkaClient::new(kafka).map_err(|e| format!("kafka producer: {e}"))?,
             )),
             DestinationKind::PostgresWarehouse(config) => Some(Client::Warehouse(
-                Arc::new(Warehouse::new(config).map_err(|e| e.reason)?),
+                shared_warehouse(config)?,
                 BatchShape {
                     max_events: config.batch_max_events,
                     linger: Duration::from_millis(config.batch_max_wait_ms),
@@ -104,6 +104,26 @@ impl Client {
             }
         }
     }
+}
+
+/// One loader (and so one connection pool) per warehouse configuration in the process,
+/// shared by the destination's actor of every source: connections would otherwise grow
+/// with the number of sources. Its connections serve whichever actor thread asks;
+/// every actor thread lives as long as the process.
+fn shared_warehouse(config: &WarehouseConfig) -> Result<Arc<Warehouse>, String> {
+    static LOADERS: Mutex<Vec<(WarehouseConfig, Weak<Warehouse>)>> = Mutex::new(Vec::new());
+    let mut loaders = LOADERS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    loaders.retain(|(_, loader)| loader.strong_count() > 0);
+    if let Some(loader) = loaders
+        .iter()
+        .find(|(known, _)| known == config)
+        .and_then(|(_, loader)| loader.upgrade())
+    {
+        return Ok(loader);
+    }
+    let loader = Arc::new(Warehouse::new(config).map_err(|e| e.reason)?);
+    loaders.push((config.clone(), Arc::downgrade(&loader)));
+    Ok(loader)
 }
 
 fn delivery_error(error: LoadError) -> DeliveryError {
