@@ -176,6 +176,10 @@ impl Config {
         validate_sources(&self.source_configs(), max_batch)?;
         for (index, entry) in self.sources.iter().enumerate() {
             Transform::compile(&entry.transforms).map_err(|error| anyhow::anyhow!("sources[{index}].{error}"))?;
+            if let Some(webhook) = &entry.source.webhook {
+                switchyard_ingest::webhooks::check(webhook)
+                    .map_err(|error| anyhow::anyhow!("sources[{index}].{error}"))?;
+            }
         }
         // Ingest serves only with sources to take events for.
         if !self.sources.is_empty() {

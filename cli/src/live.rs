@@ -49,6 +49,7 @@ pub fn effective(file: &Config, live: Option<&LiveConfig>) -> anyhow::Result<Eff
             key_digests: source.key_digests.clone(),
             rate_limit_events_per_sec: rate,
             rate_limit_burst_events: burst,
+            webhook: None,
         });
         merged.sources.push(SourceConfig {
             id: source.id.clone(),
@@ -56,6 +57,8 @@ pub fn effective(file: &Config, live: Option<&LiveConfig>) -> anyhow::Result<Eff
             write_key: String::new(),
             rate_limit_events_per_sec: rate,
             rate_limit_burst_events: burst,
+            kind: Default::default(),
+            webhook: None,
         });
         merged.transforms.insert(source.id.clone(), source.transforms.clone());
     }

@@ -142,6 +142,8 @@ async fn serve(config_path: Loaded, config: Config, kafka_brokers: Option<String
             limits: config.ingest.limits(),
             trust_forwarded_for: config.ingest.trust_forwarded_for,
             refused: Default::default(),
+            dead_letter_topic: Some(config.router.dead_letter_topic.clone()).filter(|topic| !topic.is_empty()),
+            replays: Default::default(),
         }))
     } else {
         None
@@ -174,7 +176,12 @@ async fn serve(config_path: Loaded, config: Config, kafka_brokers: Option<String
         tracing::info!(addr = %bound.addr, tls = bound.tls, sources = state.sources.len(), topic = %kafka.topic, "ingest listening");
         // A line on stdout for scripts and tests that start us on port 0.
         println!("ingest listening on {scheme}://{}", bound.addr);
-        if let Some(source) = config.sources.first().map(|entry| &entry.source).filter(|_| !bound.tls) {
+        let first_keyed = config
+            .sources
+            .iter()
+            .map(|entry| &entry.source)
+            .find(|source| !source.write_key.is_empty());
+        if let Some(source) = first_keyed.filter(|_| !bound.tls) {
             tracing::info!(
                 "try: curl -u {}: {scheme}://{}/v1/track -H 'content-type: application/json' -d '{{\"userId\":\"user-1\",\"event\":\"Signed Up\"}}'",
                 source.write_key,

@@ -27,6 +27,14 @@ pub enum IngestError {
     RateLimited { source_id: String, retry_after: Duration },
     #[error("{0}")]
     Unavailable(#[from] ProduceError),
+    /// A webhook delivery whose signature doesn't hold.
+    #[error("{0}")]
+    BadSignature(String),
+    #[error("{0}")]
+    NotFound(String),
+    /// A webhook delivery the mapping can't turn into an event, with no dead-letter topic.
+    #[error("{0}")]
+    Unprocessable(String),
 }
 
 /// Whole seconds, at least one: `Retry-After: 0` invites a tight loop.
@@ -45,7 +53,7 @@ struct ErrorBody<'a> {
 
 impl IngestError {
     /// A fixed, small set of names for metrics (the `code` is finer grained).
-    pub const KINDS: [&'static str; 7] = [
+    pub const KINDS: [&'static str; 9] = [
         "bad_request",
         "invalid_event",
         "unauthorized",
@@ -53,6 +61,8 @@ impl IngestError {
         "unsupported_media_type",
         "rate_limited",
         "unavailable",
+        "bad_signature",
+        "not_found",
     ];
 
     /// This error's entry in [`IngestError::KINDS`].
@@ -65,6 +75,9 @@ impl IngestError {
             IngestError::UnsupportedMediaType(_) => "unsupported_media_type",
             IngestError::RateLimited { .. } => "rate_limited",
             IngestError::Unavailable(_) => "unavailable",
+            IngestError::BadSignature(_) => "bad_signature",
+            IngestError::NotFound(_) => "not_found",
+            IngestError::Unprocessable(_) => "invalid_event",
         }
     }
 
@@ -76,6 +89,9 @@ impl IngestError {
             IngestError::UnsupportedMediaType(_) => "unsupported_media_type",
             IngestError::RateLimited { .. } => "rate_limited",
             IngestError::Unavailable(error) => error.code(),
+            IngestError::BadSignature(_) => "bad_signature",
+            IngestError::NotFound(_) => "unknown_source",
+            IngestError::Unprocessable(_) => "unmappable_payload",
         }
     }
 
@@ -99,6 +115,9 @@ impl ResponseError for IngestError {
             IngestError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             IngestError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             IngestError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            IngestError::BadSignature(_) => StatusCode::UNAUTHORIZED,
+            IngestError::NotFound(_) => StatusCode::NOT_FOUND,
+            IngestError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
         }
     }
 

@@ -10,6 +10,7 @@ mod routes;
 pub mod server;
 pub mod sources;
 pub mod tls;
+pub mod webhooks;
 
 pub use config::IngestConfig;
 pub use error::IngestError;

@@ -119,6 +119,36 @@ impl KafkaSink {
         Ok(())
     }
 
+    /// Writes one record to another topic (the dead-letter topic) with the given headers
+    /// and waits for Kafka to have it.
+    pub async fn send_dead_letter(
+        &self,
+        topic: &str,
+        key: &str,
+        value: &[u8],
+        headers: &[(&str, String)],
+    ) -> Result<(), ProduceError> {
+        let mut owned = OwnedHeaders::new_with_capacity(headers.len());
+        for (name, text) in headers {
+            owned = owned.insert(Header {
+                key: name,
+                value: Some(text.as_bytes()),
+            });
+        }
+        let record = FutureRecord::to(topic)
+            .key(key.as_bytes())
+            .payload(value)
+            .headers(owned);
+        match self.producer.send_result(record) {
+            Ok(delivery) => match delivery.await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err((error, _))) => Err(ProduceError::Broker(error.to_string())),
+                Err(_) => Err(ProduceError::Broker("the producer shut down".into())),
+            },
+            Err((error, _)) => Err(ProduceError::Broker(error.to_string())),
+        }
+    }
+
     /// Waits for queued records to reach Kafka, for a graceful shutdown.
     /// Records handed to librdkafka and not yet acknowledged by the broker.
     pub fn in_flight(&self) -> i32 {

@@ -30,6 +30,9 @@ pub struct IngestState {
     pub limits: Limits,
     pub trust_forwarded_for: bool,
     pub refused: Refused,
+    /// Where webhook deliveries that can't be mapped go; absent: they are answered 422.
+    pub dead_letter_topic: Option<String>,
+    pub replays: crate::webhooks::Replays,
 }
 
 /// Requests refused, by [`IngestError::kind`].
@@ -37,7 +40,7 @@ pub struct IngestState {
 pub struct Refused([AtomicU64; IngestError::KINDS.len()]);
 
 impl Refused {
-    fn count(&self, error: &IngestError) {
+    pub(crate) fn count(&self, error: &IngestError) {
         if let Some(index) = IngestError::KINDS.iter().position(|kind| *kind == error.kind()) {
             self.0[index].fetch_add(1, Ordering::Relaxed);
         }
@@ -74,6 +77,7 @@ pub fn configure(state: Arc<IngestState>) -> impl FnOnce(&mut web::ServiceConfig
         for path in ["/v1/batch", "/v1/import", "/v1/b"] {
             config.service(web::resource(path).route(web::post().to(|r, p, s| collect(r, p, s, Endpoint::Batch))));
         }
+        crate::webhooks::configure(config);
     }
 }
 
@@ -145,7 +149,7 @@ async fn accept(
 /// Most events fit, so the encoder rarely reallocates.
 const VALUE_CAPACITY: usize = 2048;
 
-fn to_records(
+pub(crate) fn to_records(
     source_id: &str,
     events: Vec<switchyard_schemas::Event>,
     ctx: &EnrichContext<'_>,
@@ -199,7 +203,7 @@ fn basic_user(header_value: &[u8]) -> Option<String> {
     Some(user.to_string())
 }
 
-fn client_ip(request: &HttpRequest, trust_forwarded_for: bool) -> Option<IpAddr> {
+pub(crate) fn client_ip(request: &HttpRequest, trust_forwarded_for: bool) -> Option<IpAddr> {
     if trust_forwarded_for {
         let info = request.connection_info();
         let forwarded = info.realip_remote_addr().and_then(|addr| {

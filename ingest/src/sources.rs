@@ -9,7 +9,9 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-use switchyard_schemas::config::SourceConfig;
+use switchyard_schemas::config::{SourceConfig, WebhookSourceConfig};
+
+use crate::webhooks::Webhook;
 
 /// A source as ingest sees it: its id and, for comparison, the digests of its write
 /// keys (more than one while a rotated key is still allowed).
@@ -21,6 +23,10 @@ pub struct Source {
     limiter: Option<DefaultDirectRateLimiter>,
     /// Events accepted (written to Kafka) since this source was configured.
     pub accepted: AtomicU64,
+    /// A webhook source's settings (None for write-key sources); an error when they
+    /// don't compile, which configuration checks catch before this is built.
+    webhook: Option<Result<Arc<Webhook>, String>>,
+    webhook_config: Option<WebhookSourceConfig>,
 }
 
 impl std::fmt::Debug for Source {
@@ -63,15 +69,23 @@ pub struct SourceSpec {
     pub key_digests: Vec<[u8; 32]>,
     pub rate_limit_events_per_sec: Option<u32>,
     pub rate_limit_burst_events: Option<u32>,
+    /// A webhook source (no write keys); see `webhooks`.
+    pub webhook: Option<WebhookSourceConfig>,
 }
 
 impl From<&SourceConfig> for SourceSpec {
     fn from(config: &SourceConfig) -> Self {
+        let key_digests = if config.write_key.is_empty() {
+            Vec::new()
+        } else {
+            vec![digest(&config.write_key)]
+        };
         SourceSpec {
             id: config.id.clone(),
-            key_digests: vec![digest(&config.write_key)],
+            key_digests,
             rate_limit_events_per_sec: config.rate_limit_events_per_sec,
             rate_limit_burst_events: config.rate_limit_burst_events,
+            webhook: config.webhook.clone(),
         }
     }
 }
@@ -107,9 +121,12 @@ impl SourceRegistry {
             .iter()
             .map(|spec| {
                 let limits = (spec.rate_limit_events_per_sec, spec.rate_limit_burst_events);
-                let same = current
-                    .iter()
-                    .find(|s| *s.id == *spec.id && s.key_digests == spec.key_digests && s.limits == limits);
+                let same = current.iter().find(|s| {
+                    *s.id == *spec.id
+                        && s.key_digests == spec.key_digests
+                        && s.limits == limits
+                        && s.webhook_config == spec.webhook
+                });
                 match same {
                     Some(source) => source.clone(),
                     None => Arc::new(self.build(spec, limits)),
@@ -126,13 +143,27 @@ impl SourceRegistry {
             let burst = NonZeroU32::new(burst).unwrap_or(rate);
             RateLimiter::direct(Quota::per_second(rate).allow_burst(burst))
         });
+        let webhook = spec.webhook.as_ref().map(|config| {
+            Webhook::new(config).map(Arc::new).inspect_err(|error| {
+                tracing::error!(source_id = %spec.id, %error, "webhook source settings refused; its deliveries are answered 404");
+            })
+        });
         Source {
             id: Arc::from(spec.id.as_str()),
             key_digests: spec.key_digests.clone(),
             limits,
             limiter,
             accepted: AtomicU64::new(0),
+            webhook,
+            webhook_config: spec.webhook.clone(),
         }
+    }
+
+    /// The webhook source of this id, with its settings.
+    pub fn webhook_source(&self, id: &str) -> Option<(Arc<Source>, Arc<Webhook>)> {
+        let source = self.snapshot().iter().find(|s| *s.id == *id)?.clone();
+        let webhook = source.webhook.clone()?.ok()?;
+        Some((source, webhook))
     }
 
     /// The sources as configured now.
@@ -181,6 +212,8 @@ mod tests {
             write_key: key.into(),
             rate_limit_events_per_sec: rate,
             rate_limit_burst_events: None,
+            kind: Default::default(),
+            webhook: None,
         }
     }
 

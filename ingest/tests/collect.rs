@@ -43,6 +43,8 @@ fn state(kafka: &KafkaConfig) -> Arc<IngestState> {
             write_key: WEB_KEY.into(),
             rate_limit_events_per_sec: None,
             rate_limit_burst_events: None,
+            kind: Default::default(),
+            webhook: None,
         },
         SourceConfig {
             id: "slow".into(),
@@ -50,6 +52,8 @@ fn state(kafka: &KafkaConfig) -> Arc<IngestState> {
             write_key: SLOW_KEY.into(),
             rate_limit_events_per_sec: Some(1),
             rate_limit_burst_events: Some(50),
+            kind: Default::default(),
+            webhook: None,
         },
     ];
     Arc::new(IngestState {
@@ -58,6 +62,8 @@ fn state(kafka: &KafkaConfig) -> Arc<IngestState> {
         limits,
         trust_forwarded_for: false,
         refused: Default::default(),
+        dead_letter_topic: None,
+        replays: Default::default(),
     })
 }
 

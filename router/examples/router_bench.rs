@@ -145,6 +145,8 @@ async fn router(
         write_key: "bench-write-key-0123456789".into(),
         rate_limit_events_per_sec: None,
         rate_limit_burst_events: None,
+        kind: Default::default(),
+        webhook: None,
     }];
     let writer = DeadLetterWriter::new(&kafka, &format!("{topic}.dead"))?.start();
     let dedup = DedupSettings {

@@ -15,12 +15,8 @@ use switchyard_actors::{DeadLetter, Park};
 use switchyard_schemas::config::KafkaConfig;
 
 pub mod header {
-    pub const SOURCE_ID: &str = "switchyard-source-id";
-    pub const DESTINATION_ID: &str = "switchyard-destination-id";
-    pub const STAGE: &str = "switchyard-dead-letter-stage";
-    pub const REASON: &str = "switchyard-dead-letter-reason";
-    pub const ATTEMPTS: &str = "switchyard-dead-letter-attempts";
-    pub const MESSAGE_ID: &str = "switchyard-message-id";
+    pub use switchyard_schemas::record::dead_letter::{ATTEMPTS, DESTINATION_ID, REASON, STAGE};
+    pub use switchyard_schemas::record::header::{MESSAGE_ID, SOURCE_ID};
     pub const RETRY_ATTEMPTS: &str = "switchyard-retry-attempts";
     pub const RETRY_PARKS: &str = "switchyard-retry-parks";
     pub const RETRY_FIRST_SEEN_MS: &str = "switchyard-retry-first-seen-ms";

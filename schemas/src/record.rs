@@ -6,6 +6,15 @@ use crate::event::Event;
 /// Bumped when the value or headers change incompatibly.
 pub const SCHEMA_VERSION: &str = "1";
 
+/// Headers of the dead-letter topic's records (besides [`header::SOURCE_ID`]).
+pub mod dead_letter {
+    pub const DESTINATION_ID: &str = "switchyard-destination-id";
+    /// Where the event was given up on: `ingest_webhook_mapping`, `validate`, `deliver`...
+    pub const STAGE: &str = "switchyard-dead-letter-stage";
+    pub const REASON: &str = "switchyard-dead-letter-reason";
+    pub const ATTEMPTS: &str = "switchyard-dead-letter-attempts";
+}
+
 pub mod header {
     pub const SOURCE_ID: &str = "switchyard-source-id";
     pub const SCHEMA_VERSION: &str = "switchyard-schema-version";
