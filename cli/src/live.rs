@@ -49,7 +49,7 @@ pub fn effective(file: &Config, live: Option<&LiveConfig>) -> anyhow::Result<Eff
             key_digests: source.key_digests.clone(),
             rate_limit_events_per_sec: rate,
             rate_limit_burst_events: burst,
-            webhook: None,
+            webhook: source.webhook.clone(),
         });
         merged.sources.push(SourceConfig {
             id: source.id.clone(),

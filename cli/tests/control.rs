@@ -331,6 +331,43 @@ async fn sources_and_destinations_made_through_the_admin_api_reach_running_inges
     );
     drop(stream);
 
+    // A webhook source made through the API takes signed deliveries within seconds.
+    let made = call(
+        "POST",
+        "/sources",
+        serde_json::json!({"id": "gh", "webhook": {"preset": "github", "secret": "gh-live-secret-0123"}}),
+    )
+    .await;
+    assert_eq!(made["webhook_path"], "/v1/webhooks/gh");
+    assert_eq!(made["source"]["webhook"]["secret"], "<redacted>");
+    let body = br#"{"action":"opened","sender":{"login":"octocat"},"repository":{"full_name":"o/r"}}"#;
+    let signature = {
+        use hmac::{Hmac, Mac};
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(b"gh-live-secret-0123").expect("key");
+        mac.update(body);
+        format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let status = client
+            .post(format!("{ingest}/v1/webhooks/gh"))
+            .insert_header(("content-type", "application/json"))
+            .insert_header(("x-github-event", "issues"))
+            .insert_header(("x-github-delivery", "live-webhook-1"))
+            .insert_header(("x-hub-signature-256", signature.clone()))
+            .send_body(body.to_vec())
+            .await
+            .map_or(0, |response| response.status().as_u16());
+        if status == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "ingest still answers {status} for the new webhook source"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(200)).await;
+    }
+
     // A rotation with no overlap: the old key stops working within seconds, the new one works.
     let rotated = call(
         "POST",

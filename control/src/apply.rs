@@ -9,6 +9,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use switchyard_schemas::config::WebhookSourceConfig;
+
 use crate::model::{Actor, DestinationPatch, NewDestination, NewSource, SourcePatch, SourceSettings};
 use crate::{Control, ControlError};
 
@@ -33,6 +35,9 @@ pub struct SourceEntry {
     pub settings: SourceSettings,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub transforms: Vec<Value>,
+    /// A webhook source; its `secret` written `${NAME}` comes from the environment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<WebhookSourceConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -96,6 +101,27 @@ fn resolve(
     Ok(out)
 }
 
+/// Whether a source's stored webhook settings (and secret) are the file's.
+async fn same_webhook(
+    control: &Control,
+    ws: &str,
+    id: &str,
+    stored: Option<&Value>,
+    file: Option<&WebhookSourceConfig>,
+) -> Result<bool, ControlError> {
+    let Some(file) = file else { return Ok(stored.is_none()) };
+    let Some(stored) = stored else { return Ok(false) };
+    let mut shown = serde_json::to_value(file).map_err(|e| ControlError::Corrupt(e.to_string()))?;
+    if let Some(object) = shown.as_object_mut() {
+        object.remove("secret");
+    }
+    let mut stored = stored.clone();
+    if let Some(object) = stored.as_object_mut() {
+        object.remove("secret");
+    }
+    Ok(shown == stored && (file.secret.is_none() || control.webhook_secret(ws, id).await? == file.secret))
+}
+
 /// Makes the workspace match `file`.
 pub async fn apply(
     control: &Control,
@@ -112,6 +138,21 @@ pub async fn apply(
     let sources = control.sources(ws).await?;
     for entry in &file.sources {
         let name = format!("source {}", entry.id);
+        let webhook = entry
+            .webhook
+            .clone()
+            .map(|mut webhook| {
+                if let Some(secret) = &webhook.secret {
+                    let resolved = resolve(
+                        &entry.id,
+                        &Map::from_iter([("secret".into(), Value::from(secret.as_str()))]),
+                        env,
+                    )?;
+                    webhook.secret = resolved["secret"].as_str().map(str::to_string);
+                }
+                Ok::<_, ControlError>(webhook)
+            })
+            .transpose()?;
         match sources.iter().find(|s| s.id == entry.id) {
             None => {
                 let new = NewSource {
@@ -119,15 +160,19 @@ pub async fn apply(
                     name: entry.name.clone(),
                     settings: entry.settings.clone(),
                     transforms: entry.transforms.clone(),
+                    webhook,
                 };
                 let created = control.create_source(actor, ws, &new).await?;
-                report.write_keys.push((entry.id.clone(), created.write_key));
+                if let Some(write_key) = created.write_key {
+                    report.write_keys.push((entry.id.clone(), write_key));
+                }
                 report.created.push(name);
             }
             Some(current)
                 if current.name == entry.name
                     && current.settings == entry.settings
-                    && current.transforms == entry.transforms =>
+                    && current.transforms == entry.transforms
+                    && same_webhook(control, ws, &entry.id, current.webhook.as_ref(), webhook.as_ref()).await? =>
             {
                 report.unchanged.push(name);
             }
@@ -136,6 +181,7 @@ pub async fn apply(
                     name: Some(entry.name.clone()),
                     settings: Some(entry.settings.clone()),
                     transforms: Some(entry.transforms.clone()),
+                    webhook,
                 };
                 control.update_source(actor, ws, &entry.id, &patch).await?;
                 report.updated.push(name);
@@ -212,11 +258,29 @@ pub async fn export(control: &Control, workspace_id: &str) -> Result<WorkspaceFi
         .sources(workspace_id)
         .await?
         .into_iter()
-        .map(|s| SourceEntry {
-            id: s.id,
-            name: s.name,
-            settings: s.settings,
-            transforms: s.transforms,
+        .map(|s| {
+            let webhook = s.webhook.and_then(|view| {
+                let mut config: WebhookSourceConfig = serde_json::from_value(Value::Object(
+                    view.as_object()?
+                        .iter()
+                        .filter(|(k, _)| *k != "secret")
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
+                ))
+                .ok()?;
+                let name = format!("{}_WEBHOOK_SECRET", s.id)
+                    .to_ascii_uppercase()
+                    .replace('-', "_");
+                config.secret = Some(format!("${{{name}}}"));
+                Some(config)
+            });
+            SourceEntry {
+                id: s.id,
+                name: s.name,
+                settings: s.settings,
+                transforms: s.transforms,
+                webhook,
+            }
         })
         .collect();
     let destinations = control

@@ -90,6 +90,8 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
             ("settings", Text),
             ("transforms", Text),
             ("created_at", Int),
+            ("webhook", OptionalText),
+            ("webhook_secret", OptionalBytes),
         ],
     ),
     (

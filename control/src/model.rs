@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use switchyard_schemas::config::WebhookSourceConfig;
 use utoipa::ToSchema;
 
 /// A member's role in a workspace.
@@ -104,7 +105,13 @@ pub struct SourceSettings {
 pub struct SourceView {
     pub id: String,
     pub name: String,
+    /// `segment` (write keys) or `webhook` (signed deliveries to `/v1/webhooks/<id>`).
+    pub kind: String,
     pub settings: SourceSettings,
+    /// A webhook source's settings, its secret `<redacted>`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub webhook: Option<Value>,
     #[schema(value_type = Vec<Object>)]
     pub transforms: Vec<Value>,
     /// Write keys that work now (more than one during a rotation's overlap).
@@ -120,6 +127,11 @@ pub struct NewSource {
     pub name: String,
     #[serde(default)]
     pub settings: SourceSettings,
+    /// Makes a webhook source (no write key): `{"preset": "stripe", "secret": "whsec_..."}`;
+    /// the settings are those of the configuration file's `[sources.webhook]`.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub webhook: Option<WebhookSourceConfig>,
     #[serde(default)]
     #[schema(value_type = Vec<Object>)]
     pub transforms: Vec<Value>,
@@ -130,6 +142,9 @@ pub struct NewSource {
 pub struct SourcePatch {
     pub name: Option<String>,
     pub settings: Option<SourceSettings>,
+    /// A webhook source's new settings; without `secret`, the stored one is kept.
+    #[schema(value_type = Option<Object>)]
+    pub webhook: Option<WebhookSourceConfig>,
     #[schema(value_type = Option<Vec<Object>>)]
     pub transforms: Option<Vec<Value>>,
 }
@@ -146,7 +161,12 @@ pub struct WriteKey {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CreatedSource {
     pub source: SourceView,
-    pub write_key: String,
+    /// Shown this once; a webhook source has none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub write_key: Option<String>,
+    /// Where a webhook source's provider posts, on the ingest host.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook_path: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

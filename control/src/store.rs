@@ -8,7 +8,7 @@ use serde_json::{Map, Value, json};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 use switchyard_actors::{DestinationConfig, Transform, TransformConfig};
-use switchyard_schemas::config::is_valid_id;
+use switchyard_schemas::config::{SourceConfig, SourceKind, WebhookSourceConfig, is_valid_id, validate_sources};
 
 use crate::audit;
 use crate::model::*;
@@ -419,6 +419,66 @@ impl Control {
 
     // Sources.
 
+    /// A webhook source's settings checked as ingest runs them, as stored: the JSON
+    /// without the secret, and the secret sealed (bound to the source).
+    fn webhook_columns(
+        &self,
+        id: &str,
+        config: &WebhookSourceConfig,
+    ) -> Result<(String, Option<Vec<u8>>), ControlError> {
+        let as_file = SourceConfig {
+            id: id.to_string(),
+            name: String::new(),
+            kind: SourceKind::Webhook,
+            write_key: String::new(),
+            webhook: Some(config.clone()),
+            rate_limit_events_per_sec: None,
+            rate_limit_burst_events: None,
+        };
+        validate_sources(&[as_file], u32::MAX)
+            .map_err(|e| ControlError::invalid("webhook", e.to_string().replace("sources[0]: ", "")))?;
+        switchyard_ingest::webhooks::check(config).map_err(|e| ControlError::invalid("webhook", e))?;
+        let sealed = config
+            .secret
+            .as_deref()
+            .map(|secret| self.sealer.seal(secret.as_bytes(), &format!("source-webhook:{id}")))
+            .transpose()?;
+        let mut stored = config.clone();
+        stored.secret = None;
+        let text = serde_json::to_string(&stored).map_err(|e| ControlError::Corrupt(e.to_string()))?;
+        Ok((text, sealed))
+    }
+
+    /// A stored webhook source's settings with its secret opened.
+    fn webhook_config(&self, row: &AnyRow, id: &str) -> Result<WebhookSourceConfig, ControlError> {
+        let text: Option<String> = row.try_get("webhook")?;
+        let mut config: WebhookSourceConfig = serde_json::from_str(text.as_deref().unwrap_or_default())
+            .map_err(|e| ControlError::Corrupt(format!("source {id} webhook: {e}")))?;
+        let sealed: Option<Vec<u8>> = row.try_get("webhook_secret")?;
+        config.secret = sealed
+            .map(|sealed| {
+                let plain = self.sealer.open(&sealed, &format!("source-webhook:{id}"))?;
+                String::from_utf8(plain).map_err(|e| ControlError::Corrupt(format!("source {id} webhook secret: {e}")))
+            })
+            .transpose()?;
+        Ok(config)
+    }
+
+    /// A webhook source's secret, opened (for `apply` to compare, and to keep on a patch).
+    pub async fn webhook_secret(&self, workspace_id: &str, source_id: &str) -> Result<Option<String>, ControlError> {
+        let row = sqlx::query("SELECT id, webhook, webhook_secret FROM sources WHERE workspace_id = $1 AND id = $2")
+            .bind(workspace_id)
+            .bind(source_id)
+            .fetch_optional(&self.db.pool)
+            .await?
+            .ok_or_else(|| ControlError::NotFound(format!("source {source_id}")))?;
+        let text: Option<String> = row.try_get("webhook")?;
+        if text.is_none() {
+            return Ok(None);
+        }
+        Ok(self.webhook_config(&row, source_id)?.secret)
+    }
+
     /// The workspace's sources, or the one named `only`.
     async fn source_views(&self, workspace_id: &str, only: Option<&str>) -> Result<Vec<SourceView>, ControlError> {
         let select = "SELECT s.*, (SELECT COUNT(*) FROM write_keys k WHERE k.source_id = s.id \
@@ -458,14 +518,23 @@ impl Control {
         }
         check_source_settings(&input.settings)?;
         let transforms = check_transforms("transforms", &input.transforms)?;
-        let write_key = new_secret("wk_");
+        // A webhook source is authenticated by its provider's signature, not a write key.
+        let write_key = input.webhook.is_none().then(|| new_secret("wk_"));
+        let (webhook, webhook_secret) = match &input.webhook {
+            Some(config) => {
+                let (settings, sealed) = self.webhook_columns(&input.id, config)?;
+                (Some(settings), sealed)
+            }
+            None => (None, None),
+        };
+        let webhook_view = webhook_view(webhook.as_deref(), webhook_secret.is_some());
         let (actor, ws, id, name, settings, key_digest) = (
             actor.clone(),
             workspace_id.to_string(),
             input.id.clone(),
             input.name.clone(),
             serde_json::to_string(&input.settings).unwrap_or_else(|_| "{}".into()),
-            digest(&write_key),
+            write_key.as_deref().map(digest),
         );
         self.change(move |tx| {
             Box::pin(async move {
@@ -478,7 +547,8 @@ impl Control {
                 }
                 let now = now_ms();
                 sqlx::query(
-                    "INSERT INTO sources (id, workspace_id, name, settings, transforms, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+                    "INSERT INTO sources (id, workspace_id, name, settings, transforms, created_at, webhook, webhook_secret) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                 )
                 .bind(&id)
                 .bind(&ws)
@@ -486,21 +556,28 @@ impl Control {
                 .bind(&settings)
                 .bind(&transforms)
                 .bind(now)
+                .bind(&webhook)
+                .bind(&webhook_secret)
                 .execute(&mut *tx)
                 .await?;
-                sqlx::query("INSERT INTO write_keys (digest, source_id, created_at, expires_at) VALUES ($1, $2, $3, NULL)")
-                    .bind(&key_digest)
+                if let Some(key_digest) = &key_digest {
+                    sqlx::query(
+                        "INSERT INTO write_keys (digest, source_id, created_at, expires_at) VALUES ($1, $2, $3, NULL)",
+                    )
+                    .bind(key_digest)
                     .bind(&id)
                     .bind(now)
                     .execute(&mut *tx)
                     .await?;
-                let after = json!({"id": id, "name": name, "settings": serde_json::from_str::<Value>(&settings).unwrap_or_default(), "transforms": serde_json::from_str::<Value>(&transforms).unwrap_or_default()});
+                }
+                let after = json!({"id": id, "name": name, "settings": serde_json::from_str::<Value>(&settings).unwrap_or_default(), "transforms": serde_json::from_str::<Value>(&transforms).unwrap_or_default(), "webhook": webhook_view});
                 audit::append(tx, &ws, &actor, "source.create", &id, &Value::Null, &after).await
             })
         })
         .await?;
         Ok(CreatedSource {
             source: self.source(workspace_id, &input.id).await?,
+            webhook_path: input.webhook.as_ref().map(|_| format!("/v1/webhooks/{}", input.id)),
             write_key,
         })
     }
@@ -517,9 +594,29 @@ impl Control {
         check_source_settings(&settings)?;
         let transforms = check_transforms("transforms", patch.transforms.as_ref().unwrap_or(&before.transforms))?;
         let name = patch.name.clone().unwrap_or_else(|| before.name.clone());
+        let webhook = match (&patch.webhook, before.webhook.is_some()) {
+            (None, _) => None,
+            (Some(_), false) => {
+                return Err(ControlError::invalid(
+                    "webhook",
+                    "this source takes write keys; a webhook source is made as one",
+                ));
+            }
+            (Some(config), true) => {
+                let mut config = config.clone();
+                if config.secret.is_none() {
+                    config.secret = self.webhook_secret(workspace_id, source_id).await?;
+                }
+                Some(self.webhook_columns(source_id, &config)?)
+            }
+        };
         let (actor, ws, id) = (actor.clone(), workspace_id.to_string(), source_id.to_string());
         let settings_text = serde_json::to_string(&settings).unwrap_or_else(|_| "{}".into());
         let before_json = json!(before);
+        let webhook_after = match &webhook {
+            Some((text, sealed)) => webhook_view(Some(text), sealed.is_some()),
+            None => before.webhook.clone(),
+        };
         self.change(move |tx| {
             Box::pin(async move {
                 sqlx::query("UPDATE sources SET name = $1, settings = $2, transforms = $3 WHERE id = $4 AND workspace_id = $5")
@@ -530,7 +627,16 @@ impl Control {
                     .bind(&ws)
                     .execute(&mut *tx)
                     .await?;
-                let after = json!({"id": id, "name": name, "settings": settings, "transforms": serde_json::from_str::<Value>(&transforms).unwrap_or_default()});
+                if let Some((text, sealed)) = &webhook {
+                    sqlx::query("UPDATE sources SET webhook = $1, webhook_secret = $2 WHERE id = $3 AND workspace_id = $4")
+                        .bind(text)
+                        .bind(sealed)
+                        .bind(&id)
+                        .bind(&ws)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                let after = json!({"id": id, "name": name, "settings": settings, "transforms": serde_json::from_str::<Value>(&transforms).unwrap_or_default(), "webhook": webhook_after});
                 audit::append(tx, &ws, &actor, "source.update", &id, &before_json, &after).await
             })
         })
@@ -579,7 +685,12 @@ impl Control {
         source_id: &str,
         overlap_secs: u64,
     ) -> Result<WriteKey, ControlError> {
-        self.source(workspace_id, source_id).await?;
+        if self.source(workspace_id, source_id).await?.webhook.is_some() {
+            return Err(ControlError::invalid(
+                "source",
+                "a webhook source has no write key; its provider signs with the webhook secret",
+            ));
+        }
         let write_key = new_secret("wk_");
         let now = now_ms();
         let expires = now + (overlap_secs.min(30 * 86_400) * 1000) as i64;
@@ -846,12 +957,24 @@ impl Control {
                 .map_err(|e| ControlError::Corrupt(format!("write key digest: {e}")))?;
             digests.entry(row.try_get("source_id")?).or_default().push(digest);
         }
+        let hooks = sqlx::query(
+            "SELECT id, webhook, webhook_secret FROM sources WHERE workspace_id = $1 AND webhook IS NOT NULL",
+        )
+        .bind(workspace_id)
+        .fetch_all(&self.db.pool)
+        .await?;
+        let mut webhooks: HashMap<String, WebhookSourceConfig> = HashMap::new();
+        for row in hooks {
+            let id: String = row.try_get("id")?;
+            webhooks.insert(id.clone(), self.webhook_config(&row, &id)?);
+        }
         let mut sources = Vec::new();
         for source in self.sources(workspace_id).await? {
             let transforms = serde_json::from_value(Value::Array(source.transforms.clone()))
                 .map_err(|e| ControlError::Corrupt(format!("source {} transforms: {e}", source.id)))?;
             sources.push(LiveSource {
                 key_digests: digests.remove(&source.id).unwrap_or_default(),
+                webhook: webhooks.remove(&source.id),
                 id: source.id,
                 settings: source.settings,
                 transforms,
@@ -884,6 +1007,8 @@ pub struct LiveSource {
     pub key_digests: Vec<[u8; 32]>,
     pub settings: SourceSettings,
     pub transforms: Vec<TransformConfig>,
+    /// A webhook source's settings, its secret opened.
+    pub webhook: Option<WebhookSourceConfig>,
 }
 
 /// A workspace's sources and destinations, for ingest and the router.
@@ -926,14 +1051,27 @@ fn member(row: &AnyRow) -> Result<Member, ControlError> {
 }
 
 fn source_view(row: &AnyRow) -> Result<SourceView, ControlError> {
+    let webhook: Option<String> = row.try_get("webhook")?;
+    let sealed: Option<Vec<u8>> = row.try_get("webhook_secret")?;
     Ok(SourceView {
         id: row.try_get("id")?,
         name: row.try_get("name")?,
+        kind: if webhook.is_some() { "webhook" } else { "segment" }.into(),
+        webhook: webhook_view(webhook.as_deref(), sealed.is_some()),
         settings: serde_json::from_value(json_text(row, "settings")?).unwrap_or_default(),
         transforms: serde_json::from_value(json_text(row, "transforms")?).unwrap_or_default(),
         active_write_keys: row.try_get::<i64, _>("active")? as usize,
         created_at: row.try_get("created_at")?,
     })
+}
+
+/// A webhook source's stored settings as shown: the secret `<redacted>` when there is one.
+fn webhook_view(stored: Option<&str>, has_secret: bool) -> Option<Value> {
+    let mut view: Value = serde_json::from_str(stored?).ok()?;
+    if has_secret && let Some(object) = view.as_object_mut() {
+        object.insert("secret".into(), Value::from(REDACTED));
+    }
+    Some(view)
 }
 
 fn check_source_settings(settings: &SourceSettings) -> Result<(), ControlError> {

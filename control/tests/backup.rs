@@ -30,7 +30,8 @@ async fn a_backup_restores_into_an_empty_database_whole() {
             .create_source(&admin, &ws.id, &web)
             .await
             .expect("source")
-            .write_key;
+            .write_key
+            .expect("write key");
         let destination: NewDestination = serde_json::from_value(json!({
             "id": "hook", "kind": "webhook", "sources": ["web"],
             "settings": {"url": "https://93.184.216.34/hook"}, "credentials": {"bearer_token": "restored-secret-1"}

@@ -90,7 +90,7 @@ async fn write_keys_are_kept_as_digests_and_rotate_with_an_overlap() {
         let ws = support::owned_workspace(&control, &admin).await;
         let web: NewSource = serde_json::from_value(json!({"id": "web"})).expect("source");
         let created = control.create_source(&admin, &ws.id, &web).await.expect("source");
-        let first = created.write_key;
+        let first = created.write_key.expect("a write-key source gets a key");
         let stored: Vec<String> = sqlx::query("SELECT digest FROM write_keys")
             .fetch_all(&control.db().pool)
             .await
@@ -242,6 +242,84 @@ async fn audit_verify_catches_an_edited_and_a_deleted_row() {
         let report = audit::verify(control.db()).await.expect("verify");
         assert_eq!(report.broken_at, Some(2), "{}: {report:?}", backend.name);
         assert!(report.reason.as_deref().unwrap_or_default().contains("missing"));
+        backend.finish(control).await;
+    }
+}
+
+#[actix_rt::test]
+async fn webhook_sources_keep_their_secret_sealed_and_hand_it_to_ingest_only() {
+    const HOOK_SECRET: &str = "whsec_NEVER_SHOWN_0123";
+    for backend in Backend::both().await {
+        let control = backend.control(&age::x25519::Identity::generate()).await;
+        let admin = Actor::local("test");
+        let ws = support::owned_workspace(&control, &admin).await;
+        let stripe: NewSource = serde_json::from_value(json!({
+            "id": "stripe", "webhook": {"preset": "stripe", "secret": HOOK_SECRET, "tolerance_secs": 120}
+        }))
+        .expect("source");
+        let created = control
+            .create_source(&admin, &ws.id, &stripe)
+            .await
+            .expect("webhook source");
+        assert_eq!(
+            created.write_key, None,
+            "{}: no write key for a webhook source",
+            backend.name
+        );
+        assert_eq!(created.webhook_path.as_deref(), Some("/v1/webhooks/stripe"));
+        let shown = serde_json::to_string(&created).expect("JSON");
+        assert!(!shown.contains(HOOK_SECRET) && shown.contains("<redacted>"), "{shown}");
+        assert_eq!(created.source.kind, "webhook");
+
+        let row = sqlx::query("SELECT webhook, webhook_secret FROM sources WHERE id = 'stripe'")
+            .fetch_one(&control.db().pool)
+            .await
+            .expect("row");
+        let settings: String = row.try_get("webhook").expect("settings");
+        let sealed: Vec<u8> = row.try_get("webhook_secret").expect("sealed");
+        assert!(!settings.contains(HOOK_SECRET), "{settings}");
+        assert!(
+            !sealed.windows(HOOK_SECRET.len()).any(|w| w == HOOK_SECRET.as_bytes()),
+            "ciphertext at rest"
+        );
+
+        // A patch without a secret keeps it; ingest gets it opened.
+        let patch: switchyard_control::model::SourcePatch =
+            serde_json::from_value(json!({"webhook": {"preset": "stripe", "tolerance_secs": 60}})).expect("patch");
+        control
+            .update_source(&admin, &ws.id, "stripe", &patch)
+            .await
+            .expect("patch");
+        let live = control.live(&ws.id).await.expect("live");
+        let hook = live.sources[0].webhook.clone().expect("webhook settings");
+        assert_eq!((hook.secret.as_deref(), hook.tolerance_secs), (Some(HOOK_SECRET), 60));
+        assert!(live.sources[0].key_digests.is_empty());
+
+        // Refusals name the field; no write key for a webhook source.
+        let bad: NewSource =
+            serde_json::from_value(json!({"id": "hook2", "webhook": {"preset": "github"}})).expect("source");
+        let error = control
+            .create_source(&admin, &ws.id, &bad)
+            .await
+            .expect_err("no secret");
+        assert!(error.to_string().contains("webhook.secret"), "{error}");
+        let bad_mapping: NewSource = serde_json::from_value(
+            json!({"id": "hook3", "webhook": {"preset": "generic", "secret": "0123456789", "mapping": ".event = ("}}),
+        )
+        .expect("source");
+        let error = control
+            .create_source(&admin, &ws.id, &bad_mapping)
+            .await
+            .expect_err("bad VRL");
+        assert!(error.to_string().contains("webhook.mapping"), "{error}");
+        assert!(control.rotate_write_key(&admin, &ws.id, "stripe", 0).await.is_err());
+        let entries = control.audit(&ws.id, 100).await.expect("audit");
+        assert!(
+            entries
+                .iter()
+                .all(|e| !serde_json::to_string(e).expect("JSON").contains(HOOK_SECRET)),
+            "no secret in the audit log"
+        );
         backend.finish(control).await;
     }
 }
