@@ -30,9 +30,10 @@ test-tools: ## install what the tests need when missing (tansu broker, Segment P
 tansu: ## install the tansu Kafka broker (about 20 minutes, once per machine)
 	@scripts/ensure-test-tools.sh tansu
 
-lint: ## rustfmt check and clippy with warnings as errors
+lint: ## rustfmt check, clippy with warnings as errors, and the supply-chain policy (deny.toml)
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --release --locked --workspace --all-targets -- -D warnings
+	$(CARGO) deny --offline --log-level error check bans licenses sources
 
 fmt: ## format the code
 	$(CARGO) fmt --all

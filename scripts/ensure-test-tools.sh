@@ -5,6 +5,7 @@
 #   nextest  cargo-nextest, the test runner
 #   moto     moto_server, a local S3-compatible server (archive tests)
 #   chart    helm-python-sdk, kubernetes-validate, checkov (the Helm chart tests)
+#   deny     cargo-deny, the supply-chain check (licences, bans, sources; ~4 min once)
 set -euo pipefail
 what="${1:-all}"
 
@@ -43,8 +44,14 @@ need_nextest() {
   cargo install cargo-nextest --locked
 }
 
+need_deny() {
+  if cargo deny --version >/dev/null 2>&1; then return; fi
+  echo "installing cargo-deny (supply-chain checks; about 4 minutes, once)..." >&2
+  CARGO_TARGET_DIR="$HOME/.cache/switchyard/deny-build" cargo install cargo-deny --locked --version 0.20.2
+}
+
 case "$what" in
   tansu) need_tansu ;;
-  all) need_nextest; need_python; need_moto; need_chart_tools; need_tansu ;;
+  all) need_nextest; need_python; need_moto; need_chart_tools; need_deny; need_tansu ;;
   *) echo "usage: $0 [tansu|all]" >&2; exit 2 ;;
 esac

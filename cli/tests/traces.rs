@@ -12,7 +12,7 @@ use actix_web::{App, HttpResponse, HttpServer, web};
 use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use prost::Message;
-use support::{Behaviour, Receiver, Switchyard, broker_with_topics};
+use support::{Behaviour, Receiver, Switchyard, broker_with_topics, pipeline_config};
 
 const KEY: &str = "traces-write-key-0123456789";
 
@@ -100,13 +100,11 @@ async fn one_trace_runs_from_the_callers_span_through_kafka_to_the_delivery() {
     std::fs::write(
         &config,
         format!(
-            "[kafka]\nbrokers = \"{}\"\ntopic = \"{topic}\"\n\n[ops]\nlisten = \"127.0.0.1:0\"\n\n\
-             [ingest]\nlisten = \"127.0.0.1:0\"\nallow_plain_http = true\n\n\
-             [router]\ngroup_id = \"{topic}-group\"\ndead_letter_topic = \"{topic}.dead\"\nretry_topic = \"{topic}.retry\"\n\n\
+            "{pipeline}\
              [[sources]]\nid = \"shop\"\nwrite_key = \"{KEY}\"\n\n\
-             [[destinations]]\nid = \"hook\"\nsources = [\"shop\"]\nkind = \"webhook\"\nurl = \"{}\"\nallow_private_network = true\n",
-            broker.brokers(),
-            hook.url()
+             [[destinations]]\nid = \"hook\"\nsources = [\"shop\"]\nkind = \"webhook\"\nurl = \"{hook_url}\"\nallow_private_network = true\n",
+            pipeline = pipeline_config(&broker.brokers(), &topic),
+            hook_url = hook.url()
         ),
     )
     .expect("write config");

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use object_store::ObjectStoreExt;
 use object_store::aws::AmazonS3Builder;
-use support::{Behaviour, Receiver, Switchyard, broker_with_topics, send_batch, track};
+use support::{Behaviour, Receiver, Switchyard, broker_with_topics, pipeline_config, send_batch, track};
 use switchyard_testkit::postgres::{drop_role, unique};
 use switchyard_testkit::{Moto, TestDatabase};
 
@@ -32,9 +32,7 @@ async fn a_warehouse_without_rights_waits_in_retry_and_blocks_no_other_destinati
     std::fs::write(
         &config,
         format!(
-            "[kafka]\nbrokers = \"{brokers}\"\ntopic = \"{topic}\"\n\n[ops]\nlisten = \"127.0.0.1:0\"\n\n\
-             [ingest]\nlisten = \"127.0.0.1:0\"\nallow_plain_http = true\n\n\
-             [router]\ngroup_id = \"{topic}-group\"\ndead_letter_topic = \"{topic}.dead\"\nretry_topic = \"{topic}.retry\"\n\n\
+            "{pipeline}\
              [[sources]]\nid = \"shop\"\nwrite_key = \"{KEY}\"\n\n[[sources]]\nid = \"app\"\nwrite_key = \"{APP_KEY}\"\n\n\
              [[destinations]]\nid = \"warehouse\"\nsources = [\"shop\", \"app\"]\nkind = \"postgres_warehouse\"\n\
              url = \"{warehouse}\"\nallow_private_network = true\nbatch_max_events = 25\nbatch_max_wait_ms = 300\n\
@@ -44,7 +42,7 @@ async fn a_warehouse_without_rights_waits_in_retry_and_blocks_no_other_destinati
              access_key_id = \"customer\"\nsecret_access_key = \"customer-secret\"\nbatch_max_wait_ms = 300\n\n\
              [[destinations]]\nid = \"hook\"\nsources = [\"shop\"]\nkind = \"webhook\"\nurl = \"{hook}\"\n\
              allow_private_network = true\n",
-            brokers = broker.brokers(),
+            pipeline = pipeline_config(&broker.brokers(), &topic),
             warehouse = db.url_as(&role, "loader-pw"),
             endpoint = moto.endpoint(),
             hook = hook.url(),

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
-use support::{Behaviour, Receiver, Switchyard, broker_with_topics};
+use support::{Behaviour, Receiver, Switchyard, broker_with_topics, pipeline_config};
 
 const SECRET: &str = "github-webhook-secret-0123";
 
@@ -21,14 +21,12 @@ async fn a_redelivered_github_webhook_reaches_the_destination_once() {
     std::fs::write(
         &config,
         format!(
-            "[kafka]\nbrokers = \"{}\"\ntopic = \"{topic}\"\n\n[ops]\nlisten = \"127.0.0.1:0\"\n\n\
-             [ingest]\nlisten = \"127.0.0.1:0\"\nallow_plain_http = true\n\n\
-             [router]\ngroup_id = \"{topic}-group\"\ndead_letter_topic = \"{topic}.dead\"\nretry_topic = \"{topic}.retry\"\n\n\
+            "{pipeline}\
              [[sources]]\nid = \"github\"\nkind = \"webhook\"\nwebhook = {{ preset = \"github\", secret = \"{SECRET}\" }}\n\n\
-             [[destinations]]\nid = \"hook\"\nsources = [\"github\"]\nkind = \"webhook\"\nurl = \"{}\"\n\
+             [[destinations]]\nid = \"hook\"\nsources = [\"github\"]\nkind = \"webhook\"\nurl = \"{hook_url}\"\n\
              allow_private_network = true\n",
-            broker.brokers(),
-            hook.url()
+            pipeline = pipeline_config(&broker.brokers(), &topic),
+            hook_url = hook.url()
         ),
     )
     .expect("write config");

@@ -290,6 +290,16 @@ pub fn percentile(mut values: Vec<Duration>, p: f64) -> Duration {
     values[((values.len() as f64 - 1.0) * p).round() as usize]
 }
 
+/// The sections an end-to-end configuration starts with: the broker and the topics
+/// [`broker_with_topics`] made, and ops, ingest (plain HTTP) and router on free ports.
+pub fn pipeline_config(brokers: &str, topic: &str) -> String {
+    format!(
+        "[kafka]\nbrokers = \"{brokers}\"\ntopic = \"{topic}\"\n\n[ops]\nlisten = \"127.0.0.1:0\"\n\n\
+         [ingest]\nlisten = \"127.0.0.1:0\"\nallow_plain_http = true\n\n\
+         [router]\ngroup_id = \"{topic}-group\"\ndead_letter_topic = \"{topic}.dead\"\nretry_topic = \"{topic}.retry\"\n\n"
+    )
+}
+
 /// A broker with an ingest topic of `partitions` and its `.dead` and `.retry` topics
 /// (the names the tests' configurations use); returns the broker and the topic.
 pub async fn broker_with_topics(prefix: &str, partitions: i32) -> (switchyard_testkit::Tansu, String) {
