@@ -23,7 +23,6 @@ use switchyard_schemas::Event;
 
 use crate::LoadError;
 use crate::config::ExportConfig;
-use crate::flatten::identifier;
 
 pub struct Exporter {
     store: Arc<dyn ObjectStore>,
@@ -83,10 +82,8 @@ impl Exporter {
         let mut written = Vec::new();
         for (date, events) in by_date {
             let (body, name) = encode(&events)?;
-            let mut path = format!(
-                "source_id={}/received_date={date}/{name}.jsonl.gz",
-                identifier(source_id)
-            );
+            // Source ids are letters, digits, '-' and '_': safe in a path as they are.
+            let mut path = format!("source_id={source_id}/received_date={date}/{name}.jsonl.gz");
             if !self.prefix.is_empty() {
                 path = format!("{}/{path}", self.prefix);
             }

@@ -38,9 +38,9 @@ async fn batches_land_as_gzip_jsonl_partitioned_by_source_and_received_date() {
     keys.sort();
     assert_eq!(keys.len(), 2, "{keys:?}");
     assert!(
-        keys[0].starts_with("segment/source_id=web_app/received_date=2024-05-01/") && keys[0].ends_with(".jsonl.gz")
+        keys[0].starts_with("segment/source_id=web-app/received_date=2024-05-01/") && keys[0].ends_with(".jsonl.gz")
     );
-    assert!(keys[1].starts_with("segment/source_id=web_app/received_date=2024-05-02/"));
+    assert!(keys[1].starts_with("segment/source_id=web-app/received_date=2024-05-02/"));
 
     // Read back through S3 with the same credentials.
     let reader = AmazonS3Builder::new()
