@@ -9,8 +9,9 @@
 //! standard columns already use, or a second key with the same snake_case) is kept in
 //! the row's `_overflow` JSON column under its original path, never dropped. Arrays are
 //! stored as their JSON text. NUL characters, which Postgres text can't hold, become
-//! U+FFFD. A track event's table is its name in snake_case; names of the standard
-//! tables get `_event` appended.
+//! U+FFFD. An event without a messageId gets `sha256:<digest of the event>`. A track
+//! event's table is its name in snake_case; names of the standard tables get `_event`
+//! appended.
 
 use std::cell::RefCell;
 use std::hash::BuildHasher;
@@ -18,6 +19,7 @@ use std::hash::BuildHasher;
 use chrono::{DateTime, SecondsFormat, Utc};
 use heck::ToSnakeCase;
 use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
 use switchyard_schemas::Event;
 use switchyard_schemas::event::Common;
 
@@ -272,7 +274,16 @@ pub fn event_table(event: &str) -> String {
 /// The rows an event makes, with their tables.
 pub fn rows(event: &Event) -> Vec<(String, Row)> {
     let common = event.common();
-    let mut row = standard(common);
+    // Ingest always sets a messageId; a record produced straight into Kafka may not
+    // have one: a digest of the event stands in, so a replay still adds nothing.
+    let id = match &common.message_id {
+        Some(id) if !id.is_empty() => id.clone(),
+        _ => format!(
+            "sha256:{}",
+            hex::encode(Sha256::digest(serde_json::to_vec(event).unwrap_or_default()))
+        ),
+    };
+    let mut row = standard(common, &id);
     let parsed = |raw: Option<&switchyard_schemas::raw::RawObject>| raw.and_then(|r| r.parse().ok());
     match event {
         Event::Track(track) => {
@@ -332,8 +343,8 @@ pub fn rows(event: &Event) -> Vec<(String, Row)> {
 }
 
 /// The standard columns and the flattened context.
-fn standard(common: &Common) -> Row {
-    let mut row = Row::new(common.message_id.as_deref().unwrap_or_default());
+fn standard(common: &Common, id: &str) -> Row {
+    let mut row = Row::new(id);
     row.time("received_at", common.received_at);
     row.time("sent_at", common.sent_at);
     row.time("timestamp", common.timestamp);
@@ -404,6 +415,21 @@ mod tests {
         assert_eq!(user.get("plan"), Some(&Cell::Text("pro".into())));
         let anonymous = super::rows(&event(serde_json::json!({"type": "identify", "anonymousId": "a1"})));
         assert_eq!(anonymous.len(), 1, "no users row without a userId");
+    }
+
+    #[test]
+    fn an_event_without_a_message_id_gets_a_stable_one() {
+        let first = rows(&event(
+            serde_json::json!({"type": "alias", "userId": "u1", "previousId": "a1"}),
+        ));
+        let again = rows(&event(
+            serde_json::json!({"type": "alias", "userId": "u1", "previousId": "a1"}),
+        ));
+        assert!(first[0].1.id.starts_with("sha256:"));
+        assert_eq!(
+            first[0].1.id, again[0].1.id,
+            "the same event, the same id: a replay adds nothing"
+        );
     }
 
     #[test]
