@@ -466,21 +466,36 @@ impl Control {
 
     /// A webhook source's secret, opened (for `apply` to compare, and to keep on a patch).
     pub async fn webhook_secret(&self, workspace_id: &str, source_id: &str) -> Result<Option<String>, ControlError> {
-        let row = sqlx::query("SELECT id, webhook, webhook_secret FROM sources WHERE workspace_id = $1 AND id = $2")
-            .bind(workspace_id)
-            .bind(source_id)
-            .fetch_optional(&self.db.pool)
+        let row = self
+            .source_rows(workspace_id, Some(source_id))
             .await?
+            .pop()
             .ok_or_else(|| ControlError::NotFound(format!("source {source_id}")))?;
+        Ok(self.opened_webhook(&row)?.and_then(|config| config.secret))
+    }
+
+    /// A row's webhook settings with the secret opened; None for a write-key source.
+    fn opened_webhook(&self, row: &AnyRow) -> Result<Option<WebhookSourceConfig>, ControlError> {
         let text: Option<String> = row.try_get("webhook")?;
         if text.is_none() {
             return Ok(None);
         }
-        Ok(self.webhook_config(&row, source_id)?.secret)
+        let id: String = row.try_get("id")?;
+        self.webhook_config(row, &id).map(Some)
     }
 
     /// The workspace's sources, or the one named `only`.
     async fn source_views(&self, workspace_id: &str, only: Option<&str>) -> Result<Vec<SourceView>, ControlError> {
+        self.source_rows(workspace_id, only)
+            .await?
+            .iter()
+            .map(source_view)
+            .collect()
+    }
+
+    /// The rows of the workspace's sources (or the one named `only`), with their count
+    /// of working write keys as `active`.
+    async fn source_rows(&self, workspace_id: &str, only: Option<&str>) -> Result<Vec<AnyRow>, ControlError> {
         let select = "SELECT s.*, (SELECT COUNT(*) FROM write_keys k WHERE k.source_id = s.id \
                       AND (k.expires_at IS NULL OR k.expires_at > $2)) AS active FROM sources s WHERE s.workspace_id = $1";
         let sql = match only {
@@ -491,8 +506,7 @@ impl Control {
         if let Some(id) = only {
             query = query.bind(id);
         }
-        let rows = query.fetch_all(&self.db.pool).await?;
-        rows.iter().map(source_view).collect()
+        Ok(query.fetch_all(&self.db.pool).await?)
     }
 
     pub async fn sources(&self, workspace_id: &str) -> Result<Vec<SourceView>, ControlError> {
@@ -957,24 +971,14 @@ impl Control {
                 .map_err(|e| ControlError::Corrupt(format!("write key digest: {e}")))?;
             digests.entry(row.try_get("source_id")?).or_default().push(digest);
         }
-        let hooks = sqlx::query(
-            "SELECT id, webhook, webhook_secret FROM sources WHERE workspace_id = $1 AND webhook IS NOT NULL",
-        )
-        .bind(workspace_id)
-        .fetch_all(&self.db.pool)
-        .await?;
-        let mut webhooks: HashMap<String, WebhookSourceConfig> = HashMap::new();
-        for row in hooks {
-            let id: String = row.try_get("id")?;
-            webhooks.insert(id.clone(), self.webhook_config(&row, &id)?);
-        }
         let mut sources = Vec::new();
-        for source in self.sources(workspace_id).await? {
+        for row in self.source_rows(workspace_id, None).await? {
+            let (source, webhook) = (source_view(&row)?, self.opened_webhook(&row)?);
             let transforms = serde_json::from_value(Value::Array(source.transforms.clone()))
                 .map_err(|e| ControlError::Corrupt(format!("source {} transforms: {e}", source.id)))?;
             sources.push(LiveSource {
                 key_digests: digests.remove(&source.id).unwrap_or_default(),
-                webhook: webhooks.remove(&source.id),
+                webhook,
                 id: source.id,
                 settings: source.settings,
                 transforms,

@@ -1,5 +1,6 @@
-//! The one place Switchyard's Kafka producers get their durability settings, so ingest,
-//! the dead-letter writer and Kafka destinations can't drift apart.
+//! The one place Switchyard's Kafka clients get their base settings: producers their
+//! durability (ingest, the dead-letter writer and Kafka destinations can't drift apart),
+//! consumers their manual commits (the router and the event debugger's tap).
 
 use std::collections::BTreeMap;
 
@@ -24,6 +25,29 @@ pub fn durable_producer(
         // Brokers here listen on IPv4; trying IPv6 first only adds connect delays.
         .set("broker.address.family", "v4");
     for (key, value) in tuning {
+        config.set(*key, *value);
+    }
+    for (key, value) in options {
+        config.set(key, value);
+    }
+    config
+}
+
+/// A consumer that commits only when told to. `settings` come next, and the operator's
+/// `options` last, as for producers.
+pub fn manual_consumer(
+    brokers: &str,
+    group_id: &str,
+    settings: &[(&str, &str)],
+    options: &BTreeMap<String, String>,
+) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group_id)
+        .set("enable.auto.commit", "false")
+        .set("broker.address.family", "v4");
+    for (key, value) in settings {
         config.set(*key, *value);
     }
     for (key, value) in options {

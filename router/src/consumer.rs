@@ -18,7 +18,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Reb
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::{ClientConfig, ClientContext, Offset, Statistics, TopicPartitionList};
+use rdkafka::{ClientContext, Offset, Statistics, TopicPartitionList};
 use switchyard_actors::{Ack, DeadLetter, Inbound, InboundBatch, Routed, Stage, SupervisorHandle};
 use switchyard_schemas::config::KafkaConfig;
 use switchyard_schemas::record::RecordHeaders;
@@ -179,23 +179,17 @@ fn create(
     group_id: &str,
     context: RouterContext,
 ) -> Result<StreamConsumer<RouterContext>, KafkaError> {
-    let mut client = ClientConfig::new();
-    client
-        .set("bootstrap.servers", &config.brokers)
-        .set("group.id", group_id)
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("session.timeout.ms", "6000")
+    let settings = [
+        ("auto.offset.reset", "earliest"),
+        ("session.timeout.ms", "6000"),
         // The broker answers a fetch at once when records are waiting; this bounds the
         // wait when none are, which is the router's added latency on a quiet topic.
-        .set("fetch.wait.max.ms", "20")
+        ("fetch.wait.max.ms", "20"),
         // Consumer lag for metrics comes from these statistics.
-        .set("statistics.interval.ms", "5000")
-        .set("broker.address.family", "v4");
-    for (key, value) in &config.options {
-        client.set(key, value);
-    }
-    client.create_with_context(context)
+        ("statistics.interval.ms", "5000"),
+    ];
+    switchyard_kafka::manual_consumer(&config.brokers, group_id, &settings, &config.options)
+        .create_with_context(context)
 }
 
 fn commit<C: Consumer<X>, X: ConsumerContext>(consumer: &C, positions: &TopicPartitionList, mode: CommitMode) {

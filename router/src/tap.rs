@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, Message};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 use switchyard_schemas::config::KafkaConfig;
 use switchyard_schemas::record::header;
 
@@ -50,17 +50,14 @@ pub fn spawn(config: KafkaConfig, sink: Arc<dyn TapSink>) {
 }
 
 fn read(config: &KafkaConfig, sink: &dyn TapSink) -> Result<(), KafkaError> {
-    let mut client = ClientConfig::new();
-    client
-        .set("bootstrap.servers", &config.brokers)
-        // Required by librdkafka, unused: the tap assigns partitions and never commits.
-        .set("group.id", "switchyard-debugger")
-        .set("enable.auto.commit", "false")
-        .set("fetch.wait.max.ms", "100")
-        .set("broker.address.family", "v4");
-    for (key, value) in &config.options {
-        client.set(key, value);
-    }
+    // The group id is required by librdkafka and unused: the tap assigns partitions
+    // itself and never commits.
+    let client = switchyard_kafka::manual_consumer(
+        &config.brokers,
+        "switchyard-debugger",
+        &[("fetch.wait.max.ms", "100")],
+        &config.options,
+    );
     let consumer: BaseConsumer = client.create()?;
     let mut partitions = 0;
     let mut metadata_at: Option<Instant> = None;
