@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs, only when missing. Safe to run repeatedly.
-#   tansu    Kafka-protocol broker the integration tests start (cargo install, ~20 min once)
+#   tansu    Kafka-protocol broker the tests start; built with sqlite storage so the chaos
+#            scenarios can restart it without losing the log (cargo install, ~20 min once)
 #   python   segment-analytics-python, the real Segment client used end to end
 #   nextest  cargo-nextest, the test runner
 #   moto     moto_server, a local S3-compatible server (archive tests)
 #   chart    helm-python-sdk, kubernetes-validate, checkov (the Helm chart tests)
 #   deny     cargo-deny, the supply-chain check (licences, bans, sources; ~4 min once)
+#   oidc     node and npm oidc-provider, the OpenID Connect provider the SSO tests sign in with
 set -euo pipefail
 what="${1:-all}"
 
@@ -15,7 +17,7 @@ need_tansu() {
   echo "installing tansu 0.6.0 (Kafka-compatible broker for tests; about 20 minutes, once)..." >&2
   # Its own target dir: tansu's dependency versions must not disturb the project's build.
   CARGO_TARGET_DIR="$HOME/.cache/switchyard/tansu-build" \
-    cargo install tansu --locked --version 0.6.0 --features dynostore
+    cargo install tansu --locked --version 0.6.0 --features dynostore,libsql
 }
 
 need_python() {
@@ -50,8 +52,20 @@ need_deny() {
   CARGO_TARGET_DIR="$HOME/.cache/switchyard/deny-build" cargo install cargo-deny --locked --version 0.20.2
 }
 
+need_oidc() {
+  local dir="${SWITCHYARD_OIDC_DIR:-$HOME/.cache/switchyard/oidc-provider}"
+  if [ -d "$dir/node_modules/oidc-provider" ] && command -v node >/dev/null 2>&1; then return; fi
+  if ! command -v npm >/dev/null 2>&1; then
+    echo "installing nodejs and npm (the SSO tests run an OpenID Connect provider)..." >&2
+    apt-get install -y --no-install-recommends nodejs npm >/dev/null
+  fi
+  echo "installing oidc-provider (OpenID Connect provider for the SSO tests)..." >&2
+  mkdir -p "$dir"
+  npm install --prefix "$dir" --no-audit --no-fund --silent oidc-provider@9
+}
+
 case "$what" in
   tansu) need_tansu ;;
-  all) need_nextest; need_python; need_moto; need_chart_tools; need_deny; need_tansu ;;
+  all) need_nextest; need_python; need_moto; need_chart_tools; need_oidc; need_deny; need_tansu ;;
   *) echo "usage: $0 [tansu|all]" >&2; exit 2 ;;
 esac

@@ -312,7 +312,12 @@ async fn serve(args: ConfigArgs) -> anyhow::Result<()> {
             switchyard_router::tap::spawn(kafka.clone(), Arc::new(TapToDebugger(debugger)));
         })
     });
-    let state = actix_web::web::Data::new(ApiState { control, debugger });
+    let sso = if config.sso.is_empty() {
+        None
+    } else {
+        Some(Arc::new(switchyard_control::sso::Sso::new(&config.sso)?))
+    };
+    let state = actix_web::web::Data::new(ApiState { control, debugger, sso });
     let server = actix_web::HttpServer::new(move || {
         actix_web::App::new()
             .app_data(state.clone())

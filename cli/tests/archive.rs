@@ -241,7 +241,7 @@ async fn replay_sends_the_chosen_range_to_a_new_destination_once_and_resumes() {
     std::fs::write(
         &replay_config,
         format!(
-            "{base}\n[[destinations]]\nid = \"late\"\nsources = [\"shop\"]\nkind = \"webhook\"\nurl = \"{}\"\nallow_private_network = true\n",
+            "{base}\n[[destinations]]\nid = \"late\"\nsources = [\"shop\"]\nkind = \"webhook\"\nurl = \"{}\"\nallow_private_network = true\nallow_plain_http = true\n",
             hook.url()
         ),
     )
@@ -417,7 +417,7 @@ async fn a_deleted_user_leaves_every_object_and_replay_and_a_deleted_source_leav
     std::fs::write(
         &replay_config,
         format!(
-            "{base}\n[[destinations]]\nid = \"new\"\nsources = [\"shop\"]\nkind = \"webhook\"\nurl = \"{}\"\nallow_private_network = true\n",
+            "{base}\n[[destinations]]\nid = \"new\"\nsources = [\"shop\"]\nkind = \"webhook\"\nurl = \"{}\"\nallow_private_network = true\nallow_plain_http = true\n",
             hook.url()
         ),
     )

@@ -281,7 +281,7 @@ async fn sources_and_destinations_made_through_the_admin_api_reach_running_inges
         "POST",
         "/destinations",
         serde_json::json!({"id": "hook", "kind": "webhook", "sources": ["web"],
-            "settings": {"url": hook.url(), "allow_private_network": true, "batch_max_events": 1},
+            "settings": {"url": hook.url(), "allow_private_network": true, "allow_plain_http": true, "batch_max_events": 1},
             "credentials": {"bearer_token": "live-token-0123"}}),
     )
     .await;

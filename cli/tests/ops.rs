@@ -42,7 +42,7 @@ fn config(setup: &Setup, destinations: &str) -> std::path::PathBuf {
 fn webhook(id: &str, receiver: &Receiver, extra: &str) -> String {
     format!(
         "\n[[destinations]]\nid = \"{id}\"\nsources = [\"shop\"]\nkind = \"webhook\"\nurl = \"{}\"\n\
-         allow_private_network = true\n{extra}\n",
+         allow_private_network = true\nallow_plain_http = true\n{extra}\n",
         receiver.url()
     )
 }

@@ -58,7 +58,7 @@ fn config_text(setup: &Setup, destinations: &[(&str, &Receiver, usize)]) -> Stri
 fn destination_block(id: &str, source: &str, receiver: &Receiver, concurrency: usize) -> String {
     format!(
         "\n[[destinations]]\nid = \"{id}\"\nsources = [\"{source}\"]\nkind = \"webhook\"\nurl = \"{}\"\n\
-         allow_private_network = true\nconcurrency = {concurrency}\nbreaker_cooldown_ms = 200\n\
+         allow_private_network = true\nallow_plain_http = true\nconcurrency = {concurrency}\nbreaker_cooldown_ms = 200\n\
          retry = {{ min_backoff_ms = 50, max_backoff_ms = 400 }}\n",
         receiver.url()
     )
@@ -349,7 +349,7 @@ async fn per_user_ordering_holds_a_users_later_events_while_one_retries() {
     let mut text = std::fs::read_to_string(&config).expect("config");
     text.push_str(&format!(
         "\n[[destinations]]\nid = \"ordered\"\nsources = [\"shop\"]\nkind = \"webhook\"\nurl = \"{}\"\n\
-         allow_private_network = true\nconcurrency = 4\nordering = \"per_user\"\n\
+         allow_private_network = true\nallow_plain_http = true\nconcurrency = 4\nordering = \"per_user\"\n\
          retry = {{ min_backoff_ms = 600, max_backoff_ms = 600 }}\n",
         receiver.url()
     ));
@@ -404,7 +404,7 @@ async fn source_and_destination_transforms_filter_and_scrub_events() {
     );
     let text = format!(
         "{text}\n[[destinations]]\nid = \"scrubbed\"\nsources = [\"shop\"]\nkind = \"webhook\"\nurl = \"{}\"\n\
-         allow_private_network = true\ntransforms = [\n  {{ op = \"hash\", fields = [\"properties.email\"], salt = \"pepper-123\" }},\n\
+         allow_private_network = true\nallow_plain_http = true\ntransforms = [\n  {{ op = \"hash\", fields = [\"properties.email\"], salt = \"pepper-123\" }},\n\
          {{ op = \"redact\", fields = [\"context.ip\"] }},\n  {{ op = \"drop_fields\", fields = [\"userId\"] }},\n]\n",
         receiver.url()
     );

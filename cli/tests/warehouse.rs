@@ -41,7 +41,7 @@ async fn a_warehouse_without_rights_waits_in_retry_and_blocks_no_other_destinati
              bucket = \"exports\"\nendpoint = \"{endpoint}\"\nallow_http = true\nallow_private_network = true\n\
              access_key_id = \"customer\"\nsecret_access_key = \"customer-secret\"\nbatch_max_wait_ms = 300\n\n\
              [[destinations]]\nid = \"hook\"\nsources = [\"shop\"]\nkind = \"webhook\"\nurl = \"{hook}\"\n\
-             allow_private_network = true\n",
+             allow_private_network = true\nallow_plain_http = true\n",
             pipeline = pipeline_config(&broker.brokers(), &topic),
             warehouse = db.url_as(&role, "loader-pw"),
             endpoint = moto.endpoint(),

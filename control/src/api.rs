@@ -1,8 +1,12 @@
 //! The admin API (actix-web; TLS is the server's, see `switchyard control serve`).
-//! Every route but login needs `Authorization: Bearer <token>` (a session from
-//! `POST /v1/login` or an API token) and checks the caller's role in the workspace it
-//! names before doing anything: not a member is 404 (a workspace's existence isn't
-//! told to strangers), a member without the right is 403. Errors are JSON
+//! Every route but sign-in needs `Authorization: Bearer <token>` (a session from
+//! `POST /v1/login` or SSO, or an API token) or the `sy_session` cookie set at sign-in;
+//! with the cookie, a change (any method but GET/HEAD/OPTIONS) also needs the session's
+//! `X-CSRF-Token` header, so another site can't make a signed-in browser act. Each route
+//! checks the caller's role in the workspace it names before doing anything: not a
+//! member is 404 (a workspace's existence isn't told to strangers), a member without the
+//! right is 403, as is a session the workspace's policy refuses (`sso_required`,
+//! `mfa_required`). Sign-in routes live in `session_api.rs`. Errors are JSON
 //! `{"error": kind, "message": why}`; bodies are limited to 64 KiB and refuse unknown
 //! fields, naming them. The OpenAPI document, generated from this code, is at
 //! `/openapi.json`.
@@ -19,6 +23,7 @@ use utoipa::OpenApi;
 use crate::debugger::{Debugger, Recheck, Sampler};
 use crate::model::*;
 use crate::roles::Access;
+use crate::signin::Refusal;
 use crate::{Control, ControlError};
 
 /// Largest request body accepted.
@@ -29,6 +34,8 @@ pub struct ApiState {
     pub control: Arc<Control>,
     /// The event debugger; absent when the server has no `[kafka]` to read events from.
     pub debugger: Option<Arc<Debugger>>,
+    /// SSO providers (`[[control.sso]]`); absent when none is configured.
+    pub sso: Option<Arc<crate::sso::Sso>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +54,13 @@ pub enum ApiError {
     Busy(String),
     #[error("{0}")]
     Unavailable(String),
+    /// A 403 with its own kind: `csrf`, `sso_required`, `mfa_required`.
+    #[error("{1}")]
+    Policy(&'static str, String),
+    #[error("too many sign-in attempts from this address; wait a minute")]
+    Throttled,
+    #[error("{0}")]
+    Sso(#[from] crate::sso::SsoError),
 }
 
 impl ApiError {
@@ -58,22 +72,41 @@ impl ApiError {
             ApiError::TooLarge => "too_large",
             ApiError::Busy(_) => "busy",
             ApiError::Unavailable(_) => "unavailable",
-            ApiError::Control(error) => match error {
-                ControlError::NotFound(_) => "not_found",
-                ControlError::Conflict(_) => "conflict",
-                ControlError::Invalid { .. } => "invalid",
-                ControlError::BadLogin => "bad_login",
-                _ => "internal",
+            ApiError::Policy(kind, _) => kind,
+            ApiError::Throttled => "throttled",
+            ApiError::Sso(error) => match error {
+                crate::sso::SsoError::UnknownProvider(_) => "not_found",
+                crate::sso::SsoError::Provider(_) => "sso_provider",
+                crate::sso::SsoError::Refused(_) => "forbidden",
+                crate::sso::SsoError::Control(error) => control_kind(error),
             },
+            ApiError::Control(error) => control_kind(error),
         }
+    }
+}
+
+fn control_kind(error: &ControlError) -> &'static str {
+    match error {
+        ControlError::NotFound(_) => "not_found",
+        ControlError::Conflict(_) => "conflict",
+        ControlError::Invalid { .. } => "invalid",
+        ControlError::BadLogin => "bad_login",
+        ControlError::Locked { .. } => "locked",
+        ControlError::MfaRequired => "mfa_required",
+        _ => "internal",
     }
 }
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
+        if let ApiError::Policy(..) = self {
+            return StatusCode::FORBIDDEN;
+        }
         match self.kind() {
-            "unauthenticated" | "bad_login" => StatusCode::UNAUTHORIZED,
+            "unauthenticated" | "bad_login" | "mfa_required" => StatusCode::UNAUTHORIZED,
             "forbidden" => StatusCode::FORBIDDEN,
+            "locked" | "throttled" => StatusCode::TOO_MANY_REQUESTS,
+            "sso_provider" => StatusCode::BAD_GATEWAY,
             "bad_request" | "invalid" => StatusCode::BAD_REQUEST,
             "too_large" => StatusCode::PAYLOAD_TOO_LARGE,
             "not_found" => StatusCode::NOT_FOUND,
@@ -101,12 +134,12 @@ impl ResponseError for ApiError {
 pub struct Caller {
     pub principal: Principal,
     pub remote: String,
-    token: BearerToken,
+    pub(crate) token: BearerToken,
 }
 
 /// The caller's token, kept to check it again during a long stream; never printed.
 #[derive(Clone)]
-struct BearerToken(String);
+pub(crate) struct BearerToken(pub(crate) String);
 
 impl std::fmt::Debug for BearerToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -115,7 +148,7 @@ impl std::fmt::Debug for BearerToken {
 }
 
 impl Caller {
-    fn actor(&self) -> Actor {
+    pub(crate) fn actor(&self) -> Actor {
         Actor {
             email: self.principal.email.clone(),
             remote: self.remote.clone(),
@@ -129,12 +162,7 @@ impl FromRequest for Caller {
 
     fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
         let state = request.app_data::<web::Data<ApiState>>().cloned();
-        let token = request
-            .headers()
-            .get("authorization")
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer "))
-            .map(str::to_string);
+        let token = crate::session_api::request_token(request);
         let remote = request
             .peer_addr()
             .map_or_else(|| "unknown".into(), |addr| addr.ip().to_string());
@@ -142,6 +170,7 @@ impl FromRequest for Caller {
             let (Some(state), Some(token)) = (state, token) else {
                 return Err(ApiError::Unauthenticated);
             };
+            let token = token?;
             let principal = state
                 .control
                 .authenticate(&token)
@@ -156,24 +185,38 @@ impl FromRequest for Caller {
     }
 }
 
-/// The caller's access to the workspace; 404 for a non-member.
-async fn access(state: &ApiState, caller: &Caller, workspace_id: &str) -> Result<Access, ApiError> {
-    state
-        .control
-        .access(workspace_id, &caller.principal.user_id)
-        .await?
-        .ok_or_else(|| ApiError::Control(ControlError::NotFound(format!("workspace {workspace_id}"))))
+/// The caller's access to the workspace as its token and the workspace's policy allow;
+/// 404 for a non-member (or a token scoped elsewhere).
+pub(crate) async fn access(state: &ApiState, caller: &Caller, workspace_id: &str) -> Result<Access, ApiError> {
+    match state.control.caller_access(&caller.principal, workspace_id).await? {
+        Ok(access) => Ok(access),
+        Err(refusal) => Err(refused(refusal, workspace_id)),
+    }
 }
 
-fn allow(allowed: bool) -> Result<(), ApiError> {
+fn refused(refusal: Refusal, workspace_id: &str) -> ApiError {
+    match refusal {
+        Refusal::NotFound => ApiError::Control(ControlError::NotFound(format!("workspace {workspace_id}"))),
+        Refusal::SsoRequired => ApiError::Policy(
+            "sso_required",
+            "this workspace takes SSO sign-ins only: GET /v1/sso/<provider>/login".into(),
+        ),
+        Refusal::MfaRequired => ApiError::Policy(
+            "mfa_required",
+            "owners of this workspace sign in with a second factor: enrol with POST /v1/me/mfa, then sign in again with the code".into(),
+        ),
+    }
+}
+
+pub(crate) fn allow(allowed: bool) -> Result<(), ApiError> {
     if allowed { Ok(()) } else { Err(ApiError::Forbidden) }
 }
 
-type Json<T> = Result<web::Json<T>, ApiError>;
+pub(crate) type Json<T> = Result<web::Json<T>, ApiError>;
 
 #[derive(Debug, Deserialize)]
-struct WorkspacePath {
-    workspace: String,
+pub(crate) struct WorkspacePath {
+    pub(crate) workspace: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -182,27 +225,14 @@ struct ItemPath {
     id: String,
 }
 
-#[utoipa::path(request_body = Login, responses((status = 200, body = Session), (status = 401, description = "wrong email or password")), tag = "session")]
-#[post("/v1/login")]
-async fn login(state: web::Data<ApiState>, body: web::Json<Login>) -> Json<Session> {
-    Ok(web::Json(state.control.login(&body.email, &body.password).await?))
-}
-
-#[utoipa::path(request_body = NewApiToken, responses((status = 200, body = Session)), tag = "session", security(("bearer" = [])))]
-#[post("/v1/tokens")]
-async fn create_token(state: web::Data<ApiState>, caller: Caller, body: web::Json<NewApiToken>) -> Json<Session> {
-    Ok(web::Json(
-        state
-            .control
-            .create_api_token(&caller.actor(), &caller.principal.user_id, &body)
-            .await?,
-    ))
-}
-
 #[utoipa::path(responses((status = 200, body = Vec<Workspace>)), tag = "workspaces", security(("bearer" = [])))]
 #[get("/v1/workspaces")]
 async fn list_workspaces(state: web::Data<ApiState>, caller: Caller) -> Json<Vec<Workspace>> {
-    Ok(web::Json(state.control.workspaces_of(&caller.principal.user_id).await?))
+    let mut workspaces = state.control.workspaces_of(&caller.principal.user_id).await?;
+    if let Some(scope) = &caller.principal.token.workspace_id {
+        workspaces.retain(|w| &w.id == scope);
+    }
+    Ok(web::Json(workspaces))
 }
 
 #[utoipa::path(params(("workspace" = String, Path)), responses((status = 200, body = Vec<SourceView>)), tag = "sources", security(("bearer" = [])))]
@@ -384,16 +414,16 @@ async fn still_allowed(
     workspace: &str,
     source: &str,
 ) -> Result<(), String> {
-    match control.authenticate(token).await {
-        Ok(Some(principal)) if principal.user_id == user => {}
+    let principal = match control.authenticate(token).await {
+        Ok(Some(principal)) if principal.user_id == user => principal,
         Ok(_) => return Err("your session ended".into()),
         Err(error) => {
             tracing::warn!(%error, "event debugger recheck failed; the stream goes on");
             return Ok(());
         }
-    }
-    match control.access(workspace, user).await {
-        Ok(Some(access)) if access.can_see_source(source) => {}
+    };
+    match control.caller_access(&principal, workspace).await {
+        Ok(Ok(access)) if access.can_see_source(source) => {}
         Ok(_) => return Err("you may no longer see this source".into()),
         Err(error) => {
             tracing::warn!(%error, "event debugger recheck failed; the stream goes on");
@@ -569,7 +599,10 @@ impl utoipa::Modify for BearerAuth {
 #[openapi(
     info(title = "Switchyard admin API", description = "Workspaces, sources, destinations, members and the audit log."),
     paths(
-        login, create_token, list_workspaces, list_sources, create_source, get_source, update_source, delete_source,
+        crate::session_api::login, crate::session_api::logout, crate::session_api::create_token,
+        crate::session_api::list_tokens, crate::session_api::revoke_token, crate::session_api::start_mfa,
+        crate::session_api::confirm_mfa, crate::session_api::get_policy, crate::session_api::set_policy,
+        crate::session_api::sso_login, crate::session_api::sso_callback, list_workspaces, list_sources, create_source, get_source, update_source, delete_source,
         rotate_write_key, debugger, list_destinations, create_destination, get_destination, update_destination,
         delete_destination, list_members, add_member, remove_member, list_audit
     ),
@@ -612,8 +645,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .app_data(web::PathConfig::default().error_handler(|error, _| ApiError::BadBody(error.to_string()).into()))
         .app_data(web::QueryConfig::default().error_handler(|error, _| ApiError::BadBody(error.to_string()).into()))
         .service(openapi_document)
-        .service(login)
-        .service(create_token)
+        .configure(crate::session_api::routes)
         .service(list_workspaces)
         .service(list_sources)
         .service(create_source)

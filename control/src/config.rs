@@ -39,6 +39,9 @@ pub struct ControlConfig {
     /// the ingest topic's sources it watches); more are refused with 429.
     #[serde(default = "default_debugger_streams")]
     pub debugger_streams: usize,
+    /// OpenID Connect providers administrators sign in through (`crate::sso`).
+    #[serde(default)]
+    pub sso: Vec<crate::sso::SsoConfig>,
 }
 
 impl Default for ControlConfig {
@@ -54,6 +57,7 @@ impl Default for ControlConfig {
             refresh_secs: default_refresh_secs(),
             backup: None,
             debugger_streams: default_debugger_streams(),
+            sso: Vec::new(),
         }
     }
 }

@@ -18,6 +18,9 @@ pub mod debugger;
 pub mod model;
 pub mod roles;
 pub mod secrets;
+pub mod session_api;
+pub mod signin;
+pub mod sso;
 pub mod store;
 
 pub use config::ControlConfig;
@@ -41,6 +44,10 @@ pub enum ControlError {
     Invalid { field: String, reason: String },
     #[error("wrong email or password")]
     BadLogin,
+    #[error("too many failed sign-ins: the account is locked until {until} (Unix ms)")]
+    Locked { until: i64 },
+    #[error("this account signs in with a second factor: send otp (the 6-digit code) or recovery_code")]
+    MfaRequired,
     #[error("credentials: {0}")]
     Crypto(String),
     #[error("stored data: {0}")]

@@ -43,6 +43,87 @@ impl Role {
 pub struct Principal {
     pub user_id: String,
     pub email: String,
+    pub token: TokenInfo,
+}
+
+/// What the token a request came with says about how it was obtained and what it may do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenInfo {
+    /// Public id (listing, revoking): the first 16 hex digits of the token's digest.
+    pub id: String,
+    /// `session` or `api`.
+    pub kind: String,
+    /// `password` or `sso:<provider>`; an API token carries its session's.
+    pub method: String,
+    /// A second factor was checked at sign-in (an SSO provider's own policy counts).
+    pub mfa: bool,
+    /// An API token's scope: the one workspace it reaches and the most it may do there.
+    pub workspace_id: Option<String>,
+    pub role: Option<Role>,
+}
+
+impl Role {
+    /// Owner > member > source collaborator > read-only. A token scoped to a role above
+    /// its user's current one gets the user's.
+    pub fn rank(self) -> u8 {
+        match self {
+            Role::Owner => 3,
+            Role::Member => 2,
+            Role::SourceCollaborator => 1,
+            Role::ReadOnly => 0,
+        }
+    }
+}
+
+/// A workspace's sign-in policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+pub struct WorkspacePolicy {
+    /// Owners must have signed in with a second factor (TOTP or their SSO provider's).
+    pub require_mfa: bool,
+    /// Sessions from a local password reach the workspace; off: SSO only.
+    pub password_login: bool,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WorkspacePolicyPatch {
+    pub require_mfa: Option<bool>,
+    pub password_login: Option<bool>,
+}
+
+/// A token as its owner sees it (never the token itself).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct TokenView {
+    pub id: String,
+    pub kind: String,
+    pub name: String,
+    pub method: String,
+    pub workspace_id: Option<String>,
+    pub role: Option<Role>,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+}
+
+/// TOTP enrolment under way: add the secret to an authenticator app, then confirm
+/// with a code.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MfaEnrolment {
+    /// Base32, as authenticator apps take it.
+    pub secret: String,
+    /// `otpauth://totp/...` for a QR code.
+    pub otpauth_url: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MfaCode {
+    pub code: String,
+}
+
+/// Shown once: each signs in once in place of a code. Only their digests are kept.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RecoveryCodes {
+    pub recovery_codes: Vec<String>,
 }
 
 /// Who did something, for the audit log.
@@ -237,19 +318,36 @@ pub struct DestinationView {
 pub struct Login {
     pub email: String,
     pub password: String,
+    /// The current 6-digit code, for an account with two-factor sign-in.
+    #[serde(default)]
+    pub otp: Option<String>,
+    /// Or one of its recovery codes (each works once).
+    #[serde(default)]
+    pub recovery_code: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Session {
-    /// `Authorization: Bearer <token>` on every other request.
+    /// Public id of the token, for `DELETE /v1/tokens/{id}`.
+    pub id: String,
+    /// `Authorization: Bearer <token>` on every other request (a browser may use the
+    /// `sy_session` cookie set at sign-in instead).
     pub token: String,
     pub expires_at: i64,
+    /// With the cookie, changes need `X-CSRF-Token: <this>` (also in the `sy_csrf` cookie).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub csrf_token: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewApiToken {
     pub name: String,
+    /// The one workspace the token reaches.
+    pub workspace: String,
+    /// The most it may do there; absent: the creator's role. Never above it.
+    #[serde(default)]
+    pub role: Option<Role>,
     /// Lifetime; absent: 90 days.
     #[serde(default)]
     pub expires_in_secs: Option<u64>,

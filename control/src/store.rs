@@ -13,17 +13,13 @@ use switchyard_schemas::config::{SourceConfig, SourceKind, WebhookSourceConfig, 
 use crate::audit;
 use crate::model::*;
 use crate::roles::Access;
-use crate::secrets::{Sealer, digest, hash_password, is_password_hash, new_secret, verify_password};
+use crate::secrets::{Sealer, digest, hash_password, is_password_hash, new_secret};
 use crate::{ControlError, Db, now_ms};
-
-/// How long a session from a password login lasts.
-const SESSION_MS: i64 = 12 * 3600 * 1000;
-const API_TOKEN_DEFAULT_MS: i64 = 90 * 24 * 3600 * 1000;
 
 #[derive(Debug)]
 pub struct Control {
-    db: Db,
-    sealer: Sealer,
+    pub(crate) db: Db,
+    pub(crate) sealer: Sealer,
     writes: tokio::sync::Mutex<()>,
 }
 
@@ -34,12 +30,12 @@ pub enum Password<'a> {
     Hash(&'a str),
 }
 
-fn json_text(row: &AnyRow, name: &str) -> Result<Value, ControlError> {
+pub(crate) fn json_text(row: &AnyRow, name: &str) -> Result<Value, ControlError> {
     let text: String = row.try_get(name)?;
     serde_json::from_str(&text).map_err(|e| ControlError::Corrupt(format!("{name}: {e}")))
 }
 
-fn strings(value: Value) -> Vec<String> {
+pub(crate) fn strings(value: Value) -> Vec<String> {
     serde_json::from_value(value).unwrap_or_default()
 }
 
@@ -57,7 +53,7 @@ impl Control {
     }
 
     /// Runs `change` in a transaction, one at a time.
-    async fn change<T>(
+    pub(crate) async fn change<T>(
         &self,
         change: impl for<'c> FnOnce(&'c mut AnyConnection) -> futures::future::BoxFuture<'c, Result<T, ControlError>>,
     ) -> Result<T, ControlError> {
@@ -160,105 +156,6 @@ impl Control {
         })
         .await?;
         Ok(workspace)
-    }
-
-    /// Checks a password and opens a session. A bcrypt hash from an import is replaced
-    /// by an argon2id one on the way.
-    pub async fn login(&self, email: &str, password: &str) -> Result<Session, ControlError> {
-        let email = email.trim().to_ascii_lowercase();
-        let row = sqlx::query("SELECT id, password_hash FROM users WHERE email = $1")
-            .bind(&email)
-            .fetch_optional(&self.db.pool)
-            .await?;
-        let Some(row) = row else {
-            // The same work as a real check, so timing doesn't tell which emails exist.
-            let _ = hash_password(password);
-            return Err(ControlError::BadLogin);
-        };
-        let user_id: String = row.try_get("id")?;
-        let stored: Option<String> = row.try_get("password_hash")?;
-        let (ok, rehash) = stored
-            .as_deref()
-            .map_or((false, false), |hash| verify_password(password, hash));
-        if !ok {
-            tracing::warn!(%email, "login refused");
-            return Err(ControlError::BadLogin);
-        }
-        if rehash {
-            sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
-                .bind(hash_password(password)?)
-                .bind(&user_id)
-                .execute(&self.db.pool)
-                .await?;
-        }
-        self.issue_token(&user_id, "session", "", SESSION_MS).await
-    }
-
-    async fn issue_token(
-        &self,
-        user_id: &str,
-        kind: &str,
-        name: &str,
-        lifetime_ms: i64,
-    ) -> Result<Session, ControlError> {
-        let token = new_secret("sy_");
-        let expires_at = now_ms() + lifetime_ms;
-        sqlx::query(
-            "INSERT INTO tokens (digest, user_id, kind, name, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(digest(&token))
-        .bind(user_id)
-        .bind(kind)
-        .bind(name)
-        .bind(now_ms())
-        .bind(expires_at)
-        .execute(&self.db.pool)
-        .await?;
-        Ok(Session { token, expires_at })
-    }
-
-    /// A named, long-lived token for scripts; audited.
-    pub async fn create_api_token(
-        &self,
-        actor: &Actor,
-        user_id: &str,
-        input: &NewApiToken,
-    ) -> Result<Session, ControlError> {
-        if input.name.trim().is_empty() {
-            return Err(ControlError::invalid("name", "must not be empty"));
-        }
-        let lifetime = input
-            .expires_in_secs
-            .map_or(API_TOKEN_DEFAULT_MS, |secs| (secs.min(10 * 365 * 86_400) * 1000) as i64);
-        let session = self.issue_token(user_id, "api", input.name.trim(), lifetime).await?;
-        let (actor, name) = (actor.clone(), input.name.clone());
-        self.change(move |tx| {
-            Box::pin(async move {
-                let after = json!({"name": name});
-                audit::append(tx, "", &actor, "api_token.create", &name, &Value::Null, &after).await
-            })
-        })
-        .await?;
-        Ok(session)
-    }
-
-    /// The user a token belongs to, if it is valid now.
-    pub async fn authenticate(&self, token: &str) -> Result<Option<Principal>, ControlError> {
-        let row = sqlx::query(
-            "SELECT users.id AS id, users.email AS email FROM tokens JOIN users ON users.id = tokens.user_id \
-             WHERE tokens.digest = $1 AND (tokens.expires_at IS NULL OR tokens.expires_at > $2)",
-        )
-        .bind(digest(token))
-        .bind(now_ms())
-        .fetch_optional(&self.db.pool)
-        .await?;
-        row.map(|row| {
-            Ok(Principal {
-                user_id: row.try_get("id")?,
-                email: row.try_get("email")?,
-            })
-        })
-        .transpose()
     }
 
     /// The user's role in the workspace, if a member.
@@ -1109,6 +1006,27 @@ fn runnable(view: &DestinationView, credentials: &Map<String, Value>) -> Result<
     )
 }
 
+/// Credentials join the settings table by table, so a secret can sit beside the
+/// non-secret keys of the same table (`tls.client_key_pem` in credentials, `tls.ca_pem`
+/// in settings); a key given in both is refused.
+fn merge_credentials(
+    into: &mut Map<String, Value>,
+    credentials: &Map<String, Value>,
+    path: &str,
+) -> Result<(), ControlError> {
+    for (key, value) in credentials {
+        let here = format!("{path}.{key}");
+        match (into.get_mut(key), value) {
+            (None, _) => {
+                into.insert(key.clone(), value.clone());
+            }
+            (Some(Value::Object(table)), Value::Object(secrets)) => merge_credentials(table, secrets, &here)?,
+            (Some(_), _) => return Err(ControlError::invalid(&here, "also given in settings")),
+        }
+    }
+    Ok(())
+}
+
 /// The configuration-file shape of a destination, from its stored parts.
 fn build_destination(
     id: &str,
@@ -1128,14 +1046,7 @@ fn build_destination(
         }
         whole.insert(key.clone(), value.clone());
     }
-    for (key, value) in credentials {
-        if whole.insert(key.clone(), value.clone()).is_some() {
-            return Err(ControlError::invalid(
-                &format!("credentials.{key}"),
-                "also given in settings",
-            ));
-        }
-    }
+    merge_credentials(&mut whole, credentials, "credentials")?;
     whole.insert("id".into(), Value::from(id));
     whole.insert("kind".into(), Value::from(kind));
     whole.insert("sources".into(), json!(sources));
@@ -1144,4 +1055,26 @@ fn build_destination(
         .map_err(|e| ControlError::invalid("destination", e.to_string()))?;
     Transform::compile(&config.transforms).map_err(|e| ControlError::invalid("transforms", e.to_string()))?;
     Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_join_settings_table_by_table_and_refuse_a_key_given_twice() {
+        let settings = json!({"url": "https://93.184.216.34/", "tls": {"ca_pem": "CA", "min_version": "1.3"}});
+        let credentials = json!({"bearer_token": "t", "tls": {"client_key_pem": "KEY"}});
+        let mut whole = settings.as_object().cloned().unwrap_or_default();
+        merge_credentials(&mut whole, credentials.as_object().expect("object"), "credentials").expect("merged");
+        assert_eq!(
+            Value::Object(whole.clone()),
+            json!({"url": "https://93.184.216.34/", "bearer_token": "t",
+                   "tls": {"ca_pem": "CA", "min_version": "1.3", "client_key_pem": "KEY"}})
+        );
+        let twice = json!({"tls": {"ca_pem": "other"}});
+        let error =
+            merge_credentials(&mut whole, twice.as_object().expect("object"), "credentials").expect_err("twice");
+        assert!(error.to_string().contains("credentials.tls.ca_pem"), "{error}");
+    }
 }

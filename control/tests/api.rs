@@ -146,12 +146,35 @@ fn cases() -> Vec<Case> {
     let hook = |n: &str, sources: Value| json!({"id": n, "kind": "webhook", "sources": sources, "settings": {"url": "https://93.184.216.34/x"}});
     vec![
         case("GET", "/v1/workspaces", None, Plain, [200, 200, 200, 200, 200, 401]),
+        // A token is scoped to a workspace the caller belongs to, at most its role there.
         case(
             "POST",
             "/v1/tokens",
-            Some(json!({"name": "ci"})),
+            Some(json!({"name": "ci", "workspace": "{ws}"})),
             Plain,
-            [200, 200, 200, 200, 200, 401],
+            [200, 200, 200, 200, 404, 401],
+        ),
+        case(
+            "POST",
+            "/v1/tokens",
+            Some(json!({"name": "ci", "workspace": "{ws}", "role": "owner"})),
+            Plain,
+            [200, 400, 400, 400, 404, 401],
+        ),
+        case("GET", "/v1/tokens", None, Plain, [200, 200, 200, 200, 200, 401]),
+        case(
+            "GET",
+            "/v1/workspaces/{ws}/policy",
+            None,
+            Plain,
+            [200, 200, 200, 200, 404, 401],
+        ),
+        case(
+            "PATCH",
+            "/v1/workspaces/{ws}/policy",
+            Some(json!({"require_mfa": false})),
+            Plain,
+            [200, 403, 403, 403, 404, 401],
         ),
         case(
             "GET",
@@ -316,6 +339,7 @@ async fn every_route_answers_every_role_as_its_permissions_say_and_never_shows_a
                     // No room for a stream: a caller the role check lets through gets 429
                     // rather than an endless body (streams are tested in debugger.rs).
                     debugger: Some(Debugger::new(0, Duration::from_secs(15), |_| {})),
+                    sso: None,
                 }))
                 .configure(routes),
         )
@@ -428,6 +452,7 @@ async fn bad_bodies_get_a_4xx_naming_the_problem() {
             .app_data(web::Data::new(ApiState {
                 control: control.clone(),
                 debugger: None,
+                sso: None,
             }))
             .configure(routes),
     )

@@ -113,6 +113,7 @@ async fn a_source_s_events_stream_to_those_who_may_see_it_sampled_until_their_ac
                 .app_data(web::Data::new(ApiState {
                     control: control.clone(),
                     debugger: Some(debugger.clone()),
+                    sso: None,
                 }))
                 .configure(routes),
         )

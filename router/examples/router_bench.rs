@@ -247,6 +247,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             timeout_ms: 10_000,
             batch_max_events: 100,
             allow_private_network: true,
+            allow_plain_http: true,
+            tls: Default::default(),
         });
         let (rate, cpu) = router(&brokers, &topic, records, webhook, &format!("{topic}-webhook")).await?;
         println!("router-webhook {rate:.0} {cpu:.2} {records}");

@@ -799,6 +799,8 @@ mod tests {
                 timeout_ms: 1_000,
                 batch_max_events: 1,
                 allow_private_network: true,
+                allow_plain_http: true,
+                tls: Default::default(),
             }),
             retry: RetryConfig {
                 min_backoff_ms: 60_000,

@@ -32,7 +32,7 @@ impl Client {
     /// `None` for a blackhole, which needs no client. Must run on the actor's thread.
     pub fn new(kind: &DestinationKind) -> Result<Option<Client>, String> {
         Ok(match kind {
-            DestinationKind::Webhook(webhook) => Some(Client::Webhook(WebhookClient::new(Arc::new(webhook.clone())))),
+            DestinationKind::Webhook(webhook) => Some(Client::Webhook(WebhookClient::new(Arc::new(webhook.clone()))?)),
             DestinationKind::Kafka(kafka) => Some(Client::Kafka(
                 KafkaClient::new(kafka).map_err(|e| format!("kafka producer: {e}"))?,
             )),

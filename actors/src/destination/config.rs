@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, ToSocketAddrs};
 
+pub use super::tls::{DestinationTls, TlsSettingsError, TlsVersion};
 use serde::{Deserialize, Serialize};
 pub use switchyard_warehouse::{ExportConfig, WarehouseConfig};
 
@@ -132,6 +133,12 @@ pub struct WebhookConfig {
     /// in-cluster receiver).
     #[serde(default)]
     pub allow_private_network: bool,
+    /// Events leave over TLS: an `http://` URL is refused unless this is set.
+    #[serde(default)]
+    pub allow_plain_http: bool,
+    /// Trusted CAs, client certificate (mTLS) and minimum version for this destination.
+    #[serde(default)]
+    pub tls: DestinationTls,
 }
 
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -244,6 +251,7 @@ impl std::fmt::Debug for WebhookConfig {
             .field("url", &redact_url(&self.url))
             .field("timeout_ms", &self.timeout_ms)
             .field("batch_max_events", &self.batch_max_events)
+            .field("tls", &self.tls)
             .finish_non_exhaustive()
     }
 }
@@ -271,6 +279,12 @@ pub enum DestinationConfigError {
         "destinations[{index}].url resolves to private or loopback address {addr}; set allow_private_network = true to allow it"
     )]
     PrivateAddress { index: usize, addr: IpAddr },
+    #[error(
+        "destinations[{index}].url uses plain http, which sends events unencrypted; use https or set allow_plain_http = true"
+    )]
+    PlainHttp { index: usize },
+    #[error("destinations[{index}].{error}")]
+    BadTls { index: usize, error: TlsSettingsError },
     #[error("destinations[{index}].{field} must not be empty")]
     Empty { index: usize, field: &'static str },
     #[error("destinations[{index}].brokers: {reason}")]
@@ -326,9 +340,13 @@ impl WebhookConfig {
         if !matches!(url.scheme(), "http" | "https") {
             return Err(bad(format!("scheme {} is not http or https", url.scheme())));
         }
+        if url.scheme() == "http" && !self.allow_plain_http {
+            return Err(DestinationConfigError::PlainHttp { index });
+        }
         let host = url.host_str().ok_or_else(|| bad("no host".into()))?;
         let port = url.port_or_known_default().unwrap_or(443);
         positive(index, self.batch_max_events, self.timeout_ms)?;
+        super::tls::client_config(&self.tls).map_err(|error| DestinationConfigError::BadTls { index, error })?;
         if self.allow_private_network {
             return Ok(());
         }
@@ -487,6 +505,8 @@ mod tests {
                 timeout_ms: 1000,
                 batch_max_events: 1,
                 allow_private_network: allow,
+                allow_plain_http: true,
+                tls: Default::default(),
             }),
             retry: RetryConfig::default(),
             concurrency: 1,

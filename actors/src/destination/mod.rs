@@ -8,9 +8,11 @@ mod client;
 pub mod config;
 pub mod kafka;
 mod retry;
+pub mod tls;
 pub mod webhook;
 
 pub use actor::{ActorState, DestinationActor, DestinationStats, GetDestinationStats, Retire, latency_histogram};
 pub use config::{
-    BlackholeConfig, DestinationConfig, DestinationKind, KafkaDestinationConfig, Ordering, RetryConfig, WebhookConfig,
+    BlackholeConfig, DestinationConfig, DestinationKind, DestinationTls, KafkaDestinationConfig, Ordering, RetryConfig,
+    TlsVersion, WebhookConfig,
 };

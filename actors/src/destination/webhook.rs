@@ -4,7 +4,8 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use awc::error::SendRequestError;
+use actix_http::error::ParseError;
+use awc::error::{ConnectError, SendRequestError};
 use awc::http::StatusCode;
 use awc::http::header::{self, HeaderName, HeaderValue};
 use hmac::{Hmac, Mac};
@@ -56,14 +57,15 @@ impl std::fmt::Debug for WebhookClient {
 
 impl WebhookClient {
     /// Must be created on the actor's own thread (the HTTP client is thread-local).
-    pub fn new(config: Arc<WebhookConfig>) -> Self {
+    pub fn new(config: Arc<WebhookConfig>) -> Result<Self, String> {
+        let tls = super::tls::client_config(&config.tls).map_err(|e| e.to_string())?;
         let client = awc::Client::builder()
-            .connector(awc::Connector::new().rustls_0_23(tls_config()))
+            .connector(awc::Connector::new().rustls_0_23(tls))
             .timeout(Duration::from_millis(config.timeout_ms))
             // A redirect could lead to an address the destination check never saw.
             .disable_redirects()
             .finish();
-        WebhookClient { config, client }
+        Ok(WebhookClient { config, client })
     }
 
     pub fn batch_max_events(&self) -> usize {
@@ -145,31 +147,23 @@ impl WebhookClient {
     }
 }
 
-/// TLS to destinations: rustls with the ring provider (the one the whole workspace
-/// uses; no process-wide default is assumed) and the Mozilla root certificates.
-fn tls_config() -> Arc<rustls::ClientConfig> {
-    static CONFIG: std::sync::OnceLock<Arc<rustls::ClientConfig>> = std::sync::OnceLock::new();
-    CONFIG
-        .get_or_init(|| {
-            let roots = rustls::RootCertStore {
-                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-            };
-            let provider = Arc::new(rustls::crypto::ring::default_provider());
-            let config = rustls::ClientConfig::builder_with_provider(provider)
-                .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-                .map(|builder| builder.with_root_certificates(roots).with_no_client_auth())
-                .unwrap_or_else(|_| unreachable!("ring supports TLS 1.2 and 1.3"));
-            Arc::new(config)
-        })
-        .clone()
-}
-
 fn classify_send_error(error: SendRequestError) -> DeliveryError {
     match error {
         SendRequestError::Url(url) => DeliveryError::permanent(format!("invalid URL: {url}")),
         SendRequestError::Timeout => DeliveryError::retryable("timed out waiting for the response".into()),
+        SendRequestError::Connect(ConnectError::Io(error)) => io_failure("connect failed", error),
+        SendRequestError::Send(error) => io_failure("sending failed", error),
+        SendRequestError::Response(ParseError::Io(error)) => io_failure("reading the response failed", error),
         SendRequestError::Connect(error) => DeliveryError::retryable(format!("connect failed: {error}")),
         other => DeliveryError::retryable(format!("request failed: {other}")),
+    }
+}
+
+/// A failed TLS handshake is permanent: the next attempt meets the same certificate.
+fn io_failure(stage: &str, error: std::io::Error) -> DeliveryError {
+    match super::tls::tls_failure(&error) {
+        Some(reason) => DeliveryError::permanent(reason),
+        None => DeliveryError::retryable(format!("{stage}: {error}")),
     }
 }
 

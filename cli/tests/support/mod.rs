@@ -50,6 +50,7 @@ pub enum Behaviour {
 #[derive(Debug, Clone)]
 pub struct Receiver {
     pub addr: SocketAddr,
+    scheme: &'static str,
     arrivals: Arc<Mutex<Vec<(String, Instant)>>>,
     behaviour: Arc<Mutex<Behaviour>>,
     refused: Arc<AtomicUsize>,
@@ -57,6 +58,16 @@ pub struct Receiver {
 
 impl Receiver {
     pub fn start(behaviour: Behaviour) -> Receiver {
+        Receiver::start_with(behaviour, None)
+    }
+
+    /// An HTTPS receiver with this server configuration (certificate, client verifier).
+    pub fn start_tls(behaviour: Behaviour, tls: rustls::ServerConfig) -> Receiver {
+        Receiver::start_with(behaviour, Some(tls))
+    }
+
+    fn start_with(behaviour: Behaviour, tls: Option<rustls::ServerConfig>) -> Receiver {
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let arrivals = Arc::new(Mutex::new(Vec::new()));
         let behaviour = Arc::new(Mutex::new(behaviour));
         let (tx, rx) = std::sync::mpsc::channel();
@@ -80,8 +91,11 @@ impl Receiver {
                         }),
                     )
                 })
-                .workers(1)
-                .bind("127.0.0.1:0")
+                .workers(1);
+                let server = match tls {
+                    Some(tls) => server.bind_rustls_0_23("127.0.0.1:0", tls),
+                    None => server.bind("127.0.0.1:0"),
+                }
                 .expect("bind receiver");
                 tx.send(server.addrs()[0]).expect("report address");
                 server.run().await.expect("receiver runs");
@@ -90,6 +104,7 @@ impl Receiver {
         let addr = rx.recv_timeout(Duration::from_secs(10)).expect("receiver started");
         Receiver {
             addr,
+            scheme,
             arrivals,
             behaviour,
             refused,
@@ -97,7 +112,7 @@ impl Receiver {
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}/hook", self.addr)
+        format!("{}://{}/hook", self.scheme, self.addr)
     }
 
     pub fn arrivals(&self) -> Vec<(String, Instant)> {
