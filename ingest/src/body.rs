@@ -11,6 +11,11 @@ use futures::StreamExt;
 
 use crate::error::IngestError;
 
+/// The whole body must arrive within this long: a client trickling bytes would
+/// otherwise hold a connection and its buffer indefinitely (the request head has its
+/// own deadline, `client_request_timeout` in `server.rs`).
+pub const BODY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
+
 pub(crate) async fn read_limited(
     request: &HttpRequest,
     mut payload: web::Payload,
@@ -27,18 +32,27 @@ pub(crate) async fn read_limited(
         )));
     }
     let mut body = BytesMut::with_capacity(declared.unwrap_or(8 * 1024).min(limit));
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|error| IngestError::BadRequest {
-            code: "body_read_failed",
-            message: format!("could not read the request body: {error}"),
-        })?;
-        if body.len() + chunk.len() > limit {
-            return Err(IngestError::TooLarge(format!(
-                "request body is over the limit of {limit} bytes"
-            )));
+    let read = async {
+        while let Some(chunk) = payload.next().await {
+            let chunk = chunk.map_err(|error| IngestError::BadRequest {
+                code: "body_read_failed",
+                message: format!("could not read the request body: {error}"),
+            })?;
+            if body.len() + chunk.len() > limit {
+                return Err(IngestError::TooLarge(format!(
+                    "request body is over the limit of {limit} bytes"
+                )));
+            }
+            body.extend_from_slice(&chunk);
         }
-        body.extend_from_slice(&chunk);
-    }
+        Ok(())
+    };
+    actix_web::rt::time::timeout(BODY_DEADLINE, read).await.map_err(|_| {
+        IngestError::SlowBody(format!(
+            "the request body did not arrive within {} s",
+            BODY_DEADLINE.as_secs()
+        ))
+    })??;
     let body = body.freeze();
     match content_encoding(request)?.as_deref() {
         None | Some("identity") => Ok(body),

@@ -35,6 +35,9 @@ pub enum IngestError {
     /// A webhook delivery the mapping can't turn into an event, with no dead-letter topic.
     #[error("{0}")]
     Unprocessable(String),
+    /// The body did not arrive within the deadline (a slow or stalled client).
+    #[error("{0}")]
+    SlowBody(String),
 }
 
 /// Whole seconds, at least one: `Retry-After: 0` invites a tight loop.
@@ -78,6 +81,7 @@ impl IngestError {
             IngestError::BadSignature(_) => "bad_signature",
             IngestError::NotFound(_) => "not_found",
             IngestError::Unprocessable(_) => "invalid_event",
+            IngestError::SlowBody(_) => "bad_request",
         }
     }
 
@@ -92,6 +96,7 @@ impl IngestError {
             IngestError::BadSignature(_) => "bad_signature",
             IngestError::NotFound(_) => "unknown_source",
             IngestError::Unprocessable(_) => "unmappable_payload",
+            IngestError::SlowBody(_) => "body_timeout",
         }
     }
 
@@ -118,6 +123,7 @@ impl ResponseError for IngestError {
             IngestError::BadSignature(_) => StatusCode::UNAUTHORIZED,
             IngestError::NotFound(_) => StatusCode::NOT_FOUND,
             IngestError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            IngestError::SlowBody(_) => StatusCode::REQUEST_TIMEOUT,
         }
     }
 

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_cors::Cors;
 use actix_web::dev::Server;
@@ -55,7 +56,15 @@ pub fn bind(config: &IngestConfig, state: Arc<IngestState>) -> Result<Bound, Ser
             .app_data(actix_web::web::PayloadConfig::new(max_body))
             .configure(configure(state.clone()))
     };
-    let mut server = HttpServer::new(factory).shutdown_timeout(10);
+    // A request head must arrive within 5 s (slow-header clients get 408 and are closed),
+    // an idle keep-alive connection closes after 30 s, and each worker holds at most
+    // 10,000 connections, so stalled clients can't exhaust memory or sockets.
+    let mut server = HttpServer::new(factory)
+        .shutdown_timeout(10)
+        .client_request_timeout(Duration::from_secs(5))
+        .client_disconnect_timeout(Duration::from_secs(2))
+        .keep_alive(Duration::from_secs(30))
+        .max_connections(10_000);
     if config.workers > 0 {
         server = server.workers(config.workers);
     }
