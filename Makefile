@@ -8,7 +8,7 @@ BIN := $(CARGO_TARGET_DIR)/release/switchyard
 CONFIG ?= examples/switchyard.toml
 
 .DEFAULT_GOAL := help
-.PHONY: help build run test test-tools tansu lint fmt bench clean
+.PHONY: help build run test test-tools tansu lint fmt bench chaos fuzz clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -20,9 +20,11 @@ run: build ## run ingest + router on embedded defaults (in-memory broker, http:/
 	@$(BIN) sink --listen 127.0.0.1:9000 & sink=$$!; trap "kill $$sink 2>/dev/null" EXIT INT TERM; \
 	  $(BIN) run --config $(CONFIG)
 
-test: test-tools lint ## every test: unit, integration (real Kafka via tansu), end to end (Segment Python client), Helm chart
+test: test-tools lint ## every test: unit, integration (real Kafka via tansu), end to end (Segment Python client), Helm chart, short chaos and fuzz runs
 	$(CARGO) nextest run --release --locked --workspace --no-fail-fast
 	python3 helm/tests/test_chart.py
+	python3 scripts/chaos.py --short
+	scripts/fuzz.sh 60
 
 test-tools: ## install what the tests need when missing (tansu broker, Segment Python client)
 	@scripts/ensure-test-tools.sh
@@ -40,6 +42,12 @@ fmt: ## format the code
 
 bench: test-tools ## ingest and router benchmarks beside bare baselines; writes target/bench-report.md
 	@scripts/bench.sh
+
+chaos: build ## fault injection under load (router kill -9, broker restart, destination outage, S3 unavailable, rebalance): lost/duplicated/delayed per scenario
+	python3 scripts/chaos.py $(CHAOS_ARGS)
+
+fuzz: ## fuzz the event parser, the ingest request path and the admin API, FUZZ_SECONDS (600) each
+	scripts/fuzz.sh $(or $(FUZZ_SECONDS),600)
 
 clean: ## remove build output
 	$(CARGO) clean

@@ -4,7 +4,10 @@
 # memory), beside a bare actix-web handler measured in the same run.
 # Then the router benchmark (router/examples/router_bench.rs) on the same broker, the
 # archive (archive/examples/archive_bench.rs) and the warehouse (warehouse/examples/warehouse_bench.rs).
-# Writes target/bench-report.md. Compare ratios within one run: this machine is shared.
+# Then end-to-end latency at fixed rates (cli/examples/e2e_bench.rs) and the memory of
+# 40,000 idle actors (scripts/bench/idle_actors.py).
+# Writes target/bench-report.md and target/bench-report.json. Compare ratios within one
+# run: this machine is shared.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${CARGO_TARGET_DIR:=$HOME/.cache/switchyard/target}"
@@ -136,6 +139,67 @@ read -r _ warehouse_eps warehouse_rps warehouse_p50 warehouse_p99 warehouse_cpu 
 read -r _ bare_copy_rps < <(grep '^bare-copy ' <<<"$warehouse_out")
 [ -n "$warehouse_eps" ] && [ -n "$bare_copy_rps" ] || { echo "warehouse benchmark failed: $warehouse_out" >&2; exit 1; }
 
+# End to end: HTTP in → Kafka → router → webhook received, at fixed rates, beside the
+# same requests sent straight to the receiver (one HTTP hop).
+e2e_ingest_port=$(free_port); e2e_hook_port=$(free_port); e2e_ops_port=$(free_port)
+for t in e2e:4 e2e.retry:2 e2e.dead:1; do
+  "$BIN/switchyard" create-topic --kafka-brokers "127.0.0.1:$kafka_port" --topic "${t%:*}" --partitions "${t#*:}" >&2
+done
+cat > "$work/e2e.toml" <<TOML
+[kafka]
+brokers = "127.0.0.1:$kafka_port"
+topic = "e2e"
+
+[ops]
+listen = "127.0.0.1:$e2e_ops_port"
+
+[ingest]
+listen = "127.0.0.1:$e2e_ingest_port"
+allow_plain_http = true
+
+[router]
+group_id = "e2e-bench"
+dead_letter_topic = "e2e.dead"
+retry_topic = "e2e.retry"
+
+[[sources]]
+id = "e2e"
+write_key = "$key"
+
+[[destinations]]
+id = "hook"
+sources = ["e2e"]
+kind = "webhook"
+url = "http://127.0.0.1:$e2e_hook_port/hook"
+allow_private_network = true
+allow_plain_http = true
+batch_max_events = 100
+concurrency = 8
+TOML
+# The ingest of the first runs is done: stop it so the end-to-end run has the cores.
+kill -INT "$ingest_pid" "$bare_pid" 2>/dev/null || true
+RUST_LOG=warn "$BIN/switchyard" run --config "$work/e2e.toml" >/dev/null &
+pids+=($!)
+wait_port "$e2e_ingest_port"
+E2E_SECONDS="${BENCH_E2E_SECONDS:-10}"
+e2e_out=$("$BIN/examples/e2e_bench" "http://127.0.0.1:$e2e_ingest_port" "$key" "$e2e_hook_port" "$E2E_SECONDS" 1000 10000 50000)
+e2e_rows=""
+for rate in 1000 10000 50000; do
+  read -r _ _ bare_ach bare_p50 bare_p99 bare_p999 bare_lost _ < <(grep "^bare $rate " <<<"$e2e_out")
+  read -r _ _ e2e_ach e2e_p50 e2e_p99 e2e_p999 e2e_lost e2e_failed < <(grep "^e2e $rate " <<<"$e2e_out")
+  [ -n "$e2e_p99" ] || { echo "end-to-end benchmark failed: $e2e_out" >&2; exit 1; }
+  e2e_rows+="| $rate | $e2e_ach | $e2e_p50 | $e2e_p99 | $e2e_p999 | $e2e_lost | $bare_p50 | $bare_p99 |"$'\n'
+  printf -v "e2e_p99_$rate" '%s' "$e2e_p99"
+  printf -v "e2e_p50_$rate" '%s' "$e2e_p50"
+  printf -v "e2e_ach_$rate" '%s' "$e2e_ach"
+  printf -v "bare_p99_$rate" '%s' "$bare_p99"
+done
+
+# Idle actors: a router holding 10,000 sources x 3 destinations, beside one with 1 x 1.
+IDLE_SOURCES="${BENCH_IDLE_SOURCES:-10000}"
+read -r _ _ _ idle_actors idle_rss idle_base_rss < <(python3 scripts/bench/idle_actors.py "$BIN/switchyard" "127.0.0.1:$kafka_port" "$IDLE_SOURCES" 3)
+[ -n "$idle_rss" ] || { echo "idle actors benchmark failed" >&2; exit 1; }
+
 ratio() { python3 -c "print(f'{$1 / $2:.2f}')"; }
 mkdir -p target
 report=target/bench-report.md
@@ -187,5 +251,47 @@ report=target/bench-report.md
   echo "Each event is two rows (tracks and its event's table), COPYed in one transaction per batch"
   echo "(ids are looked up only when the primary key finds some already there). Postgres runs on the"
   echo "same two cores. Target: at least 50,000 rows/s."
+  echo
+  echo "## End to end (HTTP POST to ingest → Kafka → router → webhook received, batches at 200 requests/s, ${E2E_SECONDS}s per rate)"
+  echo
+  echo "| target events/s | achieved | p50 (ms) | p99 (ms) | p99.9 (ms) | lost | bare HTTP hop p50 (ms) | bare p99 (ms) |"
+  echo "|---:|---:|---:|---:|---:|---:|---:|---:|"
+  printf '%s' "$e2e_rows"
+  echo
+  echo "Latency runs from just before a batch is sent to when the receiver has it; the bare columns"
+  echo "send the same batches straight to the receiver. Everything (broker, ingest, router, load"
+  echo "generator, receiver) shares the same cores. Target: p99 under 50 ms at 10,000 events/s."
+  echo
+  echo "## Idle actors"
+  echo
+  echo "| router | actors | resident memory (MiB) |"
+  echo "|---|---:|---:|"
+  echo "| 1 source x 1 destination (baseline) | 2 | $idle_base_rss |"
+  echo "| $IDLE_SOURCES sources x 3 webhook destinations | $idle_actors | $idle_rss |"
+  echo
+  echo "Target: 40,000 idle actors in under 256 MiB."
 } > "$report"
 cat "$report"
+
+# The same figures for machines.
+python3 - "$report" <<PY
+import json, sys
+figures = {
+    "ingest": {"batch_events_per_sec": $batch_eps, "batch_p50": "$batch_p50", "batch_p99": "$batch_p99",
+               "batch_events_per_cpu_second": $batch_eff, "bare_producer_events_per_sec": $producer_eps,
+               "single_events_per_sec": $single_eps, "bare_handler_single_events_per_sec": $bare_single_eps},
+    "router": {"bare_consumer_events_per_sec": $consumer_eps, "blackhole_events_per_sec": $blackhole_eps,
+               "webhook_events_per_sec": $webhook_eps},
+    "archive": {"mb_per_sec": $archive_mbps},
+    "warehouse": {"rows_per_sec": $warehouse_rps, "bare_copy_rows_per_sec": $bare_copy_rps,
+                  "batch_p50_ms": $warehouse_p50, "batch_p99_ms": $warehouse_p99},
+    "end_to_end": {str(rate): {"achieved": ach, "p50_ms": p50, "p99_ms": p99, "bare_p99_ms": bare}
+                   for rate, ach, p50, p99, bare in [
+                       (1000, $e2e_ach_1000, $e2e_p50_1000, $e2e_p99_1000, $bare_p99_1000),
+                       (10000, $e2e_ach_10000, $e2e_p50_10000, $e2e_p99_10000, $bare_p99_10000),
+                       (50000, $e2e_ach_50000, $e2e_p50_50000, $e2e_p99_50000, $bare_p99_50000)]},
+    "idle_actors": {"sources": $IDLE_SOURCES, "actors": $idle_actors, "rss_mib": $idle_rss,
+                    "baseline_rss_mib": $idle_base_rss},
+}
+json.dump(figures, open(sys.argv[1].replace(".md", ".json"), "w"), indent=2)
+PY

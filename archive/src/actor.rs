@@ -50,6 +50,12 @@ pub struct ArchiveStats {
 #[rtype(result = "ArchiveStats")]
 pub struct GetArchiveStats;
 
+/// Writes every buffer now, whatever its age: a clean stop, so the offsets of what is
+/// buffered can be committed and a restart redelivers nothing.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct WriteNow;
+
 pub struct ArchiveActor {
     source_id: String,
     store: Arc<dyn ObjectStore>,
@@ -313,6 +319,17 @@ impl Handler<SetSuppression> for ArchiveActor {
 
     fn handle(&mut self, message: SetSuppression, _: &mut Self::Context) {
         self.purge(&message.0);
+    }
+}
+
+impl Handler<WriteNow> for ArchiveActor {
+    type Result = ();
+
+    fn handle(&mut self, _: WriteNow, ctx: &mut Self::Context) {
+        let hours: Vec<DateTime<Utc>> = self.buffers.keys().copied().collect();
+        for hour in hours {
+            self.write(hour, ctx);
+        }
     }
 }
 

@@ -33,6 +33,8 @@ const COMMIT_EVERY: Duration = Duration::from_millis(500);
 const HELD_RETRY: Duration = Duration::from_millis(1);
 /// Records taken from the consumer's queue per turn of the loop, at most.
 const MAX_BATCH: usize = 512;
+/// How long a clean stop waits for handed-out records to finish.
+const STOP_DRAIN: Duration = Duration::from_secs(15);
 /// How long the loop waits for a busy actor to take a record before pausing its partition.
 const BUSY_WAIT: Duration = Duration::from_millis(100);
 
@@ -252,6 +254,19 @@ async fn consume(
                 }
             }
         }
+    }
+    // A clean stop takes nothing new and gives what was handed out a moment to finish
+    // (the archive writes its buffers now rather than when they age), committing as it
+    // goes, so a rolling restart redelivers little or nothing. What is still unfinished
+    // at the deadline stays uncommitted and is redelivered to the next router.
+    topology.write_archives_now();
+    let deadline = tokio::time::Instant::now() + STOP_DRAIN;
+    while tracker.in_flight() > 0 && tokio::time::Instant::now() < deadline {
+        if !held.is_empty() {
+            held.offer(&consumer);
+        }
+        commit_finished(&consumer, &tracker, CommitMode::Async);
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     commit_finished(&consumer, &tracker, CommitMode::Sync);
     tracing::info!(in_flight = tracker.in_flight(), "router consumer stopped");

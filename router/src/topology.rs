@@ -539,6 +539,14 @@ impl Topology {
         Ok(changed)
     }
 
+    /// Asks every archive actor to write what it buffers now (a clean stop).
+    pub fn write_archives_now(&self) {
+        let shared = self.shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        for (_, addr) in shared.archives.values() {
+            addr.do_send(switchyard_archive::actor::WriteNow);
+        }
+    }
+
     /// How often [`Topology::refresh_suppression`] should run, when the archive is on.
     pub fn suppression_refresh(&self) -> Option<std::time::Duration> {
         let shared = self.shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
