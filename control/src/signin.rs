@@ -451,8 +451,10 @@ impl Control {
             .await?
             .map_err(|_| ControlError::NotFound(format!("workspace {}", input.workspace)))?;
         let role = input.role.unwrap_or(access.role);
-        let collaborator_widened = access.role == Role::SourceCollaborator && role != Role::SourceCollaborator;
-        if role.rank() > access.role.rank() || collaborator_widened {
+        // A collaborator's reach is its list of sources: its tokens keep exactly that role,
+        // and only a collaborator has such a list to give a collaborator token.
+        let mismatched = (access.role == Role::SourceCollaborator) != (role == Role::SourceCollaborator);
+        if role.rank() > access.role.rank() || mismatched {
             return Err(ControlError::invalid(
                 "role",
                 format!("above your role in the workspace ({})", access.role.as_str()),

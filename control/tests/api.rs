@@ -161,6 +161,13 @@ fn cases() -> Vec<Case> {
             Plain,
             [200, 400, 400, 400, 404, 401],
         ),
+        case(
+            "POST",
+            "/v1/tokens",
+            Some(json!({"name": "ci", "workspace": "{ws}", "role": "source_collaborator"})),
+            Plain,
+            [400, 400, 400, 200, 404, 401],
+        ),
         case("GET", "/v1/tokens", None, Plain, [200, 200, 200, 200, 200, 401]),
         case(
             "GET",
