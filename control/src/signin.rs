@@ -574,6 +574,8 @@ impl Control {
         principal: &Principal,
         workspace_id: &str,
     ) -> Result<Result<Access, Refusal>, ControlError> {
+        // Tokens made before scopes existed carry none and reach every workspace of their
+        // user until they expire (90 days by default); every new API token is scoped.
         if principal
             .token
             .workspace_id
