@@ -84,6 +84,7 @@ fn new_recovery_code() -> String {
 struct LoginRow {
     user_id: String,
     password_hash: Option<String>,
+    failed_logins: i64,
     locked_until: i64,
     totp_enabled: bool,
     totp_secret: Option<Vec<u8>>,
@@ -142,10 +143,12 @@ impl Control {
                 }
             }
         }
-        sqlx::query("UPDATE users SET failed_logins = 0 WHERE id = $1")
-            .bind(&user.user_id)
-            .execute(&self.db.pool)
-            .await?;
+        if user.failed_logins > 0 {
+            sqlx::query("UPDATE users SET failed_logins = 0 WHERE id = $1")
+                .bind(&user.user_id)
+                .execute(&self.db.pool)
+                .await?;
+        }
         if rehash {
             sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
                 .bind(hash_password(&login.password)?)
@@ -164,7 +167,7 @@ impl Control {
 
     async fn login_row(&self, email: &str) -> Result<Option<LoginRow>, ControlError> {
         let row = sqlx::query(
-            "SELECT id, password_hash, locked_until, totp_enabled_at, totp_secret, totp_last_step \
+            "SELECT id, password_hash, failed_logins, locked_until, totp_enabled_at, totp_secret, totp_last_step \
              FROM users WHERE email = $1",
         )
         .bind(email)
@@ -174,6 +177,7 @@ impl Control {
             Ok(LoginRow {
                 user_id: row.try_get("id")?,
                 password_hash: row.try_get("password_hash")?,
+                failed_logins: row.try_get("failed_logins")?,
                 locked_until: row.try_get("locked_until")?,
                 totp_enabled: row.try_get::<i64, _>("totp_enabled_at")? > 0,
                 totp_secret: row.try_get("totp_secret")?,
