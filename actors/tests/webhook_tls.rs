@@ -201,13 +201,15 @@ fn plain_http_needs_an_explicit_setting_and_bad_pem_names_its_field() {
             .extend(extra.as_object().expect("object").clone());
         serde_json::from_value::<DestinationConfig>(value).expect("destination")
     };
-    let error = config(serde_json::json!({})).validate(0, &[]).expect_err("plain http");
+    let error = config(serde_json::json!({}))
+        .validate(0, &Default::default())
+        .expect_err("plain http");
     assert!(error.to_string().contains("allow_plain_http"), "{error}");
     config(serde_json::json!({"allow_plain_http": true}))
-        .validate(0, &[])
+        .validate(0, &Default::default())
         .expect("allowed when said");
     let error = config(serde_json::json!({"allow_plain_http": true, "tls": {"ca_pem": "garbage"}}))
-        .validate(3, &[])
+        .validate(3, &Default::default())
         .expect_err("bad pem");
     assert!(error.to_string().starts_with("destinations[3].tls.ca_pem"), "{error}");
 }

@@ -1,6 +1,7 @@
 //! The configuration file (TOML). Every section has defaults good for a local run,
 //! and everything is checked before any socket is opened.
 
+use std::collections::HashSet;
 use std::path::Path;
 
 use anyhow::{Context, bail};
@@ -185,8 +186,8 @@ impl Config {
         if !self.sources.is_empty() {
             self.ingest.validate()?;
         }
-        let source_ids: Vec<&str> = self.sources.iter().map(|s| s.source.id.as_str()).collect();
-        let mut destination_ids = std::collections::HashSet::new();
+        let source_ids: HashSet<&str> = self.sources.iter().map(|s| s.source.id.as_str()).collect();
+        let mut destination_ids = HashSet::new();
         for (index, destination) in self.destinations.iter().enumerate() {
             destination.validate(index, &source_ids)?;
             Transform::compile(&destination.transforms)

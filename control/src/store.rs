@@ -2,7 +2,7 @@
 //! time in this process; run one admin API replica) and each is written to the audit
 //! log in its own transaction.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use serde_json::{Map, Value, json};
 use sqlx::any::AnyRow;
@@ -737,7 +737,7 @@ impl Control {
             &input.transforms,
         )?;
         let known = self.source_ids(workspace_id).await?;
-        let known: Vec<&str> = known.iter().map(String::as_str).collect();
+        let known: HashSet<&str> = known.iter().map(String::as_str).collect();
         // Outside the transaction: a webhook's host is resolved here.
         config
             .validate(0, &known)

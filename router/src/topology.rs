@@ -5,7 +5,7 @@
 //! destinations start, update or stop, and events buffered by a changed destination
 //! move to its replacement.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 
 use actix::prelude::*;
@@ -88,7 +88,7 @@ pub struct ReloadSummary {
 }
 
 struct RunningDestination {
-    config: DestinationConfig,
+    config: Arc<DestinationConfig>,
     addr: Addr<DestinationActor>,
     route: Route,
     latency: Histogram,
@@ -123,8 +123,13 @@ struct Shared {
     /// The suppression lists last read from the archive, by source id.
     suppressed: HashMap<String, Arc<Suppression>>,
     sources: HashMap<String, RunningSource>,
-    /// By (source id, destination id).
-    destinations: HashMap<(String, String), RunningDestination>,
+    /// By (source id, destination id); ordered, so a source's destinations are one range.
+    destinations: BTreeMap<(String, String), RunningDestination>,
+    /// Each destination's settings as its actors hold them, by destination id: without
+    /// its source list (an actor of one source needs no list of ten thousand) and kept
+    /// across reloads while unchanged, so a running actor's settings are compared by
+    /// pointer.
+    configs: HashMap<String, Arc<DestinationConfig>>,
 }
 
 /// Where the sources' archive actors write, when the archive is on.
@@ -170,7 +175,7 @@ impl Shared {
     fn start_destination(
         &mut self,
         source_id: &str,
-        config: &DestinationConfig,
+        config: &Arc<DestinationConfig>,
         transform: Transform,
     ) -> RunningDestination {
         let arbiter = &self.arbiters[self.next % self.arbiters.len()];
@@ -180,7 +185,7 @@ impl Shared {
         let load = Load::new(if parks { usize::MAX } else { config.max_buffered_events });
         let (source, actor_config, letters, actor_load, parking) = (
             source_id.to_string(),
-            config.clone(),
+            Arc::clone(config),
             self.dead_letters.clone(),
             load.clone(),
             self.parking.clone().filter(|_| parks),
@@ -202,32 +207,49 @@ impl Shared {
             load,
         };
         RunningDestination {
-            config: config.clone(),
+            config: Arc::clone(config),
             addr,
             route,
             latency,
         }
     }
 
-    /// The routes `source_id` should have now: running destinations kept when their
-    /// configuration is the same, others started; the ones replaced or gone retire.
+    /// The settings each destination's actors get, by destination id, in configuration
+    /// order: the running ones where unchanged (see [`Shared::configs`]).
+    fn actor_configs(&mut self, destinations: &[DestinationConfig]) -> Vec<Arc<DestinationConfig>> {
+        let configs: Vec<Arc<DestinationConfig>> = destinations
+            .iter()
+            .map(|destination| {
+                let wanted = DestinationConfig {
+                    sources: Vec::new(),
+                    ..destination.clone()
+                };
+                match self.configs.get(&destination.id) {
+                    Some(running) if **running == wanted => Arc::clone(running),
+                    _ => Arc::new(wanted),
+                }
+            })
+            .collect();
+        self.configs = configs.iter().map(|c| (c.id.clone(), Arc::clone(c))).collect();
+        configs
+    }
+
+    /// The routes `source_id` should have now (`wanted`, in order): running destinations
+    /// kept when their settings are the same, others started; the ones replaced or gone
+    /// retire.
     fn routes_for(
         &mut self,
         source_id: &str,
-        destinations: &[DestinationConfig],
+        wanted: &[&Arc<DestinationConfig>],
         compiled: &HashMap<String, Transform>,
         summary: &mut ReloadSummary,
         retire: &mut Vec<Retiring>,
     ) -> Vec<Route> {
-        let wanted: Vec<&DestinationConfig> = destinations
-            .iter()
-            .filter(|d| d.sources.iter().any(|s| s == source_id))
-            .collect();
         let mut routes = Vec::new();
-        for destination in &wanted {
+        for destination in wanted {
             let key = (source_id.to_string(), destination.id.clone());
             if let Some(running) = self.destinations.get(&key)
-                && running.config == **destination
+                && (Arc::ptr_eq(&running.config, destination) || running.config == **destination)
             {
                 summary.unchanged += 1;
                 routes.push(running.route.clone());
@@ -245,7 +267,7 @@ impl Shared {
                 None => summary.added += 1,
             }
         }
-        self.retire_except(source_id, &wanted, summary, retire);
+        self.retire_except(source_id, wanted, summary, retire);
         if routes.is_empty() {
             routes.push(log_route());
         }
@@ -257,14 +279,16 @@ impl Shared {
     fn retire_except(
         &mut self,
         source_id: &str,
-        wanted: &[&DestinationConfig],
+        wanted: &[&Arc<DestinationConfig>],
         summary: &mut ReloadSummary,
         retire: &mut Vec<Retiring>,
     ) {
         let gone: Vec<(String, String)> = self
             .destinations
-            .keys()
-            .filter(|(source, id)| source == source_id && !wanted.iter().any(|d| d.id == *id))
+            .range((source_id.to_string(), String::new())..)
+            .map(|(key, _)| key)
+            .take_while(|(source, _)| source == source_id)
+            .filter(|(_, id)| !wanted.iter().any(|d| d.id == *id))
             .cloned()
             .collect();
         for key in gone {
@@ -356,7 +380,8 @@ impl Topology {
                 archives: HashMap::new(),
                 suppressed: HashMap::new(),
                 sources: HashMap::new(),
-                destinations: HashMap::new(),
+                destinations: BTreeMap::new(),
+                configs: HashMap::new(),
             })),
         };
         let (updates, _) = topology.plan(sources, source_transforms, destinations)?;
@@ -419,13 +444,26 @@ impl Topology {
             .supervisors
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let configs = shared.actor_configs(destinations);
+        // Each source's destinations, in configuration order: one pass over the lists,
+        // not one per source.
+        let mut wanted_by_source: HashMap<&str, Vec<&Arc<DestinationConfig>>> = HashMap::new();
+        for (destination, config) in destinations.iter().zip(&configs) {
+            for source_id in &destination.sources {
+                let wanted = wanted_by_source.entry(source_id.as_str()).or_default();
+                // A source listed twice still gets one actor.
+                if !wanted.last().is_some_and(|last| Arc::ptr_eq(last, config)) {
+                    wanted.push(config);
+                }
+            }
+        }
         for source in sources {
             let transforms = source_transforms.get(&source.id).cloned().unwrap_or_default();
             let transform = compiled_sources.get(&source.id).cloned().unwrap_or_default();
             let mut retire = Vec::new();
             let mut routes = shared.routes_for(
                 &source.id,
-                destinations,
+                wanted_by_source.get(source.id.as_str()).map_or(&[], Vec::as_slice),
                 &compiled_destinations,
                 &mut summary,
                 &mut retire,
@@ -466,10 +504,11 @@ impl Topology {
                 }
             }
         }
+        let kept: HashSet<&str> = sources.iter().map(|s| s.id.as_str()).collect();
         let gone: Vec<String> = shared
             .sources
             .keys()
-            .filter(|id| !sources.iter().any(|s| s.id == **id))
+            .filter(|id| !kept.contains(id.as_str()))
             .cloned()
             .collect();
         for source_id in gone {
@@ -639,5 +678,107 @@ impl Topology {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    struct Discard;
+
+    impl Actor for Discard {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<DeadLetter> for Discard {
+        type Result = ();
+        fn handle(&mut self, letter: DeadLetter, _: &mut Self::Context) {
+            letter.ack.done();
+        }
+    }
+
+    fn source(id: &str) -> SourceConfig {
+        serde_json::from_value(json!({"id": id, "write_key": format!("{id}-write-key-0123456789")})).expect("source")
+    }
+
+    fn blackhole(id: &str, sources: &[&str], concurrency: usize) -> DestinationConfig {
+        serde_json::from_value(json!({"id": id, "sources": sources, "kind": "blackhole", "concurrency": concurrency}))
+            .expect("destination")
+    }
+
+    fn start(sources: &[SourceConfig], destinations: &[DestinationConfig]) -> Topology {
+        Topology::start(
+            sources,
+            &HashMap::new(),
+            destinations,
+            Discard.start().recipient(),
+            None,
+            None,
+            DedupSettings::default(),
+        )
+        .expect("topology")
+    }
+
+    /// The (source, destination) pairs with running actors, and whether every actor of
+    /// each destination holds one shared copy of its settings, without the source list.
+    fn running(topology: &Topology) -> (Vec<(String, String)>, bool) {
+        let shared = topology.shared.lock().expect("not poisoned");
+        let pairs = shared.destinations.keys().cloned().collect();
+        let shared_configs = shared.destinations.iter().all(|((_, id), running)| {
+            running.config.sources.is_empty() && Arc::ptr_eq(&running.config, &shared.configs[id])
+        });
+        (pairs, shared_configs)
+    }
+
+    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter().map(|(s, d)| (s.to_string(), d.to_string())).collect()
+    }
+
+    #[actix_rt::test]
+    async fn a_source_added_to_a_destination_starts_one_actor_and_leaves_the_others_running() {
+        let sources = [source("a"), source("b"), source("c")];
+        // "a" listed twice still gets one actor.
+        let topology = start(&sources, &[blackhole("d", &["a", "b", "a"], 4)]);
+        assert_eq!(running(&topology), (pairs(&[("a", "d"), ("b", "d")]), true));
+
+        let summary = topology
+            .reload(&sources, &HashMap::new(), &[blackhole("d", &["a", "b", "c"], 4)])
+            .await
+            .expect("reload");
+        assert_eq!(
+            (summary.added, summary.unchanged, summary.changed, summary.removed),
+            (1, 2, 0, 0)
+        );
+        assert_eq!(running(&topology), (pairs(&[("a", "d"), ("b", "d"), ("c", "d")]), true));
+    }
+
+    #[actix_rt::test]
+    async fn changed_settings_replace_every_actor_of_the_destination_and_a_dropped_source_retires_its_own() {
+        let sources = [source("a"), source("b")];
+        let topology = start(&sources, &[blackhole("d", &["a", "b"], 4), blackhole("e", &["a"], 4)]);
+
+        let summary = topology
+            .reload(
+                &sources,
+                &HashMap::new(),
+                &[blackhole("d", &["a"], 8), blackhole("e", &["a"], 4)],
+            )
+            .await
+            .expect("reload");
+        assert_eq!(
+            (summary.added, summary.unchanged, summary.changed, summary.removed),
+            (0, 1, 1, 1)
+        );
+        assert_eq!(running(&topology), (pairs(&[("a", "d"), ("a", "e")]), true));
+
+        // A removed source takes its actors with it.
+        let summary = topology
+            .reload(&sources[1..], &HashMap::new(), &[blackhole("d", &["b"], 8)])
+            .await
+            .expect("reload");
+        assert_eq!((summary.sources_removed, summary.added, summary.removed), (1, 1, 2));
+        assert_eq!(running(&topology), (pairs(&[("b", "d")]), true));
     }
 }

@@ -156,7 +156,8 @@ const PARK_MIN_WAIT: Duration = Duration::from_secs(1);
 
 pub struct DestinationActor {
     source_id: String,
-    config: DestinationConfig,
+    /// Shared by every source's actor of this destination: one copy, however many sources.
+    config: Arc<DestinationConfig>,
     client: Option<Client>,
     dead_letters: Recipient<DeadLetter>,
     /// The retry topic, when there is one; without it a full buffer holds the source back.
@@ -201,10 +202,11 @@ impl DestinationActor {
     /// `load` is shared with the source's supervisor, which reads it before handing over.
     pub fn new(
         source_id: &str,
-        config: DestinationConfig,
+        config: impl Into<Arc<DestinationConfig>>,
         dead_letters: Recipient<DeadLetter>,
         load: Arc<Load>,
     ) -> Self {
+        let config = config.into();
         let breaker = Breaker::new(
             config.breaker_failures,
             Duration::from_millis(config.breaker_cooldown_ms),

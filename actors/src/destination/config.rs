@@ -1,6 +1,6 @@
 //! Destination settings, checked before anything starts.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::net::{IpAddr, ToSocketAddrs};
 
 pub use super::tls::{DestinationTls, TlsSettingsError, TlsVersion};
@@ -297,14 +297,14 @@ pub enum DestinationConfigError {
 
 impl DestinationConfig {
     /// Checks the settings; resolves webhook hosts to refuse private addresses.
-    pub fn validate(&self, index: usize, known_sources: &[&str]) -> Result<(), DestinationConfigError> {
+    pub fn validate(&self, index: usize, known_sources: &HashSet<&str>) -> Result<(), DestinationConfigError> {
         if !switchyard_schemas::config::is_valid_id(&self.id) {
             return Err(DestinationConfigError::BadId {
                 index,
                 id: self.id.clone(),
             });
         }
-        if let Some(unknown) = self.sources.iter().find(|s| !known_sources.contains(&s.as_str())) {
+        if let Some(unknown) = self.sources.iter().find(|s| !known_sources.contains(s.as_str())) {
             return Err(DestinationConfigError::UnknownSource {
                 index,
                 source_id: unknown.clone(),
@@ -527,27 +527,33 @@ mod tests {
             "http://[::1]:80/",
             "http://169.254.169.254/latest",
         ] {
-            let error = webhook(url, false).validate(0, &["web"]).expect_err("refused");
+            let error = webhook(url, false)
+                .validate(0, &HashSet::from(["web"]))
+                .expect_err("refused");
             assert!(
                 matches!(error, DestinationConfigError::PrivateAddress { .. }),
                 "{url}: {error}"
             );
             assert!(
-                webhook(url, true).validate(0, &["web"]).is_ok(),
+                webhook(url, true).validate(0, &HashSet::from(["web"])).is_ok(),
                 "{url} allowed explicitly"
             );
         }
-        assert!(webhook("http://203.0.113.10/hook", false).validate(0, &["web"]).is_ok());
+        assert!(
+            webhook("http://203.0.113.10/hook", false)
+                .validate(0, &HashSet::from(["web"]))
+                .is_ok()
+        );
     }
 
     #[test]
     fn bad_settings_name_the_field() {
         let error = webhook("ftp://example.com/x", true)
-            .validate(2, &["web"])
+            .validate(2, &HashSet::from(["web"]))
             .expect_err("refused");
         assert!(error.to_string().starts_with("destinations[2].url"), "{error}");
         let error = webhook("http://203.0.113.10/", true)
-            .validate(0, &["app"])
+            .validate(0, &HashSet::from(["app"]))
             .expect_err("refused");
         assert_eq!(
             error,
@@ -580,14 +586,20 @@ mod tests {
             ..webhook("http://203.0.113.10/", false)
         };
         let error = kafka("127.0.0.1:9092", false)
-            .validate(0, &["web"])
+            .validate(0, &HashSet::from(["web"]))
             .expect_err("loopback refused");
         assert!(
             matches!(error, DestinationConfigError::PrivateAddress { .. }),
             "{error}"
         );
-        assert!(kafka("127.0.0.1:9092", true).validate(0, &["web"]).is_ok());
-        let error = kafka("no-port", true).validate(1, &["web"]).expect_err("refused");
+        assert!(
+            kafka("127.0.0.1:9092", true)
+                .validate(0, &HashSet::from(["web"]))
+                .is_ok()
+        );
+        let error = kafka("no-port", true)
+            .validate(1, &HashSet::from(["web"]))
+            .expect_err("refused");
         assert!(error.to_string().starts_with("destinations[1].brokers"), "{error}");
         let config = kafka("127.0.0.1:9092", true);
         let printed = format!("{config:?}");

@@ -1,5 +1,7 @@
 //! The transform operations, applied to an event as JSON.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -59,7 +61,8 @@ pub enum TransformError {
 /// A compiled transform chain.
 #[derive(Debug, Clone, Default)]
 pub struct Transform {
-    steps: Vec<Step>,
+    /// Shared: every source's actor of a destination runs the same chain.
+    steps: Arc<[Step]>,
     /// Every step touches only fields inside `context`, `properties` or `traits` (or
     /// samples): those parts are changed in place, without re-encoding the event.
     sections: bool,
@@ -151,7 +154,10 @@ impl Transform {
             });
         }
         let sections = sections::eligible(&steps);
-        Ok(Transform { steps, sections })
+        Ok(Transform {
+            steps: steps.into(),
+            sections,
+        })
     }
 
     pub fn is_empty(&self) -> bool {
@@ -173,7 +179,7 @@ impl Transform {
         };
         let message_id = event.message_id().unwrap_or_default().to_string();
         let mut value = serde_json::to_value(&event).map_err(|e| run("encode", e.to_string()))?;
-        for step in &self.steps {
+        for step in self.steps.iter() {
             match step {
                 Step::DropIf(condition) => {
                     if condition.matches(&value).map_err(|reason| run("drop_if", reason))? {
