@@ -3,8 +3,10 @@
 //! the same requests sent straight to the receiver (one HTTP hop: the baseline).
 //!
 //! Usage: e2e_bench INGEST_URL WRITE_KEY RECEIVER_PORT SECONDS RATE...
-//! Prints per rate: `e2e RATE achieved p50_ms p99_ms p999_ms lost failed_requests` and
-//! the same for `bare`.
+//! Prints per rate: `e2e RATE achieved p50_ms p99_ms p999_ms lost failed_requests
+//! ack_p50_ms ack_p99_ms` (the last two: from sending a request to its answer, which
+//! for ingest includes Kafka's acknowledgement; the rest of the latency is the Kafka hop,
+//! the router and the webhook) and the same for `bare`.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -91,6 +93,7 @@ async fn phase(label: &str, url: &str, key: &str, rate: u64, seconds: u64, seen:
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let started = Instant::now();
     let failures = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let answered_us = Arc::new(Mutex::new(Vec::new()));
     let mut sent = 0u64;
     for request in 0..requests {
         ticker.tick().await;
@@ -103,13 +106,17 @@ async fn phase(label: &str, url: &str, key: &str, rate: u64, seconds: u64, seen:
             })
             .collect();
         let (client, url, key, failures) = (client.clone(), url.to_string(), key.to_string(), failures.clone());
+        let answered_us = answered_us.clone();
         actix_web::rt::spawn(async move {
+            let asked = Instant::now();
             let ok = client
                 .post(url)
                 .basic_auth(key, "")
                 .send_json(&json!({"batch": batch}))
                 .await
                 .is_ok_and(|response| response.status().is_success());
+            let took = asked.elapsed().as_micros() as u64;
+            answered_us.lock().unwrap_or_else(|e| e.into_inner()).push(took);
             if !ok {
                 failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
@@ -123,14 +130,18 @@ async fn phase(label: &str, url: &str, key: &str, rate: u64, seconds: u64, seen:
     let mut latencies = std::mem::take(&mut seen.lock().unwrap_or_else(|e| e.into_inner()).latencies_us);
     latencies.sort_unstable();
     let received = latencies.len() as u64;
+    let mut answered = std::mem::take(&mut *answered_us.lock().unwrap_or_else(|e| e.into_inner()));
+    answered.sort_unstable();
     println!(
-        "{label} {rate} {:.0} {:.2} {:.2} {:.2} {} {}",
+        "{label} {rate} {:.0} {:.2} {:.2} {:.2} {} {} {:.2} {:.2}",
         sent as f64 / sending.as_secs_f64(),
         percentile(&latencies, 0.50),
         percentile(&latencies, 0.99),
         percentile(&latencies, 0.999),
         sent.saturating_sub(received),
         failures.load(std::sync::atomic::Ordering::Relaxed),
+        percentile(&answered, 0.50),
+        percentile(&answered, 0.99),
     );
 }
 
