@@ -35,6 +35,8 @@ tansu: ## install the tansu Kafka broker (about 20 minutes, once per machine)
 lint: ## rustfmt check, clippy with warnings as errors, and the supply-chain policy (deny.toml)
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --release --locked --workspace --all-targets -- -D warnings
+	@# deny reads every package of every platform; the build downloads only this one's.
+	$(CARGO) fetch --locked --quiet
 	$(CARGO) deny --offline --log-level error check bans licenses sources
 
 fmt: ## format the code
@@ -43,7 +45,7 @@ fmt: ## format the code
 bench: test-tools ## ingest and router benchmarks beside bare baselines; writes target/bench-report.md
 	@scripts/bench.sh
 
-chaos: build ## fault injection under load (router kill -9, broker restart, destination outage, S3 unavailable, rebalance): lost/duplicated/delayed per scenario
+chaos: build ## fault injection under load (router kill -9, broker restart, destination outage, S3 unavailable, metadata database unavailable, rebalance): lost/duplicated/delayed per scenario
 	python3 scripts/chaos.py $(CHAOS_ARGS)
 
 fuzz: ## fuzz the event parser, the ingest request path and the admin API, FUZZ_SECONDS (600) each
