@@ -38,6 +38,8 @@ TANSU = os.environ.get("TANSU_BIN") or shutil.which("tansu") or os.path.expandus
 KEY = "chaos-write-key-0123456789"
 AWS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1"}
 DELAYED_SECS = 10
+# The metadata scenario's control-plane database lives on this server (trust auth).
+POSTGRES_ADMIN = os.environ.get("SWITCHYARD_TEST_POSTGRES", "postgres://postgres@127.0.0.1:5432/postgres")
 
 
 def free_port():
@@ -144,13 +146,13 @@ class Receiver:
 class Sender:
     """Posts batches at `rate` events/s; keeps the ids ingest acknowledged, with their send time."""
 
-    def __init__(self, url, rate, batch=10):
+    def __init__(self, url, rate, key=KEY, batch=10):
         self.url, self.rate, self.batch = url, rate, batch
         self.acked = {}
         self.refused = 0
         self.running = False
         self.thread = None
-        self.auth = "Basic " + base64.b64encode(f"{KEY}:".encode()).decode()
+        self.auth = "Basic " + base64.b64encode(f"{key}:".encode()).decode()
 
     def start(self):
         self.running = True
@@ -184,11 +186,48 @@ class Sender:
             time.sleep(max(0.0, next_at - time.time()))
 
 
-class World:
-    """Broker, S3, ingest, one router, receiver; configured for this scenario."""
+def psql(url, sql):
+    subprocess.run(["psql", url, "-v", "ON_ERROR_STOP=1", "-q", "-c", sql], check=True,
+                   stdout=subprocess.DEVNULL)
 
-    def __init__(self, workdir, rate):
+
+class ControlDatabase:
+    """The control plane's database on PostgreSQL, made for one scenario."""
+
+    def __init__(self):
+        self.name = f"chaos_meta_{os.getpid()}_{random.randrange(1 << 30)}"
+        server = POSTGRES_ADMIN.rsplit("/", 1)[0]
+        self.url = f"{server}/{self.name}"
+
+    def create(self):
+        psql(POSTGRES_ADMIN, f"CREATE DATABASE {self.name}")
+
+    def unavailable(self):
+        """Refuses new connections and ends the open ones, as a database that went away."""
+        psql(POSTGRES_ADMIN, f"ALTER DATABASE {self.name} WITH ALLOW_CONNECTIONS false")
+        psql(POSTGRES_ADMIN, f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{self.name}'")
+
+    def available(self):
+        psql(POSTGRES_ADMIN, f"ALTER DATABASE {self.name} WITH ALLOW_CONNECTIONS true")
+
+    def drop(self):
+        try:
+            self.available()
+            psql(POSTGRES_ADMIN, f"DROP DATABASE IF EXISTS {self.name} WITH (FORCE)")
+        except (OSError, subprocess.CalledProcessError) as error:
+            log(f"could not drop {self.name}: {error}")
+
+
+class World:
+    """Broker, S3, ingest, one router, receiver; configured for this scenario. With
+    `control`, the source and the destination come from a control-plane workspace on
+    PostgreSQL (read every second) instead of the file."""
+
+    def __init__(self, workdir, rate, control=False):
         self.dir = workdir
+        self.control = ControlDatabase() if control else None
+        self.key = KEY
+        self.workspace = None
         self.kafka_port, self.ingest_port, self.moto_port = free_port(), free_port(), free_port()
         self.receiver = Receiver()
         self.tansu = Process("tansu", [TANSU, "broker", "--listener-url", f"tcp://127.0.0.1:{self.kafka_port}",
@@ -203,7 +242,52 @@ class World:
 
     def write_config(self):
         with open(self.config, "w") as f:
-            f.write(f"""[kafka]
+            f.write(self.common_config())
+            f.write(self.control_config() if self.control else self.file_pipeline())
+
+    def control_config(self):
+        workspace = f'workspace = "{self.workspace}"\nrefresh_secs = 1\n' if self.workspace else ""
+        return f"""
+[control]
+database_url = "{self.control.url}"
+master_key_file = "{os.path.join(self.dir, 'master.key')}"
+{workspace}"""
+
+    def hook_settings(self):
+        return {"url": f"http://127.0.0.1:{self.receiver.port}/hook", "allow_private_network": True,
+                "allow_plain_http": True, "batch_max_events": 50, "timeout_ms": 8000,
+                "retry": {"min_backoff_ms": 200, "max_backoff_ms": 5000}}
+
+    def file_pipeline(self):
+        settings = self.hook_settings()
+        retry = settings.pop("retry")
+        lines = ["", "[[sources]]", 'id = "shop"', f'write_key = "{KEY}"', "", "[[destinations]]", 'id = "hook"',
+                 'sources = ["shop"]', 'kind = "webhook"']
+        lines += [f"{key} = {json.dumps(value)}" for key, value in settings.items()]
+        lines.append("retry = { " + ", ".join(f"{k} = {v}" for k, v in retry.items()) + " }")
+        return "\n".join(lines) + "\n"
+
+    def set_up_workspace(self):
+        """Creates the database and a workspace holding the source and the destination."""
+        self.control.create()
+        self.write_config()
+        init = subprocess.run([SWITCHYARD, "control", "init", "--config", self.config, "--email", "chaos@example.com"],
+                              check=True, capture_output=True,
+                              env=dict(os.environ, SWITCHYARD_ADMIN_PASSWORD="chaos-owner-password-0123"))
+        self.workspace = json.loads(init.stdout)["workspace"]
+        spec = {"workspace": self.workspace, "sources": [{"id": "shop"}],
+                "destinations": [{"id": "hook", "kind": "webhook", "sources": ["shop"],
+                                  "settings": self.hook_settings()}]}
+        path = os.path.join(self.dir, "workspace.json")
+        with open(path, "w") as f:
+            json.dump(spec, f)
+        applied = subprocess.run([SWITCHYARD, "apply", "-f", path, "--config", self.config], check=True,
+                                 capture_output=True)
+        self.key = json.loads(applied.stdout)["new_write_keys"]["shop"]
+        self.write_config()
+
+    def common_config(self):
+        return f"""[kafka]
 brokers = "127.0.0.1:{self.kafka_port}"
 topic = "chaos"
 delivery_timeout_ms = 120000
@@ -223,25 +307,13 @@ retry_topic = "chaos.retry"
 [archive]
 store = {{ kind = "s3", bucket = "archive", endpoint = "http://127.0.0.1:{self.moto_port}", allow_http = true }}
 max_object_age_secs = 5
-
-[[sources]]
-id = "shop"
-write_key = "{KEY}"
-
-[[destinations]]
-id = "hook"
-sources = ["shop"]
-kind = "webhook"
-url = "http://127.0.0.1:{self.receiver.port}/hook"
-allow_private_network = true
-allow_plain_http = true
-batch_max_events = 50
-timeout_ms = 8000
-retry = {{ min_backoff_ms = 200, max_backoff_ms = 5000 }}
-""")
+"""
 
     def start(self):
-        self.write_config()
+        if self.control:
+            self.set_up_workspace()
+        else:
+            self.write_config()
         self.tansu.start()
         wait_port(self.kafka_port)
         for topic, partitions in [("chaos", 4), ("chaos.dead", 1), ("chaos.retry", 2)]:
@@ -255,7 +327,7 @@ retry = {{ min_backoff_ms = 200, max_backoff_ms = 5000 }}
         self.ingest.start()
         wait_port(self.ingest_port)
         self.add_router()
-        self.sender = Sender(f"http://127.0.0.1:{self.ingest_port}/v1/batch", self.rate)
+        self.sender = Sender(f"http://127.0.0.1:{self.ingest_port}/v1/batch", self.rate, self.key)
 
     def add_router(self):
         router = Process(f"router{len(self.routers)}", [SWITCHYARD, "router", "--config", self.config], self.dir, AWS)
@@ -286,6 +358,8 @@ retry = {{ min_backoff_ms = 200, max_backoff_ms = 5000 }}
         self.receiver.down()
         self.moto.stop()
         self.tansu.stop()
+        if self.control:
+            self.control.drop()
 
 
 def reconcile(world):
@@ -308,7 +382,7 @@ def reconcile(world):
 # rebalance that a new member starts while a killed member is still in the group, where
 # Kafka would drop the dead member when its session expires. Kubernetes restarts a
 # killed pod after a similar pause.
-RESTART_AFTER = 12
+RESTART_AFTER = int(os.environ.get("CHAOS_RESTART_AFTER", "12"))
 
 
 def router_kill9(world, short):
@@ -360,6 +434,18 @@ def s3_unavailable(world, short):
     time.sleep(8)
 
 
+def metadata_unavailable(world, short):
+    """The control plane's database goes away: ingest and the router keep the workspace
+    they last read and go on delivering; the reads resume when it is back."""
+    time.sleep(4)
+    log("metadata database unavailable")
+    world.control.unavailable()
+    time.sleep(15 if short else 60)
+    world.control.available()
+    log("metadata database back")
+    time.sleep(6)
+
+
 def rebalance(world, short):
     time.sleep(4)
     log("second router added")
@@ -376,16 +462,19 @@ SCENARIOS = {
     "destination_outage": destination_outage,
     "s3_unavailable": s3_unavailable,
     "rebalance": rebalance,
+    "metadata_unavailable": metadata_unavailable,
 }
+# Scenarios whose world reads its source and destination from the control plane.
+CONTROLLED = {"metadata_unavailable"}
 # router_kill9 is left out of the short form: against tansu 0.6 a router restarted after
 # a kill -9 joins the group, then loses its session (librdkafka SESSTMOUT, REQTMOUT on
 # the GroupCoordinator) and delivers nothing more; see the issue notes.
-SHORT = ["broker_restart", "destination_outage", "s3_unavailable", "rebalance"]
+SHORT = ["broker_restart", "destination_outage", "s3_unavailable", "rebalance", "metadata_unavailable"]
 
 
 def run(name, short, rate):
     workdir = tempfile.mkdtemp(prefix=f"chaos-{name}-")
-    world = World(workdir, rate)
+    world = World(workdir, rate, control=name in CONTROLLED)
     try:
         world.start()
         world.sender.start()

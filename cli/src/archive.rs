@@ -109,7 +109,7 @@ pub fn run(command: ArchiveCommand) -> anyhow::Result<()> {
         ArchiveCommand::Export(args) => runtime.block_on(export(args)),
         ArchiveCommand::Verify(args) => runtime.block_on(verify(args)),
         ArchiveCommand::RotateKey(args) => runtime.block_on(async {
-            let (keys, _) = keys(&args.config.config, &args.source)?;
+            let (keys, _) = keys(&args.config.config, &args.source).await?;
             let fresh = keys.rotate(&args.source).await?;
             eprintln!(
                 "source {} now encrypts new objects to {}",
@@ -119,7 +119,7 @@ pub fn run(command: ArchiveCommand) -> anyhow::Result<()> {
             Ok(())
         }),
         ArchiveCommand::ExportKey(args) => runtime.block_on(async {
-            let (keys, _) = keys(&args.config.config, &args.source)?;
+            let (keys, _) = keys(&args.config.config, &args.source).await?;
             let text = keys.export(&args.source).await?;
             match &args.output {
                 Some(path) => write_private(path, text.as_bytes()),
@@ -155,12 +155,26 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The archive settings of a file that configures `source`, and its key ring.
-fn keys(config_path: &Path, source: &str) -> anyhow::Result<(KeyRing, ArchiveConfig)> {
+/// The archive settings of a file that configures `source` (itself or in the
+/// control-plane workspace it names), and its key ring.
+async fn keys(config_path: &Path, source: &str) -> anyhow::Result<(KeyRing, ArchiveConfig)> {
     let config = Config::load(config_path)?;
     let archive = config.archive_section(config_path)?;
-    config.check_source(source)?;
+    if !is_configured(&config, source).await? {
+        config.check_source(source)?;
+    }
     Ok((key_ring(&archive)?, archive))
+}
+
+/// Whether the file, or the control-plane workspace it names, configures `source`.
+async fn is_configured(config: &Config, source: &str) -> anyhow::Result<bool> {
+    if config.check_source(source).is_ok() {
+        return Ok(true);
+    }
+    match crate::live::Live::open(config).await? {
+        Some(live) => Ok(live.fetch().await?.sources.iter().any(|s| s.id == source)),
+        None => Ok(false),
+    }
 }
 
 /// The archive's stores and keys, under the master key from the environment when
@@ -175,7 +189,7 @@ pub fn key_ring(archive: &ArchiveConfig) -> anyhow::Result<KeyRing> {
 }
 
 async fn export(args: ExportArgs) -> anyhow::Result<()> {
-    let (keys, archive) = keys(&args.config.config, &args.source)?;
+    let (keys, archive) = keys(&args.config.config, &args.source).await?;
     let mut out: Box<dyn Write> = match &args.output {
         Some(path) => Box::new(std::io::BufWriter::new(
             std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
@@ -228,7 +242,7 @@ async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
 }
 
 async fn delete_user(args: DeleteUserArgs) -> anyhow::Result<()> {
-    let (keys, archive) = keys(&args.config.config, &args.source)?;
+    let (keys, archive) = keys(&args.config.config, &args.source).await?;
     if args.user.is_empty() {
         bail!("--user must not be empty");
     }
@@ -256,9 +270,9 @@ async fn delete_source(args: DeleteSourceArgs) -> anyhow::Result<()> {
     let path = &args.config.config;
     let config = Config::load(path)?;
     let archive = config.archive_section(path)?;
-    if config.check_source(&args.source).is_ok() && !args.force {
+    if is_configured(&config, &args.source).await? && !args.force {
         bail!(
-            "source {:?} is still in {}: remove it (running routers reload in seconds) and run this again, or pass --force",
+            "source {:?} is still configured in {} or its workspace: remove it (running routers reload in seconds) and run this again, or pass --force",
             args.source,
             path.display()
         );

@@ -430,7 +430,7 @@ async fn a_deleted_user_leaves_every_object_and_replay_and_a_deleted_source_leav
     switchyard.terminate();
     let refused = switchyard_cli(&["archive", "delete-source", "--source", "shop"], &config, &[]);
     assert!(!refused.status.success());
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("still in"));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("still configured"));
     let gone = switchyard_cli(
         &["archive", "delete-source", "--source", "shop", "--force"],
         &config,
