@@ -170,18 +170,30 @@ async fn router(
         dedup,
     )?;
     let consumer = RouterConsumer::start(&kafka, group, None, topology)?;
-    let deadline = Instant::now() + Duration::from_secs(180);
-    while consumer.tracker().positions().is_empty() && Instant::now() < deadline {
-        actix::clock::sleep(Duration::from_millis(1)).await;
-    }
-    let (started, cpu_start) = (Instant::now(), process_cpu_seconds());
-    let finished_before = consumer.tracker().finished() as usize;
-    while (consumer.tracker().finished() as usize) < records && Instant::now() < deadline {
-        actix::clock::sleep(Duration::from_millis(2)).await;
-    }
-    let elapsed = started.elapsed().as_secs_f64();
-    let cpu = process_cpu_seconds() - cpu_start;
-    let finished = consumer.tracker().finished() as usize;
+    // Watched from a thread of its own: this thread also runs the supervisors, and a
+    // timer here fires late while they are busy (seen: 60% of the records done before
+    // the clock started).
+    let tracker = consumer.tracker().clone();
+    let watch = std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(180);
+        while tracker.positions().is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        let (started, cpu_start) = (Instant::now(), process_cpu_seconds());
+        let finished_before = tracker.finished() as usize;
+        while (tracker.finished() as usize) < records && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let cpu = process_cpu_seconds() - cpu_start;
+        (
+            started.elapsed().as_secs_f64(),
+            cpu,
+            finished_before,
+            tracker.finished() as usize,
+        )
+    });
+    let (elapsed, cpu, finished_before, finished) =
+        actix_web::rt::task::spawn_blocking(move || watch.join().expect("watcher")).await?;
     actix_web::rt::task::spawn_blocking(move || consumer.stop()).await??;
     if finished < records {
         return Err(format!("router finished {finished} of {records} records").into());
@@ -192,7 +204,7 @@ async fn router(
             format!("{finished_before} of {records} records were done before the clock started; run again").into(),
         );
     }
-    Ok((records as f64 / elapsed, cpu))
+    Ok(((records - finished_before) as f64 / elapsed, cpu))
 }
 
 fn fast_receiver() -> std::net::SocketAddr {
