@@ -270,7 +270,7 @@ async fn delete_source(args: DeleteSourceArgs) -> anyhow::Result<()> {
     let path = &args.config.config;
     let config = Config::load(path)?;
     let archive = config.archive_section(path)?;
-    if is_configured(&config, &args.source).await? && !args.force {
+    if !args.force && is_configured(&config, &args.source).await? {
         bail!(
             "source {:?} is still configured in {} or its workspace: remove it (running routers reload in seconds) and run this again, or pass --force",
             args.source,
