@@ -145,12 +145,9 @@ impl Config {
         }
     }
 
-    /// Refuses a `--source` the file doesn't configure.
-    pub fn check_source(&self, source_id: &str) -> anyhow::Result<()> {
-        if !self.sources.iter().any(|entry| entry.source.id == source_id) {
-            bail!("--source {source_id:?} is not a configured source");
-        }
-        Ok(())
+    /// Whether the file itself configures `source_id`.
+    pub fn has_source(&self, source_id: &str) -> bool {
+        self.sources.iter().any(|entry| entry.source.id == source_id)
     }
 
     /// Kafka SASL credentials from the environment (a Kubernetes Secret), so they need
