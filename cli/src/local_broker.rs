@@ -1,7 +1,11 @@
 //! The embedded default broker: librdkafka's mock cluster, in this process and in
 //! memory. It lets `make run` work with nothing installed; nothing in it survives exit.
+//! `switchyard local-broker` serves the same cluster on its own, so ingest and router can
+//! run as separate processes with nothing installed (and be killed and restarted).
 
-use anyhow::Context;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
 
@@ -31,5 +35,80 @@ impl LocalBroker {
 
     pub fn bootstrap_servers(&self) -> String {
         self.cluster.bootstrap_servers()
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct LocalBrokerArgs {
+    /// A topic to create, as NAME or NAME:PARTITIONS (4 partitions when not given).
+    /// Repeat for more. The mock cluster also creates unknown topics on first use, with 4.
+    #[arg(long = "topic", value_name = "NAME[:PARTITIONS]", required = true)]
+    topics: Vec<String>,
+    /// Also write the bootstrap address to this file, for scripts.
+    #[arg(long)]
+    address_file: Option<PathBuf>,
+}
+
+/// Serves the in-memory cluster until SIGINT or SIGTERM; prints its bootstrap address.
+pub fn serve(args: LocalBrokerArgs) -> anyhow::Result<()> {
+    let topics = args
+        .topics
+        .iter()
+        .map(|spec| parse_topic(spec))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let broker = LocalBroker::start(&[], 1)?;
+    for (name, partitions) in topics {
+        broker
+            .cluster
+            .create_topic(name, partitions, 1)
+            .with_context(|| format!("cannot create topic {name} on the local broker"))?;
+    }
+    let address = broker.bootstrap_servers();
+    if let Some(path) = &args.address_file {
+        // Whole or not at all: a script may be polling for the file.
+        let partial = path.with_extension("partial");
+        std::fs::write(&partial, &address)
+            .and_then(|()| std::fs::rename(&partial, path))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    println!("{address}");
+    tracing::info!(%address, "local broker serving (in memory: nothing survives exit)");
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+        tokio::select! {
+            result = tokio::signal::ctrl_c() => result.context("cannot listen for SIGINT"),
+            _ = terminate.recv() => Ok(()),
+        }
+    })
+}
+
+fn parse_topic(spec: &str) -> anyhow::Result<(&str, i32)> {
+    let (name, partitions) = match spec.split_once(':') {
+        Some((name, count)) => match count.parse::<i32>() {
+            Ok(n) if (1..=10_000).contains(&n) => (name, n),
+            _ => bail!("--topic {spec}: partitions must be a whole number from 1 to 10000"),
+        },
+        None => (spec, 4),
+    };
+    if name.is_empty() {
+        bail!("--topic {spec}: the topic name is empty");
+    }
+    Ok((name, partitions))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_topic;
+
+    #[test]
+    fn topic_specs_name_their_partitions_or_take_four() {
+        assert_eq!(parse_topic("events:12").expect("valid spec"), ("events", 12));
+        assert_eq!(parse_topic("events").expect("valid spec"), ("events", 4));
+        for bad in ["events:0", "events:x", ":3", "events:-1"] {
+            let error = parse_topic(bad).expect_err("refused").to_string();
+            assert!(error.starts_with(&format!("--topic {bad}:")), "{error}");
+        }
     }
 }

@@ -61,6 +61,9 @@ enum Command {
     CheckConfig(Common),
     /// Creates the ingest topic on a Kafka cluster.
     CreateTopic(topic::CreateTopic),
+    /// An in-memory Kafka broker (librdkafka's mock cluster) for local runs of separate
+    /// ingest and router processes; nothing survives its exit.
+    LocalBroker(local_broker::LocalBrokerArgs),
     /// A local webhook receiver that prints what it gets (for trying destinations out).
     Sink(sink::SinkArgs),
     /// The running actors of a process (from its ops port), as a table.
@@ -108,6 +111,7 @@ fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::CreateTopic(args) => topic::create(args),
+        Command::LocalBroker(args) => local_broker::serve(args),
         Command::Sink(args) => sink::run(args),
         Command::Actors(args) => actors::run(args),
         Command::Overview(args) => actors::overview(args),
