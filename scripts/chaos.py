@@ -2,8 +2,9 @@
 """Fault injection under load, with a reconciler.
 
 Each scenario starts its own world: tansu with durable SQLite storage (for router_kill9
-librdkafka's mock cluster, see LOCAL_BROKER), moto (S3) for the archive, `switchyard ingest` and `switchyard router` as separate processes, and a
-webhook receiver in this process. A sender posts batches at a steady rate and keeps
+librdkafka's mock cluster, see LOCAL_BROKER), moto (S3) for the archive, `switchyard
+ingest` and `switchyard router` as separate processes, and a webhook receiver in this
+process. A sender posts batches at a steady rate and keeps
 every messageId ingest acknowledged with 200 (only those are promised). While it
 runs, the scenario breaks something. Then the load stops, the system is given time to
 drain, the router is stopped gracefully (flushing the archive), and the reconciler
@@ -338,11 +339,13 @@ max_object_age_secs = 5
         self.kafka.start()
         if self.broker_kind == "local":
             deadline = time.time() + 30
-            while not os.path.exists(self.address_file) and time.time() < deadline:
+            while not os.path.exists(self.address_file):
+                if time.time() > deadline:
+                    raise RuntimeError(f"the local broker wrote no address in 30 s (see {self.dir}/local-broker.log)")
                 time.sleep(0.1)
             with open(self.address_file) as f:
                 self.kafka_brokers = f.read().strip()
-            # The file was written before the first broker read it: the port is known now.
+            # The configuration was written before the broker chose its port.
             self.write_config()
             return
         wait_port(self.kafka_port)
