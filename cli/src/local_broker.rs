@@ -22,10 +22,11 @@ impl std::fmt::Debug for LocalBroker {
 }
 
 impl LocalBroker {
-    /// Starts the cluster and creates `topics` (the mock broker can't serve CreateTopics).
-    pub fn start(topics: &[&str], partitions: i32) -> anyhow::Result<Self> {
+    /// Starts the cluster and creates each `(topic, partitions)` (the mock broker can't
+    /// serve CreateTopics).
+    pub fn start(topics: &[(&str, i32)]) -> anyhow::Result<Self> {
         let cluster = MockCluster::new(1).context("cannot start the local in-memory Kafka broker")?;
-        for topic in topics {
+        for &(topic, partitions) in topics {
             cluster
                 .create_topic(topic, partitions, 1)
                 .with_context(|| format!("cannot create topic {topic} on the local broker"))?;
@@ -56,13 +57,7 @@ pub fn serve(args: LocalBrokerArgs) -> anyhow::Result<()> {
         .iter()
         .map(|spec| parse_topic(spec))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let broker = LocalBroker::start(&[], 1)?;
-    for (name, partitions) in topics {
-        broker
-            .cluster
-            .create_topic(name, partitions, 1)
-            .with_context(|| format!("cannot create topic {name} on the local broker"))?;
-    }
+    let broker = LocalBroker::start(&topics)?;
     let address = broker.bootstrap_servers();
     if let Some(path) = &args.address_file {
         // Whole or not at all: a script may be polling for the file.
@@ -74,14 +69,7 @@ pub fn serve(args: LocalBrokerArgs) -> anyhow::Result<()> {
     println!("{address}");
     tracing::info!(%address, "local broker serving (in memory: nothing survives exit)");
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    runtime.block_on(async {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
-        tokio::select! {
-            result = tokio::signal::ctrl_c() => result.context("cannot listen for SIGINT"),
-            _ = terminate.recv() => Ok(()),
-        }
-    })
+    runtime.block_on(crate::serve::shutdown_signal())
 }
 
 fn parse_topic(spec: &str) -> anyhow::Result<(&str, i32)> {

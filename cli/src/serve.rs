@@ -82,8 +82,8 @@ async fn serve(config_path: Loaded, config: Config, kafka_brokers: Option<String
                 &[kafka.topic.as_str(), config.router.dead_letter_topic.as_str()]
                     .into_iter()
                     .chain(config.router.retry_topic())
+                    .map(|topic| (topic, LOCAL_PARTITIONS))
                     .collect::<Vec<_>>(),
-                LOCAL_PARTITIONS,
             )?;
             kafka.brokers = broker.bootstrap_servers();
             tracing::warn!(
@@ -214,7 +214,7 @@ async fn serve(config_path: Loaded, config: Config, kafka_brokers: Option<String
 }
 
 /// SIGINT (a terminal) or SIGTERM (Kubernetes, systemd): either starts a clean stop.
-async fn shutdown_signal() -> anyhow::Result<()> {
+pub(crate) async fn shutdown_signal() -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
     tokio::select! {
