@@ -236,12 +236,40 @@ read -r _ bare_copy_rps < <(grep '^bare-copy ' <<<"$warehouse_out")
 
 ratio() { python3 -c "print(f'{$1 / $2:.2f}')"; }
 mkdir -p target
+# Each target of the issues beside this run's figure, with a verdict, so the report says
+# at a glance what this machine met. One row per line: name|figure|target|met or not met.
+targets=$(python3 - <<PY
+def row(name, figure, unit, limit, at_least):
+    met = figure >= limit if at_least else figure < limit
+    shown = f"{figure:,.0f}" if figure >= 100 else f"{figure:.2f}"
+    print(f"{name}|{shown} {unit}|{'≥' if at_least else '<'} {limit:,} {unit}|{'met' if met else 'not met'}")
+row("ingest: batched events per CPU-second", $batch_eff, "ev/CPU-s", 50000, True)
+row("router → one destination vs bare consumer", $webhook_eps / $consumer_eps, "×", 0.5, True)
+row("router no-op path: events per CPU-second", $ROUTER_RECORDS / $blackhole_cpu, "ev/CPU-s", 100000, True)
+row("archive: MB per CPU-second", $archive_mb / $archive_cpu, "MB/CPU-s", 300, True)
+row("warehouse: rows/s", $warehouse_rps, "rows/s", 50000, True)
+row("end to end p99 at 10,000 ev/s, tansu", $e2e_p99_tansu_10000, "ms", 50, False)
+row("end to end p99 at 10,000 ev/s, mock cluster", $e2e_p99_mock_10000, "ms", 50, False)
+row("40,000 idle actors: resident memory", $idle_rss, "MiB", 256, False)
+PY
+)
 report=target/bench-report.md
 {
-  echo "# Ingest benchmark ($(date -u +%Y-%m-%dT%H:%M:%SZ))"
+  echo "# Switchyard benchmark report ($(date -u +%Y-%m-%dT%H:%M:%SZ))"
   echo
   echo "$(nproc) cores; ingest and baseline with $WORKERS HTTP worker(s); wrk 1 thread, $CONNECTIONS connections, $DURATION each;"
   echo "events of $event_bytes bytes; broker: tansu (memory storage) on the same machine; acks=all, idempotent producer."
+  echo
+  echo "## Targets"
+  echo
+  echo "| target | this run | target | verdict |"
+  echo "|---|---:|---:|---|"
+  while IFS='|' read -r name figure limit verdict; do
+    [ "$verdict" = met ] || verdict="**$verdict**"
+    echo "| $name | $figure | $limit | $verdict |"
+  done <<<"$targets"
+  echo
+  echo "## Ingest"
   echo
   echo "| case | events/s | p50 | p99 | server CPU (cores) | events per CPU-second | events/s vs baseline |"
   echo "|---|---:|---:|---:|---:|---:|---:|"
@@ -332,6 +360,8 @@ figures = {
                                   (50000, $e2e_ach_tansu_50000, $e2e_p50_tansu_50000, $e2e_p99_tansu_50000, $bare_p99_tansu_50000)]),
                        ("mock_cluster", [(1000, $e2e_ach_mock_1000, $e2e_p50_mock_1000, $e2e_p99_mock_1000, $bare_p99_mock_1000),
                                          (10000, $e2e_ach_mock_10000, $e2e_p50_mock_10000, $e2e_p99_mock_10000, $bare_p99_mock_10000)])]},
+    "targets": [dict(zip(("target", "figure", "limit", "verdict"), line.split("|")))
+                for line in """$targets""".splitlines()],
     "idle_actors": {"sources": $IDLE_SOURCES, "actors": $idle_actors, "rss_mib": $idle_rss,
                     "baseline_rss_mib": $idle_base_rss},
 }
