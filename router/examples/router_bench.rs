@@ -88,7 +88,7 @@ fn bare_consumer(brokers: &str, topic: &str, records: usize) -> Result<(f64, f64
     // The router's own fetch setting, so the two read the broker the same way.
     let consumer: BaseConsumer = client(brokers)
         .set("group.id", format!("{topic}-bare"))
-        .set("fetch.wait.max.ms", "20")
+        .set("fetch.wait.max.ms", switchyard_router::consumer::FETCH_WAIT_MAX_MS)
         .create()?;
     let mut assignment = TopicPartitionList::new();
     for partition in 0..PARTITIONS {
