@@ -149,8 +149,9 @@ done
 kill -INT "$ingest_pid" "$bare_pid" 2>/dev/null || true
 E2E_SECONDS="${BENCH_E2E_SECONDS:-10}"
 e2e_rows=""
+e2e_json=""
 # e2e_run NAME BROKER_LABEL BROKERS RATE...: Switchyard (`run`) on BROKERS, the load at each
-# rate, one table row per rate; sets e2e_{p50,p99,ach}_NAME_RATE and bare_p99_NAME_RATE.
+# rate, one table row and one JSON entry per rate; sets e2e_p99_NAME_RATE for the targets.
 e2e_run() {
   local name=$1 label=$2 brokers=$3; shift 3
   local ingest_port hook_port ops_port run_pid out
@@ -199,10 +200,8 @@ TOML
     read -r _ _ e2e_ach e2e_p50 e2e_p99 e2e_p999 e2e_lost e2e_failed ack_p50 ack_p99 < <(grep "^e2e $rate " <<<"$out")
     [ -n "$e2e_p99" ] || { echo "end-to-end benchmark ($name) failed: $out" >&2; exit 1; }
     e2e_rows+="| $label | $rate | $e2e_ach | $e2e_p50 | $e2e_p99 | $e2e_p999 | $e2e_lost | $ack_p50 | $ack_p99 | $bare_p50 | $bare_p99 |"$'\n'
+    e2e_json+="(\"$name\", $rate, $e2e_ach, $e2e_p50, $e2e_p99, $bare_p99),"
     printf -v "e2e_p99_${name}_$rate" '%s' "$e2e_p99"
-    printf -v "e2e_p50_${name}_$rate" '%s' "$e2e_p50"
-    printf -v "e2e_ach_${name}_$rate" '%s' "$e2e_ach"
-    printf -v "bare_p99_${name}_$rate" '%s' "$bare_p99"
   done
 }
 e2e_run tansu "tansu 0.6 (memory)" "127.0.0.1:$kafka_port" 1000 10000 50000
@@ -214,7 +213,7 @@ e2e_run tansu "tansu 0.6 (memory)" "127.0.0.1:$kafka_port" 1000 10000 50000
 mock_pid=$!
 pids+=($mock_pid)
 for _ in $(seq 100); do [ -s "$work/mock.address" ] && break; sleep 0.1; done
-e2e_run mock "librdkafka mock cluster" "$(cat "$work/mock.address")" 1000 10000
+e2e_run mock_cluster "librdkafka mock cluster" "$(cat "$work/mock.address")" 1000 10000
 kill -INT "$mock_pid" 2>/dev/null || true
 
 # Idle actors: a router holding 10,000 sources x 3 destinations, beside one with 1 x 1.
@@ -254,7 +253,7 @@ row("router no-op path: events per CPU-second", per($ROUTER_RECORDS, $blackhole_
 row("archive: MB per CPU-second", per($archive_mb, $archive_cpu), "MB/CPU-s", 300, True)
 row("warehouse: rows/s", $warehouse_rps, "rows/s", 50000, True)
 row("end to end p99 at 10,000 ev/s, tansu", $e2e_p99_tansu_10000, "ms", 50, False)
-row("end to end p99 at 10,000 ev/s, mock cluster", $e2e_p99_mock_10000, "ms", 50, False)
+row("end to end p99 at 10,000 ev/s, mock cluster", $e2e_p99_mock_cluster_10000, "ms", 50, False)
 row("40,000 idle actors: resident memory", $idle_rss, "MiB", 256, False)
 PY
 )
@@ -357,18 +356,14 @@ figures = {
     "archive": {"mb_per_sec": $archive_mbps},
     "warehouse": {"rows_per_sec": $warehouse_rps, "bare_copy_rows_per_sec": $bare_copy_rps,
                   "batch_p50_ms": $warehouse_p50, "batch_p99_ms": $warehouse_p99},
-    "end_to_end": {broker: {str(rate): {"achieved": ach, "p50_ms": p50, "p99_ms": p99, "bare_p99_ms": bare}
-                            for rate, ach, p50, p99, bare in runs}
-                   for broker, runs in [
-                       ("tansu", [(1000, $e2e_ach_tansu_1000, $e2e_p50_tansu_1000, $e2e_p99_tansu_1000, $bare_p99_tansu_1000),
-                                  (10000, $e2e_ach_tansu_10000, $e2e_p50_tansu_10000, $e2e_p99_tansu_10000, $bare_p99_tansu_10000),
-                                  (50000, $e2e_ach_tansu_50000, $e2e_p50_tansu_50000, $e2e_p99_tansu_50000, $bare_p99_tansu_50000)]),
-                       ("mock_cluster", [(1000, $e2e_ach_mock_1000, $e2e_p50_mock_1000, $e2e_p99_mock_1000, $bare_p99_mock_1000),
-                                         (10000, $e2e_ach_mock_10000, $e2e_p50_mock_10000, $e2e_p99_mock_10000, $bare_p99_mock_10000)])]},
+    "end_to_end": {},
     "targets": [dict(zip(("target", "figure", "limit", "verdict"), line.split("|")))
                 for line in """$targets""".splitlines()],
     "idle_actors": {"sources": $IDLE_SOURCES, "actors": $idle_actors, "rss_mib": $idle_rss,
                     "baseline_rss_mib": $idle_base_rss},
 }
+for broker, rate, ach, p50, p99, bare in [$e2e_json]:
+    figures["end_to_end"].setdefault(broker, {})[str(rate)] = {"achieved": ach, "p50_ms": p50, "p99_ms": p99,
+                                                               "bare_p99_ms": bare}
 json.dump(figures, open(sys.argv[1].replace(".md", ".json"), "w"), indent=2)
 PY

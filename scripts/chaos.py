@@ -321,11 +321,12 @@ max_object_age_secs = 5
 """
 
     def start(self):
+        # The broker first: the local one chooses its port, which the configuration names.
+        self.start_broker()
         if self.control:
             self.set_up_workspace()
         else:
             self.write_config()
-        self.start_broker()
         self.moto.start()
         wait_port(self.moto_port)
         urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{self.moto_port}/archive", method="PUT"))
@@ -345,8 +346,6 @@ max_object_age_secs = 5
                 time.sleep(0.1)
             with open(self.address_file) as f:
                 self.kafka_brokers = f.read().strip()
-            # The configuration was written before the broker chose its port.
-            self.write_config()
             return
         wait_port(self.kafka_port)
         for topic, partitions in TOPICS:

@@ -9,6 +9,10 @@ use anyhow::{Context, bail};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
 
+/// Partitions of a topic created without a count: the embedded broker's topics, and
+/// `--topic NAME` without `:PARTITIONS` (the mock cluster's own default for unknown topics).
+pub const DEFAULT_PARTITIONS: i32 = 4;
+
 pub struct LocalBroker {
     cluster: MockCluster<'static, DefaultProducerContext>,
 }
@@ -78,7 +82,7 @@ fn parse_topic(spec: &str) -> anyhow::Result<(&str, i32)> {
             Ok(n) if (1..=10_000).contains(&n) => (name, n),
             _ => bail!("--topic {spec}: partitions must be a whole number from 1 to 10000"),
         },
-        None => (spec, 4),
+        None => (spec, DEFAULT_PARTITIONS),
     };
     if name.is_empty() {
         bail!("--topic {spec}: the topic name is empty");

@@ -14,7 +14,7 @@ use switchyard_schemas::config::KafkaConfig;
 
 use crate::config::Config;
 use crate::live::{Effective, Live, effective};
-use crate::local_broker::LocalBroker;
+use crate::local_broker::{self, LocalBroker};
 use switchyard_control::store::LiveConfig;
 
 #[derive(Debug, Clone, Copy)]
@@ -37,8 +37,6 @@ impl Roles {
         router: true,
     };
 }
-
-const LOCAL_PARTITIONS: i32 = 4;
 
 pub fn start(config_path: PathBuf, kafka_brokers: Option<String>, roles: Roles) -> anyhow::Result<()> {
     // Read once: the watcher compares later contents with exactly what was loaded.
@@ -82,7 +80,7 @@ async fn serve(config_path: Loaded, config: Config, kafka_brokers: Option<String
                 &[kafka.topic.as_str(), config.router.dead_letter_topic.as_str()]
                     .into_iter()
                     .chain(config.router.retry_topic())
-                    .map(|topic| (topic, LOCAL_PARTITIONS))
+                    .map(|topic| (topic, local_broker::DEFAULT_PARTITIONS))
                     .collect::<Vec<_>>(),
             )?;
             kafka.brokers = broker.bootstrap_servers();

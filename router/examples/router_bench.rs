@@ -85,11 +85,13 @@ async fn fill(brokers: &str, topic: &str, records: usize) -> Result<(), Box<dyn 
 
 /// Reads every record once; the clock starts at the first record, after the assignment.
 fn bare_consumer(brokers: &str, topic: &str, records: usize) -> Result<(f64, f64), Box<dyn std::error::Error>> {
-    // The router's own fetch setting, so the two read the broker the same way.
-    let consumer: BaseConsumer = client(brokers)
-        .set("group.id", format!("{topic}-bare"))
-        .set("fetch.wait.max.ms", switchyard_router::consumer::FETCH_WAIT_MAX_MS)
-        .create()?;
+    let mut config = client(brokers);
+    config.set("group.id", format!("{topic}-bare"));
+    // The router's own fetch settings, so the two read the broker the same way.
+    for (key, value) in switchyard_router::consumer::FETCH_SETTINGS {
+        config.set(key, value);
+    }
+    let consumer: BaseConsumer = config.create()?;
     let mut assignment = TopicPartitionList::new();
     for partition in 0..PARTITIONS {
         assignment.add_partition_offset(topic, partition, Offset::Beginning)?;

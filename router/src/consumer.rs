@@ -176,32 +176,35 @@ impl ConsumerContext for RouterContext {
     }
 }
 
-/// The router's `fetch.wait.max.ms`. Kafka answers a fetch as soon as records arrive,
-/// so there this only sets how often an idle router asks (200 times a second per broker).
-/// Some Kafka-protocol brokers hold every fetch for the whole wait (tansu 0.6 does), and
-/// there it is the router's added latency: measured end to end at 10k events/s, p50 37 ms
-/// with 20, 21 ms with 5. Many idle routers can raise it in `[kafka] options`. Public so
-/// the benchmark's bare consumer reads the broker the same way.
-pub const FETCH_WAIT_MAX_MS: &str = "5";
+/// How the router fetches, public so the benchmark's bare consumer reads the broker the
+/// same way.
+pub const FETCH_SETTINGS: [(&str, &str); 2] = [
+    // Kafka answers a fetch as soon as records arrive, so there this only sets how often
+    // an idle router asks (200 times a second per broker). Some Kafka-protocol brokers
+    // hold every fetch for the whole wait (tansu 0.6 does), and there it is the router's
+    // added latency: measured end to end at 10k events/s, p50 37 ms with 20, 21 ms with 5.
+    // Many idle routers can raise it in `[kafka] options`.
+    ("fetch.wait.max.ms", "5"),
+    // When a partition's prefetched records pass queued.min.messages or
+    // queued.max.messages.kbytes (a router working through a backlog), librdkafka
+    // postpones its next fetch by this long. At the default, 1 s, the router drained its
+    // queue and then waited: seen in the router bench as a ~570 ms stall before the last
+    // requests, at half the throughput, in 7 of 42 runs; 0 of 30 with 20 ms.
+    ("fetch.queue.backoff.ms", "20"),
+];
 
 fn create(
     config: &KafkaConfig,
     group_id: &str,
     context: RouterContext,
 ) -> Result<StreamConsumer<RouterContext>, KafkaError> {
-    let settings = [
+    let mut settings = vec![
         ("auto.offset.reset", "earliest"),
         ("session.timeout.ms", "6000"),
-        ("fetch.wait.max.ms", FETCH_WAIT_MAX_MS),
-        // When a partition's prefetched records pass queued.min.messages or
-        // queued.max.messages.kbytes (a router working through a backlog), librdkafka
-        // postpones its next fetch by this long. At the default, 1 s, the router drained
-        // its queue and then waited: seen in the router bench as a ~570 ms stall before
-        // the last requests, at half the throughput, in 7 of 42 runs; 0 of 30 with 20 ms.
-        ("fetch.queue.backoff.ms", "20"),
         // Consumer lag for metrics comes from these statistics.
         ("statistics.interval.ms", "5000"),
     ];
+    settings.extend(FETCH_SETTINGS);
     switchyard_kafka::manual_consumer(&config.brokers, group_id, &settings, &config.options)
         .create_with_context(context)
 }
