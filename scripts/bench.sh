@@ -168,6 +168,10 @@ listen = "127.0.0.1:$ops_port"
 listen = "127.0.0.1:$ingest_port"
 allow_plain_http = true
 
+[egress]
+allow = ["127.0.0.0/8"]
+allow_plain_http_hosts = ["127.0.0.1"]
+
 [router]
 group_id = "e2e-bench"
 dead_letter_topic = "e2e.dead"
@@ -182,8 +186,6 @@ id = "hook"
 sources = ["e2e"]
 kind = "webhook"
 url = "http://127.0.0.1:$hook_port/hook"
-allow_private_network = true
-allow_plain_http = true
 batch_max_events = 100
 concurrency = 8
 TOML

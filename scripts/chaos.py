@@ -247,7 +247,11 @@ class World:
                                  workdir, stop_signal=signal.SIGINT)
         self.moto = Process("moto", ["moto_server", "-H", "127.0.0.1", "-p", str(self.moto_port)], workdir)
         self.config = os.path.join(workdir, "switchyard.toml")
-        self.ingest = Process("ingest", [SWITCHYARD, "ingest", "--config", self.config], workdir, AWS)
+        # An S3 archive needs the master key (its key objects are authenticated under it):
+        # one file every process of the pipeline reads, as a Kubernetes Secret would be.
+        self.master_key = os.path.join(workdir, "master.key")
+        self.env = dict(AWS, SWITCHYARD_MASTER_KEY_FILE=self.master_key)
+        self.ingest = Process("ingest", [SWITCHYARD, "ingest", "--config", self.config], workdir, self.env)
         self.routers = []
         self.rate = rate
 
@@ -261,12 +265,11 @@ class World:
         return f"""
 [control]
 database_url = "{self.control.url}"
-master_key_file = "{os.path.join(self.dir, 'master.key')}"
+master_key_file = "{self.master_key}"
 {workspace}"""
 
     def hook_settings(self):
-        return {"url": f"http://127.0.0.1:{self.receiver.port}/hook", "allow_private_network": True,
-                "allow_plain_http": True, "batch_max_events": 50, "timeout_ms": 8000,
+        return {"url": f"http://127.0.0.1:{self.receiver.port}/hook", "batch_max_events": 50, "timeout_ms": 8000,
                 "retry": {"min_backoff_ms": 200, "max_backoff_ms": 5000}}
 
     def file_pipeline(self):
@@ -310,6 +313,10 @@ listen = "127.0.0.1:0"
 listen = "127.0.0.1:{self.ingest_port}"
 allow_plain_http = true
 
+[egress]
+allow = ["127.0.0.0/8"]
+allow_plain_http_hosts = ["127.0.0.1"]
+
 [router]
 group_id = "chaos-routers"
 dead_letter_topic = "chaos.dead"
@@ -321,6 +328,8 @@ max_object_age_secs = 5
 """
 
     def start(self):
+        if not os.path.exists(self.master_key):
+            subprocess.run([SWITCHYARD, "master-key", "-o", self.master_key], check=True, capture_output=True)
         # The broker first: the local one chooses its port, which the configuration names.
         self.start_broker()
         if self.control:
@@ -354,7 +363,8 @@ max_object_age_secs = 5
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def add_router(self):
-        router = Process(f"router{len(self.routers)}", [SWITCHYARD, "router", "--config", self.config], self.dir, AWS)
+        router = Process(f"router{len(self.routers)}", [SWITCHYARD, "router", "--config", self.config], self.dir,
+                         self.env)
         self.routers.append(router.start())
         return router
 
@@ -371,7 +381,8 @@ max_object_age_secs = 5
     def archived(self):
         out = os.path.join(self.dir, "export.jsonl")
         subprocess.run([SWITCHYARD, "archive", "export", "--config", self.config, "--source", "shop", "-o", out],
-                       check=True, env=dict(os.environ, **AWS), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                       check=True, env=dict(os.environ, **self.env), stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
         with open(out) as f:
             return {json.loads(line).get("messageId") for line in f if line.strip()}
 

@@ -30,4 +30,5 @@ pub use source::{
     SourceSupervisor, SupervisorHandle, SupervisorStats,
 };
 pub use suppress::{SetSuppression, Suppression};
+pub use switchyard_egress::EgressPolicy;
 pub use transform::{Transform, TransformConfig};

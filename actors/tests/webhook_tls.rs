@@ -9,9 +9,9 @@ use actix_web::{App, HttpResponse, HttpServer, web};
 use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use switchyard_actors::DestinationConfig;
 use switchyard_actors::destination::webhook::WebhookClient;
 use switchyard_actors::destination::{DestinationTls, TlsVersion, WebhookConfig};
+use switchyard_actors::{DestinationConfig, EgressPolicy};
 
 struct Ca {
     cert: rcgen::Certificate,
@@ -96,13 +96,14 @@ fn receiver(
 }
 
 fn webhook(url: &str, tls: DestinationTls) -> WebhookConfig {
-    serde_json::from_value::<WebhookConfig>(serde_json::json!({"url": url, "allow_private_network": true}))
+    serde_json::from_value::<WebhookConfig>(serde_json::json!({ "url": url }))
         .map(|config| WebhookConfig { tls, ..config })
         .expect("webhook config")
 }
 
 async fn post(config: WebhookConfig) -> Result<(), switchyard_actors::destination::webhook::DeliveryError> {
-    let client = WebhookClient::new(Arc::new(config)).expect("client");
+    let loopback = EgressPolicy::default().allowing(&["127.0.0.0/8"]);
+    let client = WebhookClient::new(Arc::new(config), Arc::new(loopback)).expect("client");
     client.send(br#"{"type":"track","event":"TLS"}"#.to_vec()).await
 }
 
@@ -189,11 +190,11 @@ async fn min_version_1_3_refuses_a_server_that_speaks_only_tls_1_2() {
 }
 
 #[test]
-fn plain_http_needs_an_explicit_setting_and_bad_pem_names_its_field() {
+fn plain_http_needs_the_operators_consent_and_bad_pem_names_its_field() {
     let config = |extra: serde_json::Value| {
         let mut value = serde_json::json!({
             "id": "hook", "sources": [], "kind": "webhook",
-            "url": "http://127.0.0.1:9/hook", "allow_private_network": true,
+            "url": "http://127.0.0.1:9/hook",
         });
         value
             .as_object_mut()
@@ -201,15 +202,17 @@ fn plain_http_needs_an_explicit_setting_and_bad_pem_names_its_field() {
             .extend(extra.as_object().expect("object").clone());
         serde_json::from_value::<DestinationConfig>(value).expect("destination")
     };
+    let loopback = EgressPolicy::default().allowing(&["127.0.0.0/8"]);
     let error = config(serde_json::json!({}))
-        .validate(0, &Default::default())
+        .validate(0, &Default::default(), &loopback)
         .expect_err("plain http");
-    assert!(error.to_string().contains("allow_plain_http"), "{error}");
-    config(serde_json::json!({"allow_plain_http": true}))
-        .validate(0, &Default::default())
-        .expect("allowed when said");
-    let error = config(serde_json::json!({"allow_plain_http": true, "tls": {"ca_pem": "garbage"}}))
-        .validate(3, &Default::default())
+    assert!(error.to_string().contains("allow_plain_http_hosts"), "{error}");
+    let operator_allows = loopback.clone().allowing_plain_http(&["127.0.0.1"]);
+    config(serde_json::json!({}))
+        .validate(0, &Default::default(), &operator_allows)
+        .expect("allowed when the operator says so");
+    let error = config(serde_json::json!({"tls": {"ca_pem": "garbage"}}))
+        .validate(3, &Default::default(), &operator_allows)
         .expect_err("bad pem");
     assert!(error.to_string().starts_with("destinations[3].tls.ca_pem"), "{error}");
 }

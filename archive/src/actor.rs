@@ -43,6 +43,8 @@ pub struct ArchiveStats {
     pub replica_pending: usize,
     pub replica_failures: u64,
     pub held: usize,
+    /// Key objects of the source refused (no valid HMAC): planted, or plaintext.
+    pub refused_key_objects: u64,
     pub last_error: Option<String>,
 }
 
@@ -339,6 +341,7 @@ impl Handler<GetArchiveStats> for ArchiveActor {
     fn handle(&mut self, _: GetArchiveStats, _: &mut Self::Context) -> Self::Result {
         let mut stats = self.stats.clone();
         stats.held = self.held;
+        stats.refused_key_objects = self.keys.refused(&self.source_id);
         MessageResult(stats)
     }
 }

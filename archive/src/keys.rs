@@ -2,8 +2,14 @@
 //! one object per identity, `<prefix>/_keys/source_id=<id>/<UTC time, ns>-<uuid>.age`. With a
 //! master key (an age X25519 identity, from `SWITCHYARD_MASTER_KEY`, or a file named by
 //! `SWITCHYARD_MASTER_KEY_FILE`, e.g. a mounted Kubernetes Secret) each is age-encrypted
-//! to the master key; without one (a first local run) it is plain `age-keygen` text,
-//! and a warning says so.
+//! to the master key and authenticated: `switchyard-archive-key/1\n<hex HMAC>\n<age>`,
+//! the HMAC-SHA256 of the source id and the ciphertext under a key derived from the
+//! master key. Encrypting to the master's public key proves nothing (anyone can), so
+//! without the HMAC whoever can write to the bucket could plant a key of their own and
+//! read every object written after it; a key object without a valid HMAC (planted,
+//! plaintext, copied from another source) is refused, counted and logged, never used.
+//! Without a master key (a first local run on a local store; an S3 store refuses to
+//! start without one) keys are plain `age-keygen` text, and a warning says so.
 //!
 //! Why objects and not a key file: every router replica of a source must encrypt to
 //! keys every other can read, and a pod's own disk doesn't outlive it. One object per
@@ -20,8 +26,10 @@ use std::sync::{Arc, Mutex};
 use age::secrecy::ExposeSecret;
 use age::x25519::Identity;
 use futures::TryStreamExt;
+use hmac::{Hmac, Mac};
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use sha2::Sha256;
 
 use crate::config::ArchiveError;
 use crate::object::{decrypt, encrypt};
@@ -44,9 +52,16 @@ pub struct KeyRing {
     replica: Option<Arc<dyn ObjectStore>>,
     prefix: String,
     master: Option<Identity>,
+    /// Authenticates key objects; derived from the master key.
+    mac_key: Option<[u8; 32]>,
     /// The identity each source's new objects are encrypted to, once known.
     current: Mutex<HashMap<String, Identity>>,
+    /// Key objects refused (no valid HMAC), by source.
+    refused: Mutex<HashMap<String, u64>>,
 }
+
+/// The first line of an authenticated key object.
+const KEY_HEADER: &[u8] = b"switchyard-archive-key/1\n";
 
 impl std::fmt::Debug for KeyRing {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -87,13 +102,26 @@ impl KeyRing {
                 "archive keys are stored unencrypted: set {MASTER_KEY_ENV} or {MASTER_KEY_FILE_ENV} to an age identity"
             );
         }
+        let mac_key = master.as_ref().map(mac_key);
         KeyRing {
             primary,
             replica,
             prefix: prefix.to_string(),
             master,
+            mac_key,
             current: Mutex::new(HashMap::new()),
+            refused: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Key objects of the source refused since start (planted, plaintext, or moved).
+    pub fn refused(&self, source_id: &str) -> u64 {
+        self.refused
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(source_id)
+            .copied()
+            .unwrap_or_default()
     }
 
     /// Where a source's key objects live.
@@ -162,17 +190,38 @@ impl KeyRing {
     /// either holds can be read. None yet (or deleted) is an error.
     pub async fn identities(&self, source_id: &str) -> Result<Vec<Identity>, ArchiveError> {
         let mut identities = Vec::new();
+        let mut refused_here = 0;
         for (path, store) in self.sealed(source_id).await? {
             let failed = |source| ArchiveError::Store {
                 path: path.to_string(),
                 source,
             };
             let bytes = crate::object::fetch(store.as_ref(), &path).await.map_err(failed)?;
-            let mut read = self.read(&bytes).map_err(|reason| ArchiveError::Key {
+            let sealed = match self.authenticated(source_id, &bytes) {
+                Ok(sealed) => sealed,
+                Err(reason) => {
+                    *self
+                        .refused
+                        .lock()
+                        .unwrap_or_else(|poisoned| poisoned.into_inner())
+                        .entry(source_id.to_string())
+                        .or_default() += 1;
+                    tracing::error!(source_id, path = %path, reason, "archive key object refused, not used");
+                    refused_here += 1;
+                    continue;
+                }
+            };
+            let mut read = self.read(sealed).map_err(|reason| ArchiveError::Key {
                 path: path.to_string(),
                 reason,
             })?;
             identities.append(&mut read);
+        }
+        if identities.is_empty() && refused_here > 0 {
+            return Err(self.failed(
+                source_id,
+                format!("none of its {refused_here} key objects is authenticated under this master key (another master key's, or planted)"),
+            ));
         }
         if identities.is_empty() {
             return Err(self.failed(
@@ -236,7 +285,9 @@ impl KeyRing {
     /// Writes one identity as a new key object: to the primary, and to the replica too
     /// when `everywhere`.
     async fn put(&self, source_id: &str, identity: &Identity, everywhere: bool) -> Result<CreatedKey, ArchiveError> {
-        let bytes = self.seal(identity).map_err(|reason| self.failed(source_id, reason))?;
+        let bytes = self
+            .seal(source_id, identity)
+            .map_err(|reason| self.failed(source_id, reason))?;
         let path = ObjectPath::from(format!(
             "{}/{}-{}.age",
             self.base(source_id),
@@ -260,28 +311,85 @@ impl KeyRing {
         Ok(CreatedKey { path, bytes })
     }
 
-    fn seal(&self, identity: &Identity) -> Result<Vec<u8>, String> {
+    fn seal(&self, source_id: &str, identity: &Identity) -> Result<Vec<u8>, String> {
         let text = keygen_text(std::slice::from_ref(identity));
-        match &self.master {
-            Some(master) => encrypt(text.as_bytes(), &master.to_public()),
-            None => Ok(text.into_bytes()),
-        }
+        let (Some(master), Some(key)) = (&self.master, &self.mac_key) else {
+            return Ok(text.into_bytes());
+        };
+        let ciphertext = encrypt(text.as_bytes(), &master.to_public())?;
+        let mut out = KEY_HEADER.to_vec();
+        out.extend_from_slice(hex::encode(object_mac(key, source_id, &ciphertext)).as_bytes());
+        out.push(b'\n');
+        out.extend_from_slice(&ciphertext);
+        Ok(out)
+    }
+
+    /// With a master key: the ciphertext of an object whose HMAC holds for this source.
+    /// Without one: the object as it is.
+    fn authenticated<'a>(&self, source_id: &str, bytes: &'a [u8]) -> Result<&'a [u8], &'static str> {
+        let Some(key) = &self.mac_key else {
+            return Ok(bytes);
+        };
+        let rest = bytes
+            .strip_prefix(KEY_HEADER)
+            .ok_or("not an authenticated key object (planted, or plaintext)")?;
+        let newline = rest.iter().position(|b| *b == b'\n').ok_or("no HMAC line")?;
+        let (mac_hex, ciphertext) = (&rest[..newline], &rest[newline + 1..]);
+        let mac = hex::decode(mac_hex).map_err(|_| "the HMAC is not hex")?;
+        let Ok(mut check) = Hmac::<Sha256>::new_from_slice(key) else {
+            return Err("no HMAC key");
+        };
+        check.update(&mac_input(source_id, ciphertext));
+        check
+            .verify_slice(&mac)
+            .map_err(|_| "its HMAC does not hold: written without the master key, or for another source")?;
+        Ok(ciphertext)
     }
 
     fn read(&self, bytes: &[u8]) -> Result<Vec<Identity>, String> {
-        let plain = match (&self.master, bytes.starts_with(b"age-encryption.org/")) {
+        let encrypted = bytes.starts_with(b"age-encryption.org/") || bytes.starts_with(KEY_HEADER);
+        let plain = match (&self.master, encrypted) {
             (Some(master), true) => {
                 decrypt(bytes, master).map_err(|e| format!("the master key doesn't open it: {e}"))?
             }
+            (Some(_), false) => return Err("it is not encrypted to the master key".into()),
             (None, true) => {
                 return Err(format!(
                     "it is encrypted: set {MASTER_KEY_ENV} or {MASTER_KEY_FILE_ENV}"
                 ));
             }
-            (_, false) => bytes.to_vec(),
+            (None, false) => bytes.to_vec(),
         };
         parse_identities(&String::from_utf8(plain).map_err(|e| e.to_string())?)
     }
+}
+
+/// The key object HMAC key: HKDF-SHA256 of the master identity.
+fn mac_key(master: &Identity) -> [u8; 32] {
+    let secret = master.to_string();
+    let derive = hkdf::Hkdf::<Sha256>::new(Some(b"switchyard-archive"), secret.expose_secret().as_bytes());
+    let mut key = [0u8; 32];
+    // 32 bytes is always a valid HKDF-SHA256 output length.
+    let _ = derive.expand(b"archive key objects v1", &mut key);
+    key
+}
+
+/// What a key object's HMAC covers: its source (so it can't be moved to another) and
+/// its ciphertext.
+fn mac_input(source_id: &str, ciphertext: &[u8]) -> Vec<u8> {
+    let mut input = Vec::with_capacity(source_id.len() + 1 + ciphertext.len());
+    input.extend_from_slice(source_id.as_bytes());
+    input.push(0);
+    input.extend_from_slice(ciphertext);
+    input
+}
+
+fn object_mac(key: &[u8; 32], source_id: &str, ciphertext: &[u8]) -> Vec<u8> {
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(key) else {
+        return Vec::new();
+    };
+    mac.update(&mac_input(source_id, ciphertext));
+    mac.finalize().into_bytes().to_vec()
 }
 
 /// The identity lines of `age-keygen` style text (comments skipped), in order.
@@ -364,8 +472,10 @@ mod tests {
             let keys = KeyRing::new(primary.clone(), Some(replica.clone()), "archive", Some(master.clone()));
             let (first, created) = keys.current("web").await.expect("created");
             let bytes = created.expect("created").bytes;
+            assert!(bytes.starts_with(KEY_HEADER), "authenticated under the master key");
+            let ciphertext = &bytes[KEY_HEADER.len() + 65..];
             assert!(
-                bytes.starts_with(b"age-encryption.org/v1"),
+                ciphertext.starts_with(b"age-encryption.org/v1"),
                 "encrypted to the master key"
             );
             assert!(
@@ -419,6 +529,51 @@ mod tests {
                 "two in the primary, one in the replica"
             );
             assert!(reopened.identities("web").await.is_err(), "no key is left");
+        });
+    }
+
+    /// Whoever can write to the bucket plants key objects: encrypted to the master's
+    /// public key (anyone can), in plain text, or a valid one copied from another
+    /// source. None is used; each is counted.
+    #[test]
+    fn planted_plaintext_or_moved_key_objects_are_refused_and_never_used() {
+        runtime().block_on(async {
+            let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+            let master = Identity::generate();
+            let ring = KeyRing::new(store.clone(), None, "archive", Some(master.clone()));
+            let (genuine, _) = ring.current("web").await.expect("created");
+            let (other_source, _) = ring.current("ios").await.expect("created");
+
+            let attacker = Identity::generate();
+            let text = keygen_text(std::slice::from_ref(&attacker));
+            let planted = encrypt(text.as_bytes(), &master.to_public()).expect("anyone can encrypt to it");
+            let moved = ring.seal("ios", &other_source).expect("a genuine object of ios");
+            // Named to sort last, as the newest key would.
+            for (name, bytes) in [
+                ("z1-planted", planted),
+                ("z2-plain", text.into_bytes()),
+                ("z3-moved", moved),
+            ] {
+                let path = ObjectPath::from(format!("{}/{name}.age", ring.base("web")));
+                store.put(&path, PutPayload::from(bytes)).await.expect("planted");
+            }
+
+            let fresh = KeyRing::new(store.clone(), None, "archive", Some(master.clone()));
+            let (current, created) = fresh.current("web").await.expect("current");
+            assert!(created.is_none(), "the genuine key is still there");
+            assert_eq!(
+                current.to_public().to_string(),
+                genuine.to_public().to_string(),
+                "new objects go to the genuine key, never the planted one"
+            );
+            let all = fresh.identities("web").await.expect("identities");
+            assert!(
+                all.iter()
+                    .all(|i| i.to_public().to_string() != attacker.to_public().to_string()
+                        && i.to_public().to_string() != other_source.to_public().to_string()),
+                "no refused key is tried either"
+            );
+            assert_eq!(fresh.refused("web"), 6, "three objects, refused on each of two reads");
         });
     }
 }

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
-use switchyard_archive::keys::master_from_env;
+use switchyard_archive::config::StoreConfig;
+use switchyard_archive::keys::{keygen_text, master_from_env, parse_identities};
 use switchyard_archive::{ArchiveConfig, KeyRing, delete};
 
 use crate::config::Config;
@@ -132,8 +133,9 @@ pub fn run(command: ArchiveCommand) -> anyhow::Result<()> {
         ArchiveCommand::DeleteUser(args) => runtime.block_on(delete_user(args)),
         ArchiveCommand::DeleteSource(args) => runtime.block_on(delete_source(args)),
         ArchiveCommand::Deletions(args) => runtime.block_on(async {
-            let archive = Config::load(&args.config)?.archive_section(&args.config)?;
-            let keys = key_ring(&archive)?;
+            let config = Config::load(&args.config)?;
+            let archive = config.archive_section(&args.config)?;
+            let keys = key_ring(&config, &archive)?;
             for record in delete::records(keys.primary().as_ref(), &archive.prefix).await? {
                 println!("{}", serde_json::to_string(&record)?);
             }
@@ -155,6 +157,26 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
+#[derive(Debug, clap::Args)]
+pub struct MasterKeyArgs {
+    /// The file to create (it must not exist).
+    #[arg(long, short)]
+    pub output: PathBuf,
+}
+
+/// `switchyard master-key -o FILE`: every process of one deployment must share it
+/// (a Kubernetes Secret), so it is made once, here, never by a process on first use.
+pub fn master_key(args: &MasterKeyArgs) -> anyhow::Result<()> {
+    let identity = age::x25519::Identity::generate();
+    write_private(&args.output, keygen_text(std::slice::from_ref(&identity)).as_bytes())?;
+    eprintln!(
+        "master key written to {} (public key {}): keep a copy safe",
+        args.output.display(),
+        identity.to_public()
+    );
+    Ok(())
+}
+
 /// The archive settings of a file that configures `source` (itself or in the
 /// control-plane workspace it names), and its key ring.
 async fn keys(config_path: &Path, source: &str) -> anyhow::Result<(KeyRing, ArchiveConfig)> {
@@ -163,7 +185,7 @@ async fn keys(config_path: &Path, source: &str) -> anyhow::Result<(KeyRing, Arch
     if !is_configured(&config, source).await? {
         bail!("--source {source:?} is not a configured source");
     }
-    Ok((key_ring(&archive)?, archive))
+    Ok((key_ring(&config, &archive)?, archive))
 }
 
 /// Whether the file, or the control-plane workspace it names, configures `source`.
@@ -179,12 +201,39 @@ async fn is_configured(config: &Config, source: &str) -> anyhow::Result<bool> {
 
 /// The archive's stores and keys, under the master key from the environment when
 /// there is one.
-pub fn key_ring(archive: &ArchiveConfig) -> anyhow::Result<KeyRing> {
+/// The archive's keys, under the master key: from the environment, else the file
+/// `[control] master_key_file` names when it exists (the same key the control plane
+/// uses, for every command, the router included). An S3 store is refused without
+/// one: its key objects could not be authenticated, and whoever can write to the
+/// bucket could plant a key of their own.
+pub fn key_ring(config: &Config, archive: &ArchiveConfig) -> anyhow::Result<KeyRing> {
+    let master = match master_from_env()? {
+        Some(master) => Some(master),
+        None => {
+            let path = config.control.clone().unwrap_or_default().master_key_file;
+            match std::fs::read_to_string(&path) {
+                Ok(text) => Some(
+                    parse_identities(&text)
+                        .map_err(anyhow::Error::msg)
+                        .and_then(|identities| identities.into_iter().next_back().context("no identity"))
+                        .with_context(|| format!("{}: no age identity in it", path.display()))?,
+                ),
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
+                Err(error) => return Err(error).with_context(|| format!("cannot read {}", path.display())),
+            }
+        }
+    };
+    let remote = |store: &StoreConfig| matches!(store, StoreConfig::S3 { .. });
+    if master.is_none() && (remote(&archive.store) || archive.replica.as_ref().is_some_and(remote)) {
+        bail!(
+            "[archive] on S3 needs a master key: set SWITCHYARD_MASTER_KEY or SWITCHYARD_MASTER_KEY_FILE, or [control] master_key_file"
+        );
+    }
     Ok(KeyRing::new(
         archive.store()?,
         archive.replica()?,
         &archive.prefix,
-        master_from_env()?,
+        master,
     ))
 }
 
@@ -216,8 +265,9 @@ async fn export(args: ExportArgs) -> anyhow::Result<()> {
 
 async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
     let path = &args.config.config;
-    let archive = Config::load(path)?.archive_section(path)?;
-    let keys = key_ring(&archive)?;
+    let config = Config::load(path)?;
+    let archive = config.archive_section(path)?;
+    let keys = key_ring(&config, &archive)?;
     let Some(replica) = keys.replica() else {
         bail!("{}: [archive] has no replica to compare with", path.display());
     };
@@ -277,7 +327,7 @@ async fn delete_source(args: DeleteSourceArgs) -> anyhow::Result<()> {
             path.display()
         );
     }
-    let keys = key_ring(&archive)?;
+    let keys = key_ring(&config, &archive)?;
     let record = delete::delete_source(&keys, &args.source).await?;
     println!("{}", serde_json::to_string(&record)?);
     eprintln!(

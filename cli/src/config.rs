@@ -6,7 +6,7 @@ use std::path::Path;
 
 use anyhow::{Context, bail};
 use serde::Deserialize;
-use switchyard_actors::{DedupSettings, DestinationConfig, Transform, TransformConfig};
+use switchyard_actors::{DedupSettings, DestinationConfig, EgressPolicy, Transform, TransformConfig};
 use switchyard_archive::ArchiveConfig;
 use switchyard_ingest::IngestConfig;
 use switchyard_ops::OpsConfig;
@@ -34,6 +34,10 @@ pub struct Config {
     /// The control plane (`switchyard control ...`); absent: its defaults.
     #[serde(default)]
     pub control: Option<switchyard_control::ControlConfig>,
+    /// Where destinations may connect: only the operator decides (absent: public
+    /// addresses over TLS only). Applies to the file's destinations and the workspace's.
+    #[serde(default)]
+    pub egress: EgressPolicy,
 }
 
 /// A source and its own transforms. Unknown keys are refused by [`SourceConfig`]
@@ -186,7 +190,7 @@ impl Config {
         let source_ids: HashSet<&str> = self.sources.iter().map(|s| s.source.id.as_str()).collect();
         let mut destination_ids = HashSet::new();
         for (index, destination) in self.destinations.iter().enumerate() {
-            destination.validate(index, &source_ids)?;
+            destination.validate(index, &source_ids, &self.egress)?;
             Transform::compile(&destination.transforms)
                 .map_err(|error| anyhow::anyhow!("destinations[{index}].{error}"))?;
             if !destination_ids.insert(destination.id.as_str()) {

@@ -6,12 +6,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use switchyard_actors::EgressPolicy;
 use switchyard_archive::keys::{keygen_text, master_from_env, parse_identities};
 use switchyard_control::api::{ApiState, routes};
 use switchyard_control::debugger::Debugger;
 use switchyard_control::model::Actor;
 use switchyard_control::secrets::Sealer;
-use switchyard_control::store::Password;
+use switchyard_control::store::{Password, Reserved};
 use switchyard_control::{Control, ControlConfig, Db, audit, backup};
 use switchyard_router::tap::TapSink;
 
@@ -113,9 +114,31 @@ fn master_key(config: &ControlConfig) -> anyhow::Result<age::x25519::Identity> {
     }
 }
 
-pub async fn open(config: &ControlConfig) -> anyhow::Result<Control> {
+/// The control plane, checking destinations against the operator's `egress`.
+pub async fn open(config: &ControlConfig, egress: &EgressPolicy) -> anyhow::Result<Control> {
     let db = Db::open(&config.database_url).await?;
-    Ok(Control::new(db, Sealer::from_master(&master_key(config)?)))
+    Ok(Control::new(db, Sealer::from_master(&master_key(config)?)).with_egress(Arc::new(egress.clone())))
+}
+
+/// [`open`] with the `[control]` and `[egress]` of the file at `path`, its own sources'
+/// and destinations' ids kept from tenants.
+async fn open_file(path: &Path) -> anyhow::Result<Control> {
+    let file = Config::load(path)?;
+    open_config(&file).await
+}
+
+async fn open_config(file: &Config) -> anyhow::Result<Control> {
+    let reserved = Reserved {
+        sources: file.source_configs().into_iter().map(|source| source.id).collect(),
+        destinations: file
+            .destinations
+            .iter()
+            .map(|destination| destination.id.clone())
+            .collect(),
+    };
+    Ok(open(&file.control.clone().unwrap_or_default(), &file.egress)
+        .await?
+        .with_reserved(reserved))
 }
 
 pub fn run(command: ControlCommand) -> anyhow::Result<()> {
@@ -180,7 +203,7 @@ pub fn apply(args: ApplyArgs) -> anyhow::Result<()> {
     let file = switchyard_control::apply::WorkspaceFile::from_yaml(&text)
         .with_context(|| format!("{} is not a workspace file", args.file.display()))?;
     actix_web::rt::System::new().block_on(async {
-        let control = open(&section(&args.config.config)?).await?;
+        let control = open_file(&args.config.config).await?;
         let actor = Actor::local("switchyard apply");
         let env = |name: &str| std::env::var(name).ok();
         let report = switchyard_control::apply::apply(&control, &actor, &file, &env, args.prune).await?;
@@ -209,7 +232,7 @@ pub fn apply(args: ApplyArgs) -> anyhow::Result<()> {
 /// `switchyard export-config`: a workspace as a file, without secrets.
 pub fn export_config(args: ExportConfigArgs) -> anyhow::Result<()> {
     actix_web::rt::System::new().block_on(async {
-        let control = open(&section(&args.config.config)?).await?;
+        let control = open_file(&args.config.config).await?;
         let yaml = switchyard_control::apply::export(&control, &args.workspace)
             .await?
             .to_yaml()?;
@@ -240,7 +263,9 @@ pub fn audit(command: AuditCommand) -> anyhow::Result<()> {
     actix_web::rt::System::new().block_on(async {
         let config = section(&args.config)?;
         let db = Db::open(&config.database_url).await?;
-        let report = audit::verify(&db).await?;
+        // The chain is keyed under the master key: without it nothing can be checked.
+        let key = Sealer::from_master(&master_key(&config)?).audit_key();
+        let report = audit::verify(&db, &key).await?;
         println!("{}", serde_json::to_string(&report)?);
         match (report.broken_at, report.reason) {
             (Some(seq), Some(reason)) => bail!("audit log broken at row {seq}: {reason}"),
@@ -257,8 +282,7 @@ async fn init(args: InitArgs) -> anyhow::Result<()> {
         .ok()
         .filter(|p| !p.is_empty())
         .with_context(|| format!("set {PASSWORD_ENV} to the owner's password (12 characters or more)"))?;
-    let config = section(&args.config.config)?;
-    let control = open(&config).await?;
+    let control = open_file(&args.config.config).await?;
     let actor = Actor::local("switchyard control init");
     let owner = control
         .create_user(&actor, &args.email, Password::Plain(&password))
@@ -302,7 +326,7 @@ const DEBUGGER_RECHECK: Duration = Duration::from_secs(15);
 async fn serve(args: ConfigArgs) -> anyhow::Result<()> {
     let file = Config::load(&args.config)?;
     let config = file.control.clone().unwrap_or_default();
-    let control = Arc::new(open(&config).await?);
+    let control = Arc::new(open_config(&file).await?);
     if config.backup.is_some() {
         actix_web::rt::spawn(backup_every(config.clone(), control.db().clone()));
     }

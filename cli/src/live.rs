@@ -23,22 +23,33 @@ pub struct Effective {
     pub sources: Vec<SourceConfig>,
     pub transforms: HashMap<String, Vec<TransformConfig>>,
     pub destinations: Vec<DestinationConfig>,
+    /// Control-plane entries left out because the file uses their ids.
+    pub shadowed: Vec<String>,
 }
 
-/// Merges the file with the control plane's workspace; an id in both is refused.
+/// Merges the file with the control plane's workspace. The file is the operator's and
+/// wins: a control-plane source or destination with an id the file already uses is left
+/// out (and logged), so a workspace member can neither take over a file source's id nor,
+/// by making one, stop every later reload or restart.
 pub fn effective(file: &Config, live: Option<&LiveConfig>) -> anyhow::Result<Effective> {
     let mut merged = Effective {
         specs: file.source_configs().iter().map(SourceSpec::from).collect(),
         sources: file.source_configs(),
         transforms: file.source_transforms(),
         destinations: file.destinations.clone(),
+        shadowed: Vec::new(),
     };
     let Some(live) = live else {
         return Ok(merged);
     };
     for source in &live.sources {
         if merged.transforms.contains_key(&source.id) {
-            bail!("source {:?} is both in the file and in the control plane", source.id);
+            tracing::warn!(
+                source_id = %source.id,
+                "control-plane source left out: the configuration file has a source with this id"
+            );
+            merged.shadowed.push(format!("source {}", source.id));
+            continue;
         }
         let (rate, burst) = (
             source.settings.rate_limit_events_per_sec,
@@ -63,11 +74,13 @@ pub fn effective(file: &Config, live: Option<&LiveConfig>) -> anyhow::Result<Eff
         merged.transforms.insert(source.id.clone(), source.transforms.clone());
     }
     for destination in &live.destinations {
-        if merged.destinations.iter().any(|d| d.id == destination.id) {
-            bail!(
-                "destination {:?} is both in the file and in the control plane",
-                destination.id
+        if file.destinations.iter().any(|d| d.id == destination.id) {
+            tracing::warn!(
+                destination_id = %destination.id,
+                "control-plane destination left out: the configuration file has a destination with this id"
             );
+            merged.shadowed.push(format!("destination {}", destination.id));
+            continue;
         }
         merged.destinations.push(destination.clone());
     }
@@ -90,7 +103,7 @@ impl Live {
         let Some(workspace) = &section.workspace else {
             return Ok(None);
         };
-        let control = crate::control::open(section).await?;
+        let control = crate::control::open(section, &config.egress).await?;
         if control.workspace(workspace).await?.is_none() {
             bail!(
                 "[control] workspace {workspace:?} does not exist in {}",

@@ -89,6 +89,9 @@ enum Command {
     Apply(control::ApplyArgs),
     /// Writes a workspace's sources and destinations as YAML, without secrets.
     ExportConfig(control::ExportConfigArgs),
+    /// Makes a new master key file (an age identity, mode 0600), for
+    /// SWITCHYARD_MASTER_KEY_FILE or [control] master_key_file; never overwrites one.
+    MasterKey(archive::MasterKeyArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -123,6 +126,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Restore(args) => control::restore(args),
         Command::Apply(args) => control::apply(args),
         Command::ExportConfig(args) => control::export_config(args),
+        Command::MasterKey(args) => archive::master_key(&args),
     }
 }
 

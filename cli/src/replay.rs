@@ -88,6 +88,7 @@ impl Handler<DeadLetter> for Refusals {
 pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
     let config = Config::load(&args.config)?;
     let archive = config.archive_section(&args.config)?;
+    let egress = Arc::new(config.egress.clone());
     let destinations: Vec<_> = config
         .destinations
         .iter()
@@ -108,7 +109,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
         Some(text) => Some(Condition::compile(text).map_err(|error| anyhow::anyhow!("--where: {error}"))?),
         None => None,
     };
-    let keys = crate::archive::key_ring(&archive)?;
+    let keys = crate::archive::key_ring(&config, &archive)?;
     let store = keys.primary().clone();
     let done: HashSet<String> = std::fs::read_to_string(&args.checkpoint)
         .map(|text| text.lines().map(str::to_string).collect())
@@ -132,6 +133,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
                 destination.clone(),
                 refusals.clone().recipient(),
                 Load::new(usize::MAX),
+                egress.clone(),
             )
             .with_transform(transform);
             actors.push(actor.start());

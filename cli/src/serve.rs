@@ -9,7 +9,7 @@ use actix::Actor;
 use anyhow::Context;
 use switchyard_ingest::{IngestState, KafkaSink, SourceRegistry, server};
 use switchyard_ops::{Ops, Readiness};
-use switchyard_router::{ArchiveSetup, DeadLetterWriter, RouterConsumer, Topology};
+use switchyard_router::{ArchiveSetup, DeadLetterWriter, RouterConsumer, Topology, TopologyOptions};
 use switchyard_schemas::config::KafkaConfig;
 
 use crate::config::Config;
@@ -106,7 +106,7 @@ async fn serve(config_path: Loaded, config: Config, kafka_brokers: Option<String
         let writer = writer.start();
         let archive = match &config.archive {
             Some(archive) => Some(ArchiveSetup {
-                keys: Arc::new(crate::archive::key_ring(archive)?),
+                keys: Arc::new(crate::archive::key_ring(&config, archive)?),
                 config: archive.clone(),
             }),
             None => None,
@@ -116,9 +116,12 @@ async fn serve(config_path: Loaded, config: Config, kafka_brokers: Option<String
             &running.transforms,
             &running.destinations,
             writer.clone().recipient(),
-            retry_topic.map(|_| writer.recipient()),
-            archive,
-            config.router.dedup(),
+            TopologyOptions {
+                parking: retry_topic.map(|_| writer.recipient()),
+                archive,
+                dedup: config.router.dedup(),
+                egress: Arc::new(config.egress.clone()),
+            },
         )?;
         let consumer = RouterConsumer::start(&kafka, &config.router.group_id, retry_topic, topology.clone())?;
         if let Some(every) = topology.suppression_refresh() {
@@ -138,7 +141,7 @@ async fn serve(config_path: Loaded, config: Config, kafka_brokers: Option<String
             },
             sink: KafkaSink::new(&kafka)?,
             limits: config.ingest.limits(),
-            trust_forwarded_for: config.ingest.trust_forwarded_for,
+            trusted_proxies: config.ingest.proxy_hops(),
             refused: Default::default(),
             dead_letter_topic: Some(config.router.dead_letter_topic.clone()).filter(|topic| !topic.is_empty()),
             replays: Default::default(),
@@ -179,10 +182,12 @@ async fn serve(config_path: Loaded, config: Config, kafka_brokers: Option<String
             .iter()
             .map(|entry| &entry.source)
             .find(|source| !source.write_key.is_empty());
+        // The hint names the source, never its write key: logs are shipped and read by
+        // more people than the configuration file.
         if let Some(source) = first_keyed.filter(|_| !bound.tls) {
             tracing::info!(
-                "try: curl -u {}: {scheme}://{}/v1/track -H 'content-type: application/json' -d '{{\"userId\":\"user-1\",\"event\":\"Signed Up\"}}'",
-                source.write_key,
+                source_id = %source.id,
+                "try: curl -u <the source's write key>: {scheme}://{}/v1/track -H 'content-type: application/json' -d '{{\"userId\":\"user-1\",\"event\":\"Signed Up\"}}'",
                 bound.addr
             );
         }

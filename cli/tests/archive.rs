@@ -17,7 +17,7 @@ fn config_text(brokers: &str, topic: &str, archive: &str) -> String {
     format!(
         "[kafka]\nbrokers = \"{brokers}\"\ntopic = \"{topic}\"\n\n[ops]\nlisten = \"127.0.0.1:0\"\n\n\
          [ingest]\nlisten = \"127.0.0.1:0\"\nallow_plain_http = true\n\n\
-         [router]\ngroup_id = \"{topic}-group\"\ndead_letter_topic = \"{topic}.dead\"\nretry_topic = \"{topic}.retry\"\n\n\
+         [egress]\nallow = [\"127.0.0.0/8\"]\nallow_plain_http_hosts = [\"127.0.0.1\"]\n\n[router]\ngroup_id = \"{topic}-group\"\ndead_letter_topic = \"{topic}.dead\"\nretry_topic = \"{topic}.retry\"\n\n\
          [archive]\n{archive}\nmax_object_age_secs = 1\nsuppression_refresh_secs = 1\n\n\
          [[sources]]\nid = \"shop\"\nwrite_key = \"{KEY}\"\n"
     )
@@ -135,11 +135,8 @@ async fn objects_go_to_s3_with_server_side_encryption_and_reach_a_replica_that_c
     let config = dir.path().join("switchyard.toml");
     let archive = format!("store = {}\nreplica = {}", store("primary"), store("replica"));
     std::fs::write(&config, config_text(&broker.brokers(), &topic, &archive)).expect("write config");
-    let credentials = [
-        ("AWS_ACCESS_KEY_ID", "testing"),
-        ("AWS_SECRET_ACCESS_KEY", "testing"),
-        ("AWS_REGION", "us-east-1"),
-    ];
+    let master = master_key(dir.path());
+    let credentials = s3_env(&master);
     let switchyard = Switchyard::start_with_env("run", &config, &credentials);
     let events: Vec<_> = (0..10).map(|i| track(&format!("s3-{i}"), "u-1")).collect();
     send_batch(
@@ -241,7 +238,7 @@ async fn replay_sends_the_chosen_range_to_a_new_destination_once_and_resumes() {
     std::fs::write(
         &replay_config,
         format!(
-            "{base}\n[[destinations]]\nid = \"late\"\nsources = [\"shop\"]\nkind = \"webhook\"\nurl = \"{}\"\nallow_private_network = true\nallow_plain_http = true\n",
+            "{base}\n[[destinations]]\nid = \"late\"\nsources = [\"shop\"]\nkind = \"webhook\"\nurl = \"{}\"\n",
             hook.url()
         ),
     )
@@ -301,6 +298,38 @@ fn archived(s3: &Moto, bucket: &str) -> Vec<String> {
     let mut keys = s3.keys(bucket);
     keys.retain(|key| key.starts_with("archive/source_id="));
     keys
+}
+
+/// A new master key file in `dir` (an S3 archive refuses to start without one), from
+/// `switchyard master-key` as an operator would make it.
+fn master_key(dir: &std::path::Path) -> String {
+    let path = dir.join("master.key");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["master-key", "-o"])
+        .arg(&path)
+        .output()
+        .expect("switchyard runs");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    path.to_str().expect("utf-8 path").to_string()
+}
+
+/// Writes the configuration of an archive in bucket "primary" at `endpoint`.
+fn s3_config(dir: &std::path::Path, brokers: &str, topic: &str, endpoint: &str) -> std::path::PathBuf {
+    let archive =
+        format!("store = {{ kind = \"s3\", bucket = \"primary\", endpoint = \"{endpoint}\", allow_http = true }}");
+    let config = dir.join("switchyard.toml");
+    std::fs::write(&config, config_text(brokers, topic, &archive)).expect("write config");
+    config
+}
+
+/// moto's credentials and the master key file, as the environment of every command.
+fn s3_env(master: &str) -> [(&str, &str); 4] {
+    [
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_REGION", "us-east-1"),
+        ("SWITCHYARD_MASTER_KEY_FILE", master),
+    ]
 }
 
 /// Runs `switchyard <args> --config <config>`.
@@ -417,7 +446,7 @@ async fn a_deleted_user_leaves_every_object_and_replay_and_a_deleted_source_leav
     std::fs::write(
         &replay_config,
         format!(
-            "{base}\n[[destinations]]\nid = \"new\"\nsources = [\"shop\"]\nkind = \"webhook\"\nurl = \"{}\"\nallow_private_network = true\nallow_plain_http = true\n",
+            "{base}\n[[destinations]]\nid = \"new\"\nsources = [\"shop\"]\nkind = \"webhook\"\nurl = \"{}\"\n",
             hook.url()
         ),
     )
@@ -519,17 +548,9 @@ async fn a_crash_mid_upload_loses_nothing_because_offsets_were_not_committed() {
     s3.create_bucket("primary");
     let proxy = HoldingProxy::start(s3.endpoint());
     let dir = tempfile::tempdir().expect("temp dir");
-    let archive = format!(
-        "store = {{ kind = \"s3\", bucket = \"primary\", endpoint = \"{}\", allow_http = true }}",
-        proxy.url
-    );
-    let config = dir.path().join("switchyard.toml");
-    std::fs::write(&config, config_text(&broker.brokers(), &topic, &archive)).expect("write config");
-    let credentials = [
-        ("AWS_ACCESS_KEY_ID", "testing"),
-        ("AWS_SECRET_ACCESS_KEY", "testing"),
-        ("AWS_REGION", "us-east-1"),
-    ];
+    let config = s3_config(dir.path(), &broker.brokers(), &topic, &proxy.url);
+    let master = master_key(dir.path());
+    let credentials = s3_env(&master);
     let client = awc::Client::default();
     let mut switchyard = Switchyard::start_with_env("run", &config, &credentials);
     let url = switchyard.ingest_url.clone().expect("ingest");
@@ -570,4 +591,86 @@ async fn a_crash_mid_upload_loses_nothing_because_offsets_were_not_committed() {
         .collect();
     sent.sort();
     assert_eq!(ids, sent, "every event exactly once ({} seen first)", events.len());
+}
+
+/// An attacker who can write to the bucket (not read the master key) plants newer key
+/// objects for a source: one plain `age-keygen` text, one encrypted to the master key's
+/// public key (anyone can do that) but without the MAC. The restarted router refuses
+/// both, counts and logs them, and goes on encrypting to the genuine key: every object
+/// opens with the archive's own keys and none with the planted one.
+#[actix_web::test]
+async fn a_key_object_planted_in_the_bucket_is_refused_counted_and_never_used() {
+    use age::secrecy::ExposeSecret;
+    let (broker, topic) = broker_with_topics("planted-key", 1).await;
+    let s3 = Moto::start();
+    s3.create_bucket("primary");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = s3_config(dir.path(), &broker.brokers(), &topic, &s3.endpoint());
+    let master = master_key(dir.path());
+    let credentials = s3_env(&master);
+    let client = awc::Client::default();
+    let mut switchyard = Switchyard::start_with_env("run", &config, &credentials);
+    let url = switchyard.ingest_url.clone().expect("ingest");
+    let first: Vec<_> = (0..5).map(|i| track(&format!("before-{i}"), "u-1")).collect();
+    send_batch(&client, &url, KEY, &first).await;
+    wait_for_export(&config, &credentials, 5, Duration::from_secs(30)).await;
+    actix_web::rt::time::sleep(Duration::from_millis(1500)).await;
+    switchyard.terminate();
+
+    let planted = age::x25519::Identity::generate();
+    let planted_text = format!("{}\n", planted.to_string().expose_secret());
+    let master_identity =
+        switchyard_archive::keys::parse_identities(&std::fs::read_to_string(&master).expect("master"))
+            .expect("identity")
+            .pop()
+            .expect("one");
+    let to_master = switchyard_archive::object::encrypt(planted_text.as_bytes(), &master_identity.to_public())
+        .expect("encrypted to the master's public key");
+    for (name, bytes) in [
+        ("99999999999999999998-plain", planted_text.into_bytes()),
+        ("99999999999999999999-unsigned", to_master),
+    ] {
+        let file = dir.path().join(name);
+        std::fs::write(&file, bytes).expect("planted file");
+        s3.curl(
+            &["-X", "PUT", "--data-binary", &format!("@{}", file.display())],
+            &format!("primary/archive/_keys/source_id%3Dshop/{name}.age"),
+        );
+    }
+    assert_eq!(
+        s3.keys("primary").iter().filter(|key| key.contains("_keys/")).count(),
+        3,
+        "the genuine key and two planted ones"
+    );
+
+    let switchyard = Switchyard::start_with_env("run", &config, &credentials);
+    let url = switchyard.ingest_url.clone().expect("ingest");
+    let second: Vec<_> = (0..5).map(|i| track(&format!("after-{i}"), "u-1")).collect();
+    send_batch(&client, &url, KEY, &second).await;
+    let events = wait_for_export(&config, &credentials, 10, Duration::from_secs(90)).await;
+    assert_eq!(events.len(), 10, "every event opens with the archive's own keys");
+    for key in archived(&s3, "primary") {
+        let file = dir.path().join("object");
+        s3.curl(
+            &["-o", &file.display().to_string()],
+            &format!("primary/{}", key.replace('=', "%3D")),
+        );
+        let sealed = std::fs::read(&file).expect("object");
+        assert!(
+            switchyard_archive::object::decrypt(&sealed, &planted).is_err(),
+            "{key} was encrypted to the planted key"
+        );
+    }
+    let ops = switchyard.ops_url.clone().expect("ops");
+    let mut response = client.get(format!("{ops}/metrics")).send().await.expect("metrics");
+    let metrics = String::from_utf8_lossy(&response.body().limit(16 << 20).await.expect("body")).into_owned();
+    let refused: u64 = metrics
+        .lines()
+        .find(|line| {
+            line.starts_with("switchyard_archive_key_objects_refused_total{") && line.contains("source=\"shop\"")
+        })
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
+        .unwrap_or_else(|| panic!("no refused-key metric for shop: {metrics}"));
+    assert!(refused >= 2, "both planted objects counted: {refused}");
 }

@@ -125,7 +125,7 @@ print(len(s.get(base + "/audit").json()))
         .trim()
         .parse()
         .expect("audit rows");
-    assert_eq!(rows, 3, "workspace, source and destination creation");
+    assert_eq!(rows, 4, "the sign-in, and workspace, source and destination creation");
     assert!(log.contains("audited"), "the log was captured at trace level");
     assert!(!log.contains(SECRET), "a credential reached the server log");
 
@@ -159,7 +159,10 @@ print(len(s.get(base + "/audit").json()))
         String::from_utf8_lossy(&verified.stderr)
     );
     let report: serde_json::Value = serde_json::from_slice(&verified.stdout).expect("report");
-    assert_eq!(report["rows"], 4, "user, workspace, source and destination: {report}");
+    assert_eq!(
+        report["rows"], 5,
+        "user, workspace, sign-in, source and destination: {report}"
+    );
     let again = switchyard(&["restore"], &restored_config);
     assert!(
         !again.status.success(),
@@ -227,7 +230,7 @@ async fn sources_and_destinations_made_through_the_admin_api_reach_running_inges
         format!(
             "{}\n[kafka]\nbrokers = \"{}\"\ntopic = \"{topic}\"\n\n[ops]\nlisten = \"127.0.0.1:0\"\n\n\
              [ingest]\nlisten = \"127.0.0.1:0\"\nallow_plain_http = true\n\n\
-             [router]\ngroup_id = \"{topic}-group\"\ndead_letter_topic = \"{topic}.dead\"\nretry_topic = \"{topic}.retry\"\n",
+             [egress]\nallow = [\"127.0.0.0/8\"]\nallow_plain_http_hosts = [\"127.0.0.1\"]\n\n[router]\ngroup_id = \"{topic}-group\"\ndead_letter_topic = \"{topic}.dead\"\nretry_topic = \"{topic}.retry\"\n",
             control_section(&workspace),
             broker.brokers()
         ),
@@ -281,7 +284,7 @@ async fn sources_and_destinations_made_through_the_admin_api_reach_running_inges
         "POST",
         "/destinations",
         serde_json::json!({"id": "hook", "kind": "webhook", "sources": ["web"],
-            "settings": {"url": hook.url(), "allow_private_network": true, "allow_plain_http": true, "batch_max_events": 1},
+            "settings": {"url": hook.url(), "batch_max_events": 1},
             "credentials": {"bearer_token": "live-token-0123"}}),
     )
     .await;

@@ -73,7 +73,7 @@ async fn mtls_destination_delivers_and_one_without_the_client_certificate_dead_l
     let destination = |id: &str, tls: &str| {
         format!(
             "\n[[destinations]]\nid = \"{id}\"\nsources = [\"shop\"]\nkind = \"webhook\"\nurl = \"{}\"\n\
-             allow_private_network = true\nretry = {{ min_backoff_ms = 50, max_backoff_ms = 400 }}\n\
+             retry = {{ min_backoff_ms = 50, max_backoff_ms = 400 }}\n\
              tls = {{ ca_pem = {}{tls} }}\n",
             receiver.url(),
             toml_string(&ca.cert.pem()),
@@ -83,7 +83,7 @@ async fn mtls_destination_delivers_and_one_without_the_client_certificate_dead_l
     let config = dir.path().join("switchyard.toml");
     let text = format!(
         "[kafka]\nbrokers = \"{}\"\ntopic = \"{topic}\"\n\n[ops]\nlisten = \"127.0.0.1:0\"\n\n[ingest]\nlisten = \"127.0.0.1:0\"\n\
-         allow_plain_http = true\n\n[router]\ngroup_id = \"{topic}-group\"\ndead_letter_topic = \"{dead_letters}\"\n\
+         allow_plain_http = true\n\n[egress]\nallow = [\"127.0.0.0/8\"]\nallow_plain_http_hosts = [\"127.0.0.1\"]\n\n[router]\ngroup_id = \"{topic}-group\"\ndead_letter_topic = \"{dead_letters}\"\n\
          retry_topic = \"{topic}.retry\"\n\n[[sources]]\nid = \"shop\"\nwrite_key = \"{KEY}\"\n{}{}",
         broker.brokers(),
         destination(

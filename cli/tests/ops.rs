@@ -29,7 +29,7 @@ fn config(setup: &Setup, destinations: &str) -> std::path::PathBuf {
     let text = format!(
         "[kafka]\nbrokers = \"{}\"\ntopic = \"{t}\"\n\n[ops]\nlisten = \"127.0.0.1:0\"\n\n\
          [ingest]\nlisten = \"127.0.0.1:0\"\nallow_plain_http = true\n\n\
-         [router]\ngroup_id = \"{t}-group\"\ndead_letter_topic = \"{t}.dead\"\nretry_topic = \"{t}.retry\"\n\n\
+         [egress]\nallow = [\"127.0.0.0/8\"]\nallow_plain_http_hosts = [\"127.0.0.1\"]\n\n[router]\ngroup_id = \"{t}-group\"\ndead_letter_topic = \"{t}.dead\"\nretry_topic = \"{t}.retry\"\n\n\
          [[sources]]\nid = \"shop\"\nwrite_key = \"{KEY}\"\n{destinations}",
         setup.broker.brokers(),
         t = setup.topic,
@@ -42,7 +42,7 @@ fn config(setup: &Setup, destinations: &str) -> std::path::PathBuf {
 fn webhook(id: &str, receiver: &Receiver, extra: &str) -> String {
     format!(
         "\n[[destinations]]\nid = \"{id}\"\nsources = [\"shop\"]\nkind = \"webhook\"\nurl = \"{}\"\n\
-         allow_private_network = true\nallow_plain_http = true\n{extra}\n",
+         {extra}\n",
         receiver.url()
     )
 }

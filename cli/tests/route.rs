@@ -41,7 +41,7 @@ async fn setup() -> Setup {
 fn config_text(setup: &Setup, destinations: &[(&str, &Receiver, usize)]) -> String {
     let mut text = format!(
         "[kafka]\nbrokers = \"{}\"\ntopic = \"{}\"\n\n[ops]\nlisten = \"127.0.0.1:0\"\n\n[ingest]\nlisten = \"127.0.0.1:0\"\nallow_plain_http = true\n\n\
-         [router]\ngroup_id = \"{}-group\"\ndead_letter_topic = \"{}\"\nretry_topic = \"{}\"\n\n\
+         [egress]\nallow = [\"127.0.0.0/8\"]\nallow_plain_http_hosts = [\"127.0.0.1\"]\n\n[router]\ngroup_id = \"{}-group\"\ndead_letter_topic = \"{}\"\nretry_topic = \"{}\"\n\n\
          [[sources]]\nid = \"shop\"\nwrite_key = \"{KEY}\"\n",
         setup.broker.brokers(),
         setup.topic,
@@ -58,7 +58,7 @@ fn config_text(setup: &Setup, destinations: &[(&str, &Receiver, usize)]) -> Stri
 fn destination_block(id: &str, source: &str, receiver: &Receiver, concurrency: usize) -> String {
     format!(
         "\n[[destinations]]\nid = \"{id}\"\nsources = [\"{source}\"]\nkind = \"webhook\"\nurl = \"{}\"\n\
-         allow_private_network = true\nallow_plain_http = true\nconcurrency = {concurrency}\nbreaker_cooldown_ms = 200\n\
+         concurrency = {concurrency}\nbreaker_cooldown_ms = 200\n\
          retry = {{ min_backoff_ms = 50, max_backoff_ms = 400 }}\n",
         receiver.url()
     )
@@ -300,7 +300,7 @@ async fn a_kafka_destination_receives_the_events_in_the_record_format() {
     let mut text = std::fs::read_to_string(&config).expect("config");
     text.push_str(&format!(
         "\n[[destinations]]\nid = \"warehouse-feed\"\nsources = [\"shop\"]\nkind = \"kafka\"\nbrokers = \"{}\"\n\
-         topic = \"{out_topic}\"\nallow_private_network = true\nbatch_max_events = 10\n",
+         topic = \"{out_topic}\"\nbatch_max_events = 10\n",
         setup.broker.brokers()
     ));
     std::fs::write(&config, text).expect("write config");
@@ -349,7 +349,7 @@ async fn per_user_ordering_holds_a_users_later_events_while_one_retries() {
     let mut text = std::fs::read_to_string(&config).expect("config");
     text.push_str(&format!(
         "\n[[destinations]]\nid = \"ordered\"\nsources = [\"shop\"]\nkind = \"webhook\"\nurl = \"{}\"\n\
-         allow_private_network = true\nallow_plain_http = true\nconcurrency = 4\nordering = \"per_user\"\n\
+         concurrency = 4\nordering = \"per_user\"\n\
          retry = {{ min_backoff_ms = 600, max_backoff_ms = 600 }}\n",
         receiver.url()
     ));
@@ -404,7 +404,7 @@ async fn source_and_destination_transforms_filter_and_scrub_events() {
     );
     let text = format!(
         "{text}\n[[destinations]]\nid = \"scrubbed\"\nsources = [\"shop\"]\nkind = \"webhook\"\nurl = \"{}\"\n\
-         allow_private_network = true\nallow_plain_http = true\ntransforms = [\n  {{ op = \"hash\", fields = [\"properties.email\"], salt = \"pepper-123\" }},\n\
+         transforms = [\n  {{ op = \"hash\", fields = [\"properties.email\"], salt = \"pepper-123\" }},\n\
          {{ op = \"redact\", fields = [\"context.ip\"] }},\n  {{ op = \"drop_fields\", fields = [\"userId\"] }},\n]\n",
         receiver.url()
     );

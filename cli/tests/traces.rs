@@ -102,7 +102,7 @@ async fn one_trace_runs_from_the_callers_span_through_kafka_to_the_delivery() {
         format!(
             "{pipeline}\
              [[sources]]\nid = \"shop\"\nwrite_key = \"{KEY}\"\n\n\
-             [[destinations]]\nid = \"hook\"\nsources = [\"shop\"]\nkind = \"webhook\"\nurl = \"{hook_url}\"\nallow_private_network = true\nallow_plain_http = true\n",
+             [[destinations]]\nid = \"hook\"\nsources = [\"shop\"]\nkind = \"webhook\"\nurl = \"{hook_url}\"\n",
             pipeline = pipeline_config(&broker.brokers(), &topic),
             hook_url = hook.url()
         ),

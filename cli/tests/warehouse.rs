@@ -35,13 +35,13 @@ async fn a_warehouse_without_rights_waits_in_retry_and_blocks_no_other_destinati
             "{pipeline}\
              [[sources]]\nid = \"shop\"\nwrite_key = \"{KEY}\"\n\n[[sources]]\nid = \"app\"\nwrite_key = \"{APP_KEY}\"\n\n\
              [[destinations]]\nid = \"warehouse\"\nsources = [\"shop\", \"app\"]\nkind = \"postgres_warehouse\"\n\
-             url = \"{warehouse}\"\nallow_private_network = true\nbatch_max_events = 25\nbatch_max_wait_ms = 300\n\
+             url = \"{warehouse}\"\nbatch_max_events = 25\nbatch_max_wait_ms = 300\n\
              breaker_failures = 1000\nretry = {{ min_backoff_ms = 100, max_backoff_ms = 500 }}\n\n\
              [[destinations]]\nid = \"export\"\nsources = [\"shop\"]\nkind = \"object_storage_export\"\n\
-             bucket = \"exports\"\nendpoint = \"{endpoint}\"\nallow_http = true\nallow_private_network = true\n\
+             bucket = \"exports\"\nendpoint = \"{endpoint}\"\n\
              access_key_id = \"customer\"\nsecret_access_key = \"customer-secret\"\nbatch_max_wait_ms = 300\n\n\
              [[destinations]]\nid = \"hook\"\nsources = [\"shop\"]\nkind = \"webhook\"\nurl = \"{hook}\"\n\
-             allow_private_network = true\nallow_plain_http = true\n",
+             ",
             pipeline = pipeline_config(&broker.brokers(), &topic),
             warehouse = db.url_as(&role, "loader-pw"),
             endpoint = moto.endpoint(),

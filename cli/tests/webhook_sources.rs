@@ -24,7 +24,7 @@ async fn a_redelivered_github_webhook_reaches_the_destination_once() {
             "{pipeline}\
              [[sources]]\nid = \"github\"\nkind = \"webhook\"\nwebhook = {{ preset = \"github\", secret = \"{SECRET}\" }}\n\n\
              [[destinations]]\nid = \"hook\"\nsources = [\"github\"]\nkind = \"webhook\"\nurl = \"{hook_url}\"\n\
-             allow_private_network = true\nallow_plain_http = true\n",
+             ",
             pipeline = pipeline_config(&broker.brokers(), &topic),
             hook_url = hook.url()
         ),

@@ -147,12 +147,34 @@ impl std::fmt::Debug for BearerToken {
     }
 }
 
+/// How recent a sign-in must be for account-level powers (second factor, API tokens,
+/// sessions): a stolen session cookie or token that outlives it can't take the account.
+pub const FRESH_SIGN_IN_MS: i64 = 10 * 60 * 1000;
+
 impl Caller {
     pub(crate) fn actor(&self) -> Actor {
         Actor {
             email: self.principal.email.clone(),
             remote: self.remote.clone(),
         }
+    }
+
+    /// Refuses API tokens (narrower than their user, and never a way to widen it) and
+    /// sessions signed in more than [`FRESH_SIGN_IN_MS`] ago.
+    pub(crate) fn fresh_session(&self) -> Result<(), ApiError> {
+        if self.principal.token.kind != "session" {
+            return Err(ApiError::Policy(
+                "session_required",
+                "account settings and API tokens need a signed-in session, not an API token".into(),
+            ));
+        }
+        if crate::now_ms() - self.principal.token.created_at > FRESH_SIGN_IN_MS {
+            return Err(ApiError::Policy(
+                "reauthentication_required",
+                "sign in again: this needs a sign-in within the last 10 minutes".into(),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -602,7 +624,7 @@ impl utoipa::Modify for BearerAuth {
         crate::session_api::login, crate::session_api::logout, crate::session_api::create_token,
         crate::session_api::list_tokens, crate::session_api::revoke_token, crate::session_api::start_mfa,
         crate::session_api::confirm_mfa, crate::session_api::get_policy, crate::session_api::set_policy,
-        crate::session_api::sso_login, crate::session_api::sso_callback, list_workspaces, list_sources, create_source, get_source, update_source, delete_source,
+        crate::session_api::sso_login, crate::session_api::sso_link, crate::session_api::sso_callback, list_workspaces, list_sources, create_source, get_source, update_source, delete_source,
         rotate_write_key, debugger, list_destinations, create_destination, get_destination, update_destination,
         delete_destination, list_members, add_member, remove_member, list_audit
     ),

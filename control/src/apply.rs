@@ -171,7 +171,7 @@ pub async fn apply(
             Some(current)
                 if current.name == entry.name
                     && current.settings == entry.settings
-                    && current.transforms == entry.transforms
+                    && crate::salts::unchanged(&current.transforms, &entry.transforms)
                     && same_webhook(control, ws, &entry.id, current.webhook.as_ref(), webhook.as_ref()).await? =>
             {
                 report.unchanged.push(name);
@@ -213,10 +213,14 @@ pub async fn apply(
             }
             Some(current) => {
                 let stored = control.destination_credentials(ws, &entry.id).await?;
-                let new_credentials = (!credentials.is_empty() && credentials != stored).then_some(credentials);
+                // Given again with changed settings: a credential follows its endpoint, so
+                // a new endpoint takes the credentials anew (the store refuses it otherwise).
+                let new_credentials = (!credentials.is_empty()
+                    && (credentials != stored || current.settings != entry.settings))
+                    .then_some(credentials);
                 let same = current.sources == entry.sources
                     && current.settings == entry.settings
-                    && current.transforms == entry.transforms
+                    && crate::salts::unchanged(&current.transforms, &entry.transforms)
                     && new_credentials.is_none();
                 if same {
                     report.unchanged.push(name);
@@ -249,7 +253,9 @@ pub async fn apply(
     Ok(report)
 }
 
-/// The workspace as a file, credentials replaced by `${DESTINATION_KEY}` names.
+/// The workspace as a file, credentials replaced by `${DESTINATION_KEY}` names and hash
+/// salts by `<redacted>` (applied back to the same workspace, they keep the stored salts;
+/// into another, each must be given).
 pub async fn export(control: &Control, workspace_id: &str) -> Result<WorkspaceFile, ControlError> {
     if control.workspace(workspace_id).await?.is_none() {
         return Err(ControlError::NotFound(format!("workspace {workspace_id}")));
@@ -278,7 +284,7 @@ pub async fn export(control: &Control, workspace_id: &str) -> Result<WorkspaceFi
                 id: s.id,
                 name: s.name,
                 settings: s.settings,
-                transforms: s.transforms,
+                transforms: crate::salts::redacted(&s.transforms),
                 webhook,
             }
         })
@@ -302,7 +308,7 @@ pub async fn export(control: &Control, workspace_id: &str) -> Result<WorkspaceFi
                 sources: d.sources,
                 settings: d.settings,
                 credentials,
-                transforms: d.transforms,
+                transforms: crate::salts::redacted(&d.transforms),
             }
         })
         .collect();

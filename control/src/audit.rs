@@ -1,22 +1,41 @@
 //! The audit log: one row per change (who, what, when, from where, the state before
 //! and after, never a secret), appended in the same transaction as the change. Rows
-//! are numbered from 1 without gaps and each holds the SHA-256 of its content and of
-//! the row before, so [`verify`] finds an edited, deleted or reordered row. (Deleting
-//! the newest rows leaves a shorter valid chain: keep backups, or ship the log out.)
+//! are numbered from 1 without gaps and each holds an HMAC-SHA256 of its content and of
+//! the row before, under a key derived from the master key, so [`verify`] finds an
+//! edited, deleted, reordered or forged row even when whoever changed it could write to
+//! the database (without the master key they can't compute a row's HMAC). Rows written
+//! before the chain was keyed (plain SHA-256) fail verification and are named as such.
+//! (Deleting the newest rows leaves a shorter valid chain: keep backups, or ship the
+//! log out.)
 
+use hmac::{Hmac, Mac};
 use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use sqlx::{AnyConnection, Row};
 
+use subtle::ConstantTimeEq;
+
 use crate::model::{Actor, AuditEntry};
 use crate::{ControlError, Db, now_ms};
+
+/// The audit chain's key; see [`crate::secrets::Sealer::audit_key`].
+#[derive(Clone, Copy)]
+pub struct AuditKey(pub(crate) [u8; 32]);
+
+impl std::fmt::Debug for AuditKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AuditKey(<key>)")
+    }
+}
 
 /// The `prev_hash` of the first row.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
+/// The row's HMAC under `key`, or with `None` the unkeyed SHA-256 rows had before.
 #[allow(clippy::too_many_arguments)]
 fn chain_hash(
+    key: Option<&AuditKey>,
     prev_hash: &str,
     seq: i64,
     workspace_id: &str,
@@ -40,12 +59,25 @@ fn chain_hash(
         before,
         after
     ]);
-    hex::encode(Sha256::digest(content.to_string().as_bytes()))
+    let text = content.to_string();
+    match key {
+        Some(key) => {
+            // HMAC takes keys of any length: this can't fail.
+            let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&key.0) else {
+                return String::new();
+            };
+            mac.update(text.as_bytes());
+            hex::encode(mac.finalize().into_bytes())
+        }
+        None => hex::encode(Sha256::digest(text.as_bytes())),
+    }
 }
 
 /// Appends a row; call inside the change's transaction.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn append(
     conn: &mut AnyConnection,
+    key: &AuditKey,
     workspace_id: &str,
     actor: &Actor,
     action: &str,
@@ -63,6 +95,7 @@ pub(crate) async fn append(
     let at = now_ms();
     let (before, after) = (before.to_string(), after.to_string());
     let hash = chain_hash(
+        Some(key),
         &prev_hash,
         seq,
         workspace_id,
@@ -135,8 +168,8 @@ pub struct AuditReport {
     pub reason: Option<String>,
 }
 
-/// Walks the whole chain.
-pub async fn verify(db: &Db) -> Result<AuditReport, ControlError> {
+/// Walks the whole chain, checking each row's HMAC under `key`.
+pub async fn verify(db: &Db, key: &AuditKey) -> Result<AuditReport, ControlError> {
     let rows = sqlx::query("SELECT * FROM audit_log ORDER BY seq")
         .fetch_all(&db.pool)
         .await?;
@@ -149,24 +182,35 @@ pub async fn verify(db: &Db) -> Result<AuditReport, ControlError> {
     for (index, row) in rows.iter().enumerate() {
         let (workspace_id, entry) = entry(row)?;
         let expected_seq = index as i64 + 1;
-        let content_hash = chain_hash(
-            &entry.prev_hash,
-            entry.seq,
-            &workspace_id,
-            entry.at,
-            &entry.actor,
-            &entry.action,
-            &entry.target,
-            &entry.remote,
-            &row.try_get::<String, _>("before_state")?,
-            &row.try_get::<String, _>("after_state")?,
+        let (before, after) = (
+            row.try_get::<String, _>("before_state")?,
+            row.try_get::<String, _>("after_state")?,
         );
+        let hash_with = |key: Option<&AuditKey>| {
+            chain_hash(
+                key,
+                &entry.prev_hash,
+                entry.seq,
+                &workspace_id,
+                entry.at,
+                &entry.actor,
+                &entry.action,
+                &entry.target,
+                &entry.remote,
+                &before,
+                &after,
+            )
+        };
         let reason = if entry.seq != expected_seq {
             Some(format!("row {expected_seq} is missing (found {} next)", entry.seq))
         } else if entry.prev_hash != prev {
             Some("does not follow the row before it".to_string())
-        } else if entry.hash != content_hash {
-            Some("its content was changed after it was written".to_string())
+        } else if !bool::from(entry.hash.as_bytes().ct_eq(hash_with(Some(key)).as_bytes())) {
+            if entry.hash == hash_with(None) {
+                Some("it carries an unkeyed hash: written before the chain was keyed, or by someone without the master key".to_string())
+            } else {
+                Some("its content was changed after it was written, or under another master key".to_string())
+            }
         } else {
             None
         };

@@ -45,13 +45,28 @@ enum Kind {
     Int,
     OptionalInt,
     OptionalBytes,
+    /// A column added after the first backup format: an older backup has none, and
+    /// restores get the column's default.
+    IntOr(i64),
+    TextOr(&'static str),
 }
 
 use Kind::*;
 
-/// Every table, parents before children, with its columns.
+/// Every table, parents before children, with every column: a backup that left one
+/// out would restore without it (token scopes, second factors, lockout, policy).
+/// `tests/backup.rs` compares this with the live schema of both databases.
 const TABLES: &[(&str, &[(&str, Kind)])] = &[
-    ("workspaces", &[("id", Text), ("name", Text), ("created_at", Int)]),
+    (
+        "workspaces",
+        &[
+            ("id", Text),
+            ("name", Text),
+            ("created_at", Int),
+            ("require_mfa", IntOr(0)),
+            ("password_login", IntOr(1)),
+        ],
+    ),
     (
         "users",
         &[
@@ -59,7 +74,16 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
             ("email", Text),
             ("password_hash", OptionalText),
             ("created_at", Int),
+            ("failed_logins", IntOr(0)),
+            ("locked_until", IntOr(0)),
+            ("totp_secret", OptionalBytes),
+            ("totp_enabled_at", IntOr(0)),
+            ("totp_last_step", IntOr(0)),
         ],
+    ),
+    (
+        "recovery_codes",
+        &[("digest", Text), ("user_id", Text), ("used_at", OptionalInt)],
     ),
     (
         "memberships",
@@ -79,6 +103,11 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
             ("name", Text),
             ("created_at", Int),
             ("expires_at", OptionalInt),
+            ("id", OptionalText),
+            ("method", TextOr("password")),
+            ("mfa", IntOr(0)),
+            ("workspace_id", OptionalText),
+            ("role", OptionalText),
         ],
     ),
     (
@@ -132,7 +161,41 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
             ("hash", Text),
         ],
     ),
+    (
+        "sso_logins",
+        &[
+            ("state", Text),
+            ("provider", Text),
+            ("pkce_verifier", Text),
+            ("nonce", Text),
+            ("created_at", Int),
+            ("browser", TextOr("")),
+            ("link_user_id", OptionalText),
+        ],
+    ),
+    (
+        "sso_identities",
+        &[
+            ("issuer", Text),
+            ("subject", Text),
+            ("user_id", Text),
+            ("provider", Text),
+            ("created_at", Int),
+        ],
+    ),
 ];
+
+/// The format this version writes; it reads the first one too.
+const FORMAT: &str = "switchyard-control-backup/2";
+const FORMAT_1: &str = "switchyard-control-backup/1";
+
+/// Every table and its columns as backups hold them.
+pub fn covered() -> Vec<(&'static str, Vec<&'static str>)> {
+    TABLES
+        .iter()
+        .map(|(table, columns)| (*table, columns.iter().map(|(name, _)| *name).collect()))
+        .collect()
+}
 
 fn corrupt(reason: impl std::fmt::Display) -> ControlError {
     ControlError::Corrupt(format!("backup: {reason}"))
@@ -164,6 +227,8 @@ pub async fn snapshot(db: &Db) -> Result<Value, ControlError> {
                     OptionalBytes => row.try_get::<Option<Vec<u8>>, _>(*name)?.map_or(Value::Null, |bytes| {
                         Value::from(base64::engine::general_purpose::STANDARD.encode(bytes))
                     }),
+                    IntOr(_) => Value::from(row.try_get::<i64, _>(*name)?),
+                    TextOr(_) => Value::from(row.try_get::<String, _>(*name)?),
                 };
                 object.insert((*name).to_string(), value);
             }
@@ -171,13 +236,14 @@ pub async fn snapshot(db: &Db) -> Result<Value, ControlError> {
         }
         tables.insert((*table).to_string(), Value::Array(out));
     }
-    Ok(serde_json::json!({"format": "switchyard-control-backup/1", "tables": tables}))
+    Ok(serde_json::json!({"format": FORMAT, "tables": tables}))
 }
 
 /// Loads a snapshot into `db` in one transaction. Refuses a database that holds a
 /// workspace unless `force`, which first deletes everything in it.
 pub async fn load(db: &Db, snapshot: &Value, force: bool) -> Result<usize, ControlError> {
-    if snapshot["format"] != "switchyard-control-backup/1" {
+    let first_format = snapshot["format"] == FORMAT_1;
+    if snapshot["format"] != FORMAT && !first_format {
         return Err(corrupt("not a Switchyard control backup"));
     }
     let mut tx = db.pool.begin().await?;
@@ -192,9 +258,13 @@ pub async fn load(db: &Db, snapshot: &Value, force: bool) -> Result<usize, Contr
     }
     let mut restored = 0;
     for (table, columns) in TABLES {
-        let rows = snapshot["tables"][*table]
-            .as_array()
-            .ok_or_else(|| corrupt(format!("no table {table}")))?;
+        let empty = Vec::new();
+        let rows = match snapshot["tables"][*table].as_array() {
+            Some(rows) => rows,
+            // Tables added since the first format start empty from such a backup.
+            None if first_format && matches!(*table, "recovery_codes" | "sso_logins" | "sso_identities") => &empty,
+            None => return Err(corrupt(format!("no table {table}"))),
+        };
         let names: Vec<&str> = columns.iter().map(|(name, _)| *name).collect();
         let placeholders: Vec<String> = (1..=names.len()).map(|n| format!("${n}")).collect();
         let statement = format!(
@@ -219,6 +289,10 @@ pub async fn load(db: &Db, snapshot: &Value, force: bool) -> Result<usize, Contr
                             .transpose()
                             .map_err(|_| missing())?,
                     ),
+                    IntOr(default) if value.is_null() && first_format => query.bind(default),
+                    IntOr(_) => query.bind(value.as_i64().ok_or_else(missing)?),
+                    TextOr(default) if value.is_null() && first_format => query.bind(default.to_string()),
+                    TextOr(_) => query.bind(value.as_str().ok_or_else(missing)?.to_string()),
                 };
             }
             query.execute(&mut *tx).await?;

@@ -60,6 +60,8 @@ pub struct TokenInfo {
     /// An API token's scope: the one workspace it reaches and the most it may do there.
     pub workspace_id: Option<String>,
     pub role: Option<Role>,
+    /// When it was issued (ms): for a session, when its user signed in.
+    pub created_at: i64,
 }
 
 impl Role {
@@ -193,7 +195,9 @@ pub struct SourceView {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub webhook: Option<Value>,
+    /// Hash steps' salts `<redacted>` when serialized; opened in memory.
     #[schema(value_type = Vec<Object>)]
+    #[serde(serialize_with = "crate::salts::serialize_redacted")]
     pub transforms: Vec<Value>,
     /// Write keys that work now (more than one during a rotation's overlap).
     pub active_write_keys: usize,
@@ -308,7 +312,9 @@ pub struct DestinationView {
     /// The credentials' names, each with the value `<redacted>`.
     #[schema(value_type = Object)]
     pub credentials: Map<String, Value>,
+    /// Hash steps' salts `<redacted>` when serialized; opened in memory.
     #[schema(value_type = Vec<Object>)]
+    #[serde(serialize_with = "crate::salts::serialize_redacted")]
     pub transforms: Vec<Value>,
     pub created_at: i64,
 }

@@ -18,6 +18,7 @@ const VERSION: u8 = 1;
 
 pub struct Sealer {
     cipher: XChaCha20Poly1305,
+    audit: crate::audit::AuditKey,
 }
 
 impl std::fmt::Debug for Sealer {
@@ -35,9 +36,20 @@ impl Sealer {
         derive
             .expand(b"destination credentials v1", &mut key)
             .expect("32 bytes is a valid HKDF-SHA256 output length");
+        let mut audit = [0u8; 32];
+        derive
+            .expand(b"audit chain v1", &mut audit)
+            .expect("32 bytes is a valid HKDF-SHA256 output length");
         Sealer {
             cipher: XChaCha20Poly1305::new(&key.into()),
+            audit: crate::audit::AuditKey(audit),
         }
+    }
+
+    /// The key the audit chain is authenticated with (derived from the master key, so
+    /// write access to the database alone can't rewrite the chain unnoticed).
+    pub fn audit_key(&self) -> crate::audit::AuditKey {
+        self.audit
     }
 
     /// Seals `plaintext` for the row named by `bound_to` (a sealed value copied to

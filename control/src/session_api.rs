@@ -30,8 +30,17 @@ static SIGN_IN_LIMIT: LazyLock<DefaultKeyedRateLimiter<IpAddr>> = LazyLock::new(
     DefaultKeyedRateLimiter::keyed(Quota::per_minute(per_minute))
 });
 
+/// The address sign-in attempts are counted by: IPv6 by its /64, which one host
+/// usually holds whole (counting single addresses would let it rotate through 2^64).
+pub(crate) fn throttle_key(ip: std::net::IpAddr) -> std::net::IpAddr {
+    match ip.to_canonical() {
+        std::net::IpAddr::V6(v6) => std::net::IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
+        v4 => v4,
+    }
+}
+
 fn throttle(request: &HttpRequest) -> Result<(), ApiError> {
-    let Some(ip) = request.peer_addr().map(|addr| addr.ip()) else {
+    let Some(ip): Option<IpAddr> = request.peer_addr().map(|addr| throttle_key(addr.ip())) else {
         return Ok(());
     };
     if SIGN_IN_LIMIT.len() > 100_000 {
@@ -144,6 +153,7 @@ pub(crate) async fn create_token(
     caller: Caller,
     body: web::Json<NewApiToken>,
 ) -> Json<Session> {
+    caller.fresh_session()?;
     Ok(web::Json(
         state
             .control
@@ -155,6 +165,7 @@ pub(crate) async fn create_token(
 #[utoipa::path(responses((status = 200, body = Vec<TokenView>)), tag = "session", security(("bearer" = [])))]
 #[get("/v1/tokens")]
 pub(crate) async fn list_tokens(state: web::Data<ApiState>, caller: Caller) -> Json<Vec<TokenView>> {
+    caller.fresh_session()?;
     Ok(web::Json(state.control.tokens_of(&caller.principal.user_id).await?))
 }
 
@@ -170,6 +181,7 @@ pub(crate) async fn revoke_token(
     caller: Caller,
     path: web::Path<TokenPath>,
 ) -> Result<HttpResponse, ApiError> {
+    caller.fresh_session()?;
     state
         .control
         .revoke_token(&caller.actor(), &caller.principal.user_id, &path.id)
@@ -180,6 +192,7 @@ pub(crate) async fn revoke_token(
 #[utoipa::path(responses((status = 200, body = MfaEnrolment), (status = 409, description = "already enrolled")), tag = "session", security(("bearer" = [])))]
 #[post("/v1/me/mfa")]
 pub(crate) async fn start_mfa(state: web::Data<ApiState>, caller: Caller) -> Json<MfaEnrolment> {
+    caller.fresh_session()?;
     Ok(web::Json(state.control.start_mfa(&caller.principal).await?))
 }
 
@@ -190,6 +203,7 @@ pub(crate) async fn confirm_mfa(
     caller: Caller,
     body: web::Json<MfaCode>,
 ) -> Json<RecoveryCodes> {
+    caller.fresh_session()?;
     Ok(web::Json(
         state
             .control
@@ -253,20 +267,62 @@ fn sso(state: &ApiState, name: &str) -> Result<std::sync::Arc<crate::sso::Sso>, 
         .ok_or_else(|| crate::sso::SsoError::UnknownProvider(name.to_string()).into())
 }
 
-#[utoipa::path(params(("provider" = String, Path), SsoLoginQuery), responses((status = 302, description = "to the provider's sign-in page")), tag = "session")]
-#[get("/v1/sso/{provider}/login")]
-pub(crate) async fn sso_login(
-    state: web::Data<ApiState>,
-    path: web::Path<ProviderPath>,
-    query: web::Query<SsoLoginQuery>,
+/// The cookie that binds an SSO login's `state` to the browser that started it. Lax,
+/// not Strict: the provider sends the browser back with a cross-site navigation.
+pub const SSO_COOKIE: &str = "sy_sso";
+
+/// To the provider, with a fresh browser-binding cookie.
+async fn redirect_to_provider(
+    state: &ApiState,
+    provider: &str,
+    login_hint: Option<&str>,
+    link_user_id: Option<&str>,
 ) -> Result<HttpResponse, ApiError> {
-    let url = sso(&state, &path.provider)?
-        .begin(&state.control, &path.provider, query.login_hint.as_deref())
+    let browser = crate::secrets::new_secret("sso_");
+    let url = sso(state, provider)?
+        .begin(&state.control, provider, login_hint, &browser, link_user_id)
         .await?;
+    let cookie = Cookie::build(SSO_COOKIE, browser)
+        .path("/v1/sso")
+        .secure(true)
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .max_age(actix_web::cookie::time::Duration::minutes(10))
+        .finish();
     Ok(HttpResponse::Found()
         .insert_header(("location", url))
         .insert_header(("cache-control", "no-store"))
+        .cookie(cookie)
         .finish())
+}
+
+#[utoipa::path(params(("provider" = String, Path), SsoLoginQuery), responses((status = 302, description = "to the provider's sign-in page"), (status = 429, description = "too many sign-ins from this address")), tag = "session")]
+#[get("/v1/sso/{provider}/login")]
+pub(crate) async fn sso_login(
+    state: web::Data<ApiState>,
+    request: HttpRequest,
+    path: web::Path<ProviderPath>,
+    query: web::Query<SsoLoginQuery>,
+) -> Result<HttpResponse, ApiError> {
+    throttle(&request)?;
+    redirect_to_provider(&state, &path.provider, query.login_hint.as_deref(), None).await
+}
+
+#[utoipa::path(params(("provider" = String, Path)), responses((status = 302, description = "to the provider, to link its account to the signed-in user"), (status = 403, description = "not a fresh session")), tag = "session", security(("bearer" = [])))]
+#[get("/v1/sso/{provider}/link")]
+pub(crate) async fn sso_link(
+    state: web::Data<ApiState>,
+    caller: Caller,
+    path: web::Path<ProviderPath>,
+) -> Result<HttpResponse, ApiError> {
+    caller.fresh_session()?;
+    redirect_to_provider(
+        &state,
+        &path.provider,
+        Some(&caller.principal.email),
+        Some(&caller.principal.user_id),
+    )
+    .await
 }
 
 #[utoipa::path(
@@ -292,8 +348,16 @@ pub(crate) async fn sso_callback(
     let (Some(code), Some(login_state)) = (&query.code, &query.state) else {
         return Err(ApiError::BadBody("the callback needs code and state".into()));
     };
+    let browser = request.cookie(SSO_COOKIE).map(|cookie| cookie.value().to_string());
     let session = sso(&state, &path.provider)?
-        .finish(&state.control, &path.provider, code, login_state, &remote(&request))
+        .finish(
+            &state.control,
+            &path.provider,
+            code,
+            login_state,
+            browser.as_deref(),
+            &remote(&request),
+        )
         .await?;
     Ok(session_response(session))
 }
@@ -310,5 +374,24 @@ pub(crate) fn routes(config: &mut web::ServiceConfig) {
         .service(get_policy)
         .service(set_policy)
         .service(sso_login)
+        .service(sso_link)
         .service(sso_callback);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sign_in_throttles_count_an_ipv6_host_by_its_64() {
+        let key = |text: &str| throttle_key(text.parse().expect("address"));
+        assert_eq!(key("2001:db8:1:2:aaaa::1"), key("2001:db8:1:2:ffff:ffff:ffff:ffff"));
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
+        assert_eq!(key("203.0.113.7"), "203.0.113.7".parse::<IpAddr>().expect("v4"));
+        assert_eq!(
+            key("::ffff:203.0.113.7"),
+            key("203.0.113.7"),
+            "a mapped IPv4 is that IPv4"
+        );
+    }
 }

@@ -162,7 +162,12 @@ impl Control {
             workspace_id: None,
             role: None,
         };
-        self.issue_token(&user.user_id, "session", "", SESSION_MS, &scope).await
+        let actor = Actor {
+            email: email.clone(),
+            remote: remote.to_string(),
+        };
+        self.issue_token(&actor, &user.user_id, "session", "", SESSION_MS, &scope)
+            .await
     }
 
     async fn login_row(&self, email: &str) -> Result<Option<LoginRow>, ControlError> {
@@ -197,7 +202,13 @@ impl Control {
         what: &str,
     ) -> Result<ControlError, ControlError> {
         tracing::warn!(%email, %remote, failed = what, "login refused");
-        let (user, email, remote) = (user_id.to_string(), email.to_string(), remote.to_string());
+        let (user, email, remote, what) = (
+            user_id.to_string(),
+            email.to_string(),
+            remote.to_string(),
+            what.to_string(),
+        );
+        let key = self.sealer.audit_key();
         self.change(move |tx| {
             Box::pin(async move {
                 let row = sqlx::query(
@@ -207,6 +218,12 @@ impl Control {
                 .fetch_one(&mut *tx)
                 .await?;
                 let failures: i64 = row.try_get("failed_logins")?;
+                let actor = Actor {
+                    email: email.clone(),
+                    remote: remote.clone(),
+                };
+                let failed = json!({"email": email, "failed": what, "failed_logins": failures});
+                audit_for_user(tx, &key, &user, &actor, "user.login_failed", &email, &failed).await?;
                 if failures < MAX_FAILED_LOGINS {
                     return Ok(ControlError::BadLogin);
                 }
@@ -222,7 +239,7 @@ impl Control {
                     remote,
                 };
                 let after = json!({"email": email, "failed_logins": failures, "locked_until": until});
-                audit_for_user(tx, &user, &actor, "user.lockout", &email, &after).await?;
+                audit_for_user(tx, &key, &user, &actor, "user.lockout", &email, &after).await?;
                 Ok(ControlError::Locked { until })
             })
         })
@@ -266,6 +283,7 @@ impl Control {
             email: email.to_string(),
             remote: remote.to_string(),
         };
+        let key = self.sealer.audit_key();
         self.change(move |tx| {
             Box::pin(async move {
                 let used = sqlx::query(
@@ -286,7 +304,7 @@ impl Control {
                         .await?
                         .try_get("n")?;
                 let after = json!({"recovery_codes_left": left});
-                audit_for_user(tx, &user, &actor, "user.recovery_code_used", &actor.email, &after).await?;
+                audit_for_user(tx, &key, &user, &actor, "user.recovery_code_used", &actor.email, &after).await?;
                 Ok(true)
             })
         })
@@ -357,6 +375,7 @@ impl Control {
             principal.email.clone(),
             principal.token.id.clone(),
         );
+        let key = self.sealer.audit_key();
         self.change(move |tx| {
             Box::pin(async move {
                 sqlx::query("UPDATE users SET totp_enabled_at = $1 WHERE id = $2")
@@ -382,6 +401,7 @@ impl Control {
                     .await?;
                 audit_for_user(
                     tx,
+                    &key,
                     &user_id,
                     &actor,
                     "user.mfa_enable",
@@ -397,8 +417,12 @@ impl Control {
 
     // Tokens.
 
+    /// A new session or API token, and its audit row, in one transaction: a session is
+    /// a sign-in (`user.login`, in every workspace of the user), an API token is written
+    /// to its workspace's log (`api_token.create`).
     pub(crate) async fn issue_token(
         &self,
+        actor: &Actor,
         user_id: &str,
         kind: &str,
         name: &str,
@@ -408,28 +432,56 @@ impl Control {
         let token = new_secret("sy_");
         let token_digest = digest(&token);
         let expires_at = now_ms() + lifetime_ms;
-        sqlx::query(
-            "INSERT INTO tokens (digest, user_id, kind, name, created_at, expires_at, method, mfa, workspace_id, role) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        )
-        .bind(&token_digest)
-        .bind(user_id)
-        .bind(kind)
-        .bind(name)
-        .bind(now_ms())
-        .bind(expires_at)
-        .bind(&scope.method)
-        .bind(i64::from(scope.mfa))
-        .bind(scope.workspace_id.as_deref())
-        .bind(scope.role.map(Role::as_str))
-        .execute(&self.db.pool)
-        .await?;
-        Ok(Session {
+        let session = Session {
             id: token_id(&token_digest),
             csrf_token: (kind == "session").then(|| csrf_token(&token)),
             token,
             expires_at,
+        };
+        let (actor, user_id, kind, name, scope) = (
+            actor.clone(),
+            user_id.to_string(),
+            kind.to_string(),
+            name.to_string(),
+            scope.clone(),
+        );
+        let id = session.id.clone();
+        let key = self.sealer.audit_key();
+        self.change(move |tx| {
+            Box::pin(async move {
+                sqlx::query(
+                    "INSERT INTO tokens (digest, user_id, kind, name, created_at, expires_at, method, mfa, workspace_id, role) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                )
+                .bind(&token_digest)
+                .bind(&user_id)
+                .bind(&kind)
+                .bind(&name)
+                .bind(now_ms())
+                .bind(expires_at)
+                .bind(&scope.method)
+                .bind(i64::from(scope.mfa))
+                .bind(scope.workspace_id.as_deref())
+                .bind(scope.role.map(Role::as_str))
+                .execute(&mut *tx)
+                .await?;
+                match (kind.as_str(), &scope.workspace_id) {
+                    ("api", Some(workspace)) => {
+                        let role = scope.role.map(Role::as_str);
+                        let after = json!({"id": id, "name": name, "role": role, "expires_at": expires_at});
+                        audit::append(tx, &key, workspace, &actor, "api_token.create", &name, &Value::Null, &after)
+                            .await
+                    }
+                    _ => {
+                        let after = json!({"session": id, "method": scope.method, "mfa": scope.mfa,
+                                           "workspace": scope.workspace_id});
+                        audit_for_user(tx, &key, &user_id, &actor, "user.login", &actor.email, &after).await
+                    }
+                }
+            })
         })
+        .await?;
+        Ok(session)
     }
 
     /// A token for scripts, scoped to one workspace and at most the creator's role
@@ -473,25 +525,16 @@ impl Control {
             workspace_id: Some(input.workspace.clone()),
             role: Some(role),
         };
-        let session = self
-            .issue_token(&principal.user_id, "api", input.name.trim(), lifetime, &scope)
-            .await?;
-        let (actor, name, workspace) = (actor.clone(), input.name.trim().to_string(), input.workspace.clone());
-        let after = json!({"id": session.id, "name": name, "role": role.as_str(), "expires_at": session.expires_at});
-        self.change(move |tx| {
-            Box::pin(async move {
-                audit::append(tx, &workspace, &actor, "api_token.create", &name, &Value::Null, &after).await
-            })
-        })
-        .await?;
-        Ok(session)
+        self.issue_token(actor, &principal.user_id, "api", input.name.trim(), lifetime, &scope)
+            .await
     }
 
     /// The user a token belongs to and what the token says, if it is valid now.
     pub async fn authenticate(&self, token: &str) -> Result<Option<Principal>, ControlError> {
         let row = sqlx::query(
             "SELECT users.id AS id, users.email AS email, tokens.digest AS digest, tokens.kind AS kind, \
-             tokens.method AS method, tokens.mfa AS mfa, tokens.workspace_id AS workspace_id, tokens.role AS role \
+             tokens.method AS method, tokens.mfa AS mfa, tokens.workspace_id AS workspace_id, tokens.role AS role, \
+             tokens.created_at AS created_at \
              FROM tokens JOIN users ON users.id = tokens.user_id \
              WHERE tokens.digest = $1 AND (tokens.expires_at IS NULL OR tokens.expires_at > $2)",
         )
@@ -511,6 +554,7 @@ impl Control {
                     mfa: row.try_get::<i64, _>("mfa")? != 0,
                     workspace_id: row.try_get("workspace_id")?,
                     role: role.as_deref().and_then(Role::parse),
+                    created_at: row.try_get("created_at")?,
                 },
             })
         })
@@ -533,6 +577,7 @@ impl Control {
     /// Revokes one of the caller's tokens (audited for API tokens, in their workspace).
     pub async fn revoke_token(&self, actor: &Actor, user_id: &str, id: &str) -> Result<(), ControlError> {
         let (actor, user, id) = (actor.clone(), user_id.to_string(), id.to_string());
+        let key = self.sealer.audit_key();
         self.change(move |tx| {
             Box::pin(async move {
                 let row = sqlx::query(
@@ -554,6 +599,7 @@ impl Control {
                     let before = json!({"id": view.id, "name": view.name});
                     audit::append(
                         tx,
+                        &key,
                         &workspace,
                         &actor,
                         "api_token.revoke",
@@ -649,6 +695,7 @@ impl Control {
             ));
         }
         let (actor, workspace) = (actor.clone(), workspace_id.to_string());
+        let key = self.sealer.audit_key();
         self.change(move |tx| {
             Box::pin(async move {
                 sqlx::query("UPDATE workspaces SET require_mfa = $1, password_login = $2 WHERE id = $3")
@@ -660,6 +707,7 @@ impl Control {
                 let (before, after_json) = (json!(before), json!(after));
                 audit::append(
                     tx,
+                    &key,
                     &workspace,
                     &actor,
                     "workspace.policy",
@@ -688,6 +736,7 @@ pub struct TokenScope {
 /// (where that workspace's owners see it), or to the global one when none.
 async fn audit_for_user(
     tx: &mut sqlx::AnyConnection,
+    key: &audit::AuditKey,
     user_id: &str,
     actor: &Actor,
     action: &str,
@@ -707,7 +756,7 @@ async fn audit_for_user(
         workspaces
     };
     for workspace in targets {
-        audit::append(&mut *tx, &workspace, actor, action, target, &Value::Null, after).await?;
+        audit::append(&mut *tx, key, &workspace, actor, action, target, &Value::Null, after).await?;
     }
     Ok(())
 }

@@ -3,10 +3,17 @@
 //! provider with a fresh state, nonce and code challenge (kept in `sso_logins` for ten
 //! minutes); the provider sends it back to `/v1/sso/<name>/callback`, where the code is
 //! exchanged, the ID token verified (signature, issuer, audience, expiry, nonce), and the
-//! user matched by verified email, or created, and given the role its provider groups
-//! map to in the configured workspace. Someone whose groups map to no role (and no
-//! `default_role`) is refused. The provider's own second-factor policy applies: an SSO
-//! session counts as verified with a second factor.
+//! user found by the provider's (issuer, subject), or created, and given the role its
+//! provider groups map to in the configured workspace. Someone whose groups map to no
+//! role (and no `default_role`) is refused. The provider's own second-factor policy
+//! applies: an SSO session counts as verified with a second factor.
+//!
+//! A provider is trusted for its own workspace only. So an SSO session reaches only
+//! that workspace, and a first SSO sign-in links an existing account by email only when
+//! that account has neither a password nor a second factor (nothing to take over);
+//! otherwise its user links the provider from a signed-in session
+//! (`GET /v1/sso/<name>/link`). The login's `state` is bound to the browser that started
+//! it by a short-lived cookie checked at the callback.
 
 use std::collections::BTreeMap;
 
@@ -21,8 +28,11 @@ use serde_json::{Value, json};
 use sqlx::Row;
 use tokio::sync::Mutex;
 
+use subtle::ConstantTimeEq;
+
 use crate::audit;
 use crate::model::{Actor, Role, Session};
+use crate::secrets::digest;
 use crate::signin::{SESSION_MS, TokenScope};
 use crate::{Control, ControlError, now_ms};
 
@@ -203,7 +213,16 @@ impl Sso {
     }
 
     /// The provider's authorization URL to send the browser to; `login_hint` is passed on.
-    pub async fn begin(&self, control: &Control, name: &str, login_hint: Option<&str>) -> Result<String, SsoError> {
+    /// `browser` is the secret of the cookie the browser is given with the redirect;
+    /// `link_user_id` a signed-in user linking this provider to their account.
+    pub async fn begin(
+        &self,
+        control: &Control,
+        name: &str,
+        login_hint: Option<&str>,
+        browser: &str,
+        link_user_id: Option<&str>,
+    ) -> Result<String, SsoError> {
         let provider = self.provider(name)?;
         let client = self.client(provider).await?;
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
@@ -229,13 +248,16 @@ impl Sso {
             .await
             .map_err(ControlError::from)?;
         sqlx::query(
-            "INSERT INTO sso_logins (state, provider, pkce_verifier, nonce, created_at) VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO sso_logins (state, provider, pkce_verifier, nonce, created_at, browser, link_user_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(state.secret())
         .bind(name)
         .bind(verifier.secret())
         .bind(nonce.secret())
         .bind(now_ms())
+        .bind(digest(browser))
+        .bind(link_user_id)
         .execute(&control.db.pool)
         .await
         .map_err(ControlError::from)?;
@@ -243,19 +265,21 @@ impl Sso {
     }
 
     /// Completes a login: the state must be one this server issued for this provider in
-    /// the last ten minutes (and is used up), the ID token must verify, its email must be
-    /// verified, and the user's groups must map to a role.
+    /// the last ten minutes (and is used up) to this browser, the ID token must verify,
+    /// its email must be verified, and the user's groups must map to a role.
     pub async fn finish(
         &self,
         control: &Control,
         name: &str,
         code: &str,
         state: &str,
+        browser: Option<&str>,
         remote: &str,
     ) -> Result<Session, SsoError> {
         let provider = self.provider(name)?;
         let pending = sqlx::query(
-            "DELETE FROM sso_logins WHERE state = $1 AND provider = $2 AND created_at > $3 RETURNING pkce_verifier, nonce",
+            "DELETE FROM sso_logins WHERE state = $1 AND provider = $2 AND created_at > $3 \
+             RETURNING pkce_verifier, nonce, browser, link_user_id",
         )
         .bind(state)
         .bind(name)
@@ -266,6 +290,14 @@ impl Sso {
         .ok_or_else(|| SsoError::Refused("unknown or expired login state; start again".into()))?;
         let verifier: String = pending.try_get("pkce_verifier").map_err(ControlError::from)?;
         let nonce: String = pending.try_get("nonce").map_err(ControlError::from)?;
+        let bound: String = pending.try_get("browser").map_err(ControlError::from)?;
+        let link_user_id: Option<String> = pending.try_get("link_user_id").map_err(ControlError::from)?;
+        let same_browser = browser.is_some_and(|cookie| bool::from(digest(cookie).as_bytes().ct_eq(bound.as_bytes())));
+        if !same_browser {
+            return Err(SsoError::Refused(
+                "this sign-in was started in another browser (or its cookie is gone); start again".into(),
+            ));
+        }
         let client = self.client(provider).await?;
         let response = client
             .exchange_code(AuthorizationCode::new(code.to_string()))
@@ -298,7 +330,13 @@ impl Sso {
             email: email.clone(),
             remote: remote.to_string(),
         };
-        Ok(control.sso_session(&actor, &provider.config, &email, role).await?)
+        let identity = SsoIdentity {
+            issuer: claims.issuer().as_str().to_string(),
+            subject: claims.subject().as_str().to_string(),
+            email,
+            link_user_id,
+        };
+        Ok(control.sso_session(&actor, &provider.config, &identity, role).await?)
     }
 }
 
@@ -319,23 +357,138 @@ fn groups(id_token: &openidconnect::core::CoreIdToken, claim: &str) -> Result<Ve
     })
 }
 
+/// Who a provider says signed in.
+#[derive(Debug, Clone)]
+pub struct SsoIdentity {
+    pub issuer: String,
+    pub subject: String,
+    /// Verified by the provider; used only to create or link an account the first time.
+    pub email: String,
+    /// Set when a signed-in user started the login to link the provider to their account.
+    pub link_user_id: Option<String>,
+}
+
+/// The account an identity signs in as: the one it is linked to; or, the first time,
+/// the signed-in user who asked to link it, a new account, or an account with this email
+/// that has neither a password nor a second factor. Links are audited.
+async fn linked_user(
+    tx: &mut sqlx::AnyConnection,
+    key: &audit::AuditKey,
+    workspace: &str,
+    actor: &Actor,
+    provider: &str,
+    identity: &SsoIdentity,
+) -> Result<String, ControlError> {
+    let linked = sqlx::query("SELECT user_id FROM sso_identities WHERE issuer = $1 AND subject = $2")
+        .bind(&identity.issuer)
+        .bind(&identity.subject)
+        .fetch_optional(&mut *tx)
+        .await?
+        .map(|row| row.try_get::<String, _>("user_id"))
+        .transpose()?;
+    match (linked, &identity.link_user_id) {
+        (Some(user_id), Some(asking)) if &user_id != asking => {
+            return Err(ControlError::Conflict(format!(
+                "a link of this {provider} account to another user"
+            )));
+        }
+        (Some(user_id), _) => return Ok(user_id),
+        (None, _) => {}
+    }
+    let user_id = match &identity.link_user_id {
+        Some(asking) => asking.clone(),
+        None => {
+            let user = sqlx::query("SELECT id, password_hash, totp_enabled_at FROM users WHERE email = $1")
+                .bind(&identity.email)
+                .fetch_optional(&mut *tx)
+                .await?;
+            match user {
+                Some(row) => {
+                    let password: Option<String> = row.try_get("password_hash")?;
+                    let mfa: i64 = row.try_get("totp_enabled_at")?;
+                    if password.is_some() || mfa != 0 {
+                        // Reads "... already exists".
+                        return Err(ControlError::Conflict(format!(
+                            "an account for {} (with a password or second factor: sign in to it, then link {provider} \
+                             from that session with GET /v1/sso/{provider}/link)",
+                            identity.email
+                        )));
+                    }
+                    row.try_get::<String, _>("id")?
+                }
+                None => {
+                    let id = uuid::Uuid::new_v4().to_string();
+                    sqlx::query("INSERT INTO users (id, email, password_hash, created_at) VALUES ($1, $2, NULL, $3)")
+                        .bind(&id)
+                        .bind(&identity.email)
+                        .bind(now_ms())
+                        .execute(&mut *tx)
+                        .await?;
+                    let after = json!({"user_id": id, "email": identity.email, "by": format!("sso:{provider}")});
+                    audit::append(
+                        &mut *tx,
+                        key,
+                        workspace,
+                        actor,
+                        "user.create",
+                        &identity.email,
+                        &Value::Null,
+                        &after,
+                    )
+                    .await?;
+                    id
+                }
+            }
+        }
+    };
+    sqlx::query(
+        "INSERT INTO sso_identities (issuer, subject, user_id, provider, created_at) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(&identity.issuer)
+    .bind(&identity.subject)
+    .bind(&user_id)
+    .bind(provider)
+    .bind(now_ms())
+    .execute(&mut *tx)
+    .await?;
+    let after =
+        json!({"user_id": user_id, "provider": provider, "issuer": identity.issuer, "subject": identity.subject});
+    audit::append(
+        &mut *tx,
+        key,
+        workspace,
+        actor,
+        "user.sso_link",
+        &identity.email,
+        &Value::Null,
+        &after,
+    )
+    .await?;
+    Ok(user_id)
+}
+
 impl Control {
-    /// Signs in a user an SSO provider vouched for: created without a password when new,
-    /// made a member with `role` (or moved to it: the provider's groups are the source of
-    /// truth), audited when anything changed; then a session.
+    /// Signs in a user an SSO provider vouched for (see [`linked_user`]), made a member
+    /// with `role` (or moved to it: the provider's groups are the source of truth),
+    /// audited when anything changed; then a session that reaches the provider's
+    /// workspace only.
     pub async fn sso_session(
         &self,
         actor: &Actor,
         provider: &SsoConfig,
-        email: &str,
+        identity: &SsoIdentity,
         role: Role,
     ) -> Result<Session, ControlError> {
-        let (actor, workspace, email_owned, method) = (
+        let signed_in = actor.clone();
+        let (actor, workspace, identity, provider_name, method) = (
             actor.clone(),
             provider.workspace.clone(),
-            email.to_string(),
+            identity.clone(),
+            provider.name.clone(),
             format!("sso:{}", provider.name),
         );
+        let email_owned = identity.email.clone();
+        let key = self.sealer.audit_key();
         let user_id = self
             .change(move |tx| {
                 Box::pin(async move {
@@ -348,36 +501,7 @@ impl Control {
                             "workspace {workspace} of the SSO provider"
                         )));
                     }
-                    let user = sqlx::query("SELECT id FROM users WHERE email = $1")
-                        .bind(&email_owned)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                    let user_id = match user {
-                        Some(row) => row.try_get::<String, _>("id")?,
-                        None => {
-                            let id = uuid::Uuid::new_v4().to_string();
-                            sqlx::query(
-                                "INSERT INTO users (id, email, password_hash, created_at) VALUES ($1, $2, NULL, $3)",
-                            )
-                            .bind(&id)
-                            .bind(&email_owned)
-                            .bind(now_ms())
-                            .execute(&mut *tx)
-                            .await?;
-                            let after = json!({"user_id": id, "email": email_owned, "by": method});
-                            audit::append(
-                                &mut *tx,
-                                &workspace,
-                                &actor,
-                                "user.create",
-                                &email_owned,
-                                &Value::Null,
-                                &after,
-                            )
-                            .await?;
-                            id
-                        }
-                    };
+                    let user_id = linked_user(&mut *tx, &key, &workspace, &actor, &provider_name, &identity).await?;
                     let current = sqlx::query("SELECT role FROM memberships WHERE workspace_id = $1 AND user_id = $2")
                         .bind(&workspace)
                         .bind(&user_id)
@@ -403,6 +527,7 @@ impl Control {
                         let after = json!({"email": email_owned, "role": role.as_str(), "by": method});
                         audit::append(
                             &mut *tx,
+                            &key,
                             &workspace,
                             &actor,
                             "member.sso_role",
@@ -419,10 +544,11 @@ impl Control {
         let scope = TokenScope {
             method: format!("sso:{}", provider.name),
             mfa: true,
-            workspace_id: None,
+            workspace_id: Some(provider.workspace.clone()),
             role: None,
         };
-        self.issue_token(&user_id, "session", "", SESSION_MS, &scope).await
+        self.issue_token(&signed_in, &user_id, "session", "", SESSION_MS, &scope)
+            .await
     }
 }
 

@@ -3,16 +3,18 @@
 //! log in its own transaction.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
-use switchyard_actors::{DestinationConfig, Transform, TransformConfig};
+use switchyard_actors::{DestinationConfig, EgressPolicy, Transform, TransformConfig};
 use switchyard_schemas::config::{SourceConfig, SourceKind, WebhookSourceConfig, is_valid_id, validate_sources};
 
 use crate::audit;
 use crate::model::*;
 use crate::roles::Access;
+use crate::salts;
 use crate::secrets::{Sealer, digest, hash_password, is_password_hash, new_secret};
 use crate::{ControlError, Db, now_ms};
 
@@ -20,7 +22,19 @@ use crate::{ControlError, Db, now_ms};
 pub struct Control {
     pub(crate) db: Db,
     pub(crate) sealer: Sealer,
+    /// The operator's `[egress]`: where a tenant's destination may point.
+    egress: Arc<EgressPolicy>,
+    /// Source and destination ids the operator's configuration file uses: a tenant can't
+    /// take them (the file would win at run time and the tenant's entry never run).
+    reserved: Reserved,
     writes: tokio::sync::Mutex<()>,
+}
+
+/// Ids the configuration file holds.
+#[derive(Debug, Default, Clone)]
+pub struct Reserved {
+    pub sources: HashSet<String>,
+    pub destinations: HashSet<String>,
 }
 
 /// A password, or a hash of one carried over from another system (argon2 or bcrypt).
@@ -44,8 +58,51 @@ impl Control {
         Control {
             db,
             sealer,
+            egress: Arc::default(),
+            reserved: Reserved::default(),
             writes: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// Where tenants' destinations may connect (default: public addresses over TLS).
+    pub fn with_egress(mut self, egress: Arc<EgressPolicy>) -> Self {
+        self.egress = egress;
+        self
+    }
+
+    /// The ids the operator's configuration file already uses.
+    pub fn with_reserved(mut self, reserved: Reserved) -> Self {
+        self.reserved = reserved;
+        self
+    }
+
+    /// A chain as given (`<redacted>` salts kept from `before`), checked: opened, and as
+    /// stored text with its salts sealed to `owner`.
+    fn transforms_to_store(
+        &self,
+        owner: &str,
+        given: &[Value],
+        before: &[Value],
+    ) -> Result<(Vec<Value>, String), ControlError> {
+        let plain = salts::fill(given, before)?;
+        check_transforms("transforms", &plain)?;
+        let sealed = salts::seal(&self.sealer, owner, &plain)?;
+        let text = serde_json::to_string(&sealed).map_err(|e| ControlError::invalid("transforms", e.to_string()))?;
+        Ok((plain, text))
+    }
+
+    fn check_not_reserved(&self, what: &str, id: &str) -> Result<(), ControlError> {
+        let ids = if what == "source" {
+            &self.reserved.sources
+        } else {
+            &self.reserved.destinations
+        };
+        if ids.contains(id) {
+            return Err(ControlError::Conflict(format!(
+                "{what} id {id:?} is the operator's (in the server's configuration file): choose another id"
+            )));
+        }
+        Ok(())
     }
 
     pub fn db(&self) -> &Db {
@@ -87,6 +144,7 @@ impl Control {
         let id = uuid::Uuid::new_v4().to_string();
         let actor = actor.clone();
         let (user_id, stored_email) = (id.clone(), email.clone());
+        let key = self.sealer.audit_key();
         self.change(move |tx| {
             Box::pin(async move {
                 let exists = sqlx::query("SELECT id FROM users WHERE email = $1")
@@ -104,7 +162,7 @@ impl Control {
                     .execute(&mut *tx)
                     .await?;
                 let after = json!({"user_id": user_id, "email": stored_email});
-                audit::append(tx, "", &actor, "user.create", &stored_email, &Value::Null, &after).await
+                audit::append(tx, &key, "", &actor, "user.create", &stored_email, &Value::Null, &after).await
             })
         })
         .await?;
@@ -127,6 +185,7 @@ impl Control {
             created_at: now_ms(),
         };
         let (actor, created, owner) = (actor.clone(), workspace.clone(), owner_user_id.to_string());
+        let key = self.sealer.audit_key();
         self.change(move |tx| {
             Box::pin(async move {
                 sqlx::query("INSERT INTO workspaces (id, name, created_at) VALUES ($1, $2, $3)")
@@ -144,6 +203,7 @@ impl Control {
                 let after = json!({"id": created.id, "name": created.name, "owner": owner});
                 audit::append(
                     tx,
+                    &key,
                     &created.id,
                     &actor,
                     "workspace.create",
@@ -241,6 +301,7 @@ impl Control {
             serde_json::to_string(&input.sources).unwrap_or_else(|_| "[]".into()),
         );
         let id = user_id.clone();
+        let key = self.sealer.audit_key();
         self.change(move |tx| {
             Box::pin(async move {
                 let before = sqlx::query(
@@ -270,7 +331,7 @@ impl Control {
                     .await?;
                 let after = json!({"user_id": id, "role": role, "sources": serde_json::from_str::<Value>(&sources).unwrap_or_default()});
                 let before = before.map_or(Value::Null, |m| json!(m));
-                audit::append(tx, &ws, &actor, "member.set", &email, &before, &after).await
+                audit::append(tx, &key, &ws, &actor, "member.set", &email, &before, &after).await
             })
         })
         .await?;
@@ -289,6 +350,7 @@ impl Control {
             .find(|m| m.user_id == user_id)
             .ok_or_else(|| ControlError::NotFound(format!("member {user_id}")))?;
         let (actor, ws, id) = (actor.clone(), workspace_id.to_string(), user_id.to_string());
+        let key = self.sealer.audit_key();
         self.change(move |tx| {
             Box::pin(async move {
                 if before.role == Role::Owner {
@@ -301,6 +363,7 @@ impl Control {
                     .await?;
                 audit::append(
                     tx,
+                    &key,
                     &ws,
                     &actor,
                     "member.remove",
@@ -386,7 +449,7 @@ impl Control {
         self.source_rows(workspace_id, only)
             .await?
             .iter()
-            .map(source_view)
+            .map(|row| source_view(&self.sealer, row))
             .collect()
     }
 
@@ -427,8 +490,9 @@ impl Control {
         if !is_valid_id(&input.id) {
             return Err(ControlError::invalid("id", "1-64 letters, digits, '-' or '_'"));
         }
+        self.check_not_reserved("source", &input.id)?;
         check_source_settings(&input.settings)?;
-        let transforms = check_transforms("transforms", &input.transforms)?;
+        let (plain, transforms) = self.transforms_to_store(&format!("source:{}", input.id), &input.transforms, &[])?;
         // A webhook source is authenticated by its provider's signature, not a write key.
         let write_key = input.webhook.is_none().then(|| new_secret("wk_"));
         let (webhook, webhook_secret) = match &input.webhook {
@@ -447,6 +511,7 @@ impl Control {
             serde_json::to_string(&input.settings).unwrap_or_else(|_| "{}".into()),
             write_key.as_deref().map(digest),
         );
+        let key = self.sealer.audit_key();
         self.change(move |tx| {
             Box::pin(async move {
                 let taken = sqlx::query("SELECT id FROM sources WHERE id = $1")
@@ -481,8 +546,8 @@ impl Control {
                     .execute(&mut *tx)
                     .await?;
                 }
-                let after = json!({"id": id, "name": name, "settings": serde_json::from_str::<Value>(&settings).unwrap_or_default(), "transforms": serde_json::from_str::<Value>(&transforms).unwrap_or_default(), "webhook": webhook_view});
-                audit::append(tx, &ws, &actor, "source.create", &id, &Value::Null, &after).await
+                let after = json!({"id": id, "name": name, "settings": serde_json::from_str::<Value>(&settings).unwrap_or_default(), "transforms": salts::redacted(&plain), "webhook": webhook_view});
+                audit::append(tx, &key, &ws, &actor, "source.create", &id, &Value::Null, &after).await
             })
         })
         .await?;
@@ -503,7 +568,11 @@ impl Control {
         let before = self.source(workspace_id, source_id).await?;
         let settings = patch.settings.clone().unwrap_or_else(|| before.settings.clone());
         check_source_settings(&settings)?;
-        let transforms = check_transforms("transforms", patch.transforms.as_ref().unwrap_or(&before.transforms))?;
+        let (plain, transforms) = self.transforms_to_store(
+            &format!("source:{source_id}"),
+            patch.transforms.as_ref().unwrap_or(&before.transforms),
+            &before.transforms,
+        )?;
         let name = patch.name.clone().unwrap_or_else(|| before.name.clone());
         let webhook = match (&patch.webhook, before.webhook.is_some()) {
             (None, _) => None,
@@ -528,6 +597,7 @@ impl Control {
             Some((text, sealed)) => webhook_view(Some(text), sealed.is_some()),
             None => before.webhook.clone(),
         };
+        let key = self.sealer.audit_key();
         self.change(move |tx| {
             Box::pin(async move {
                 sqlx::query("UPDATE sources SET name = $1, settings = $2, transforms = $3 WHERE id = $4 AND workspace_id = $5")
@@ -547,8 +617,8 @@ impl Control {
                         .execute(&mut *tx)
                         .await?;
                 }
-                let after = json!({"id": id, "name": name, "settings": settings, "transforms": serde_json::from_str::<Value>(&transforms).unwrap_or_default(), "webhook": webhook_after});
-                audit::append(tx, &ws, &actor, "source.update", &id, &before_json, &after).await
+                let after = json!({"id": id, "name": name, "settings": settings, "transforms": salts::redacted(&plain), "webhook": webhook_after});
+                audit::append(tx, &key, &ws, &actor, "source.update", &id, &before_json, &after).await
             })
         })
         .await?;
@@ -571,6 +641,7 @@ impl Control {
             )));
         }
         let (actor, ws, id) = (actor.clone(), workspace_id.to_string(), source_id.to_string());
+        let key = self.sealer.audit_key();
         self.change(move |tx| {
             Box::pin(async move {
                 sqlx::query("DELETE FROM write_keys WHERE source_id = $1")
@@ -582,7 +653,17 @@ impl Control {
                     .bind(&ws)
                     .execute(&mut *tx)
                     .await?;
-                audit::append(tx, &ws, &actor, "source.delete", &id, &json!(before), &Value::Null).await
+                audit::append(
+                    tx,
+                    &key,
+                    &ws,
+                    &actor,
+                    "source.delete",
+                    &id,
+                    &json!(before),
+                    &Value::Null,
+                )
+                .await
             })
         })
         .await
@@ -611,6 +692,7 @@ impl Control {
             source_id.to_string(),
             digest(&write_key),
         );
+        let key = self.sealer.audit_key();
         self.change(move |tx| {
             Box::pin(async move {
                 sqlx::query(
@@ -627,7 +709,7 @@ impl Control {
                     .execute(&mut *tx)
                     .await?;
                 let after = json!({"previous_keys_expire_at": expires});
-                audit::append(tx, &ws, &actor, "source.rotate_write_key", &id, &Value::Null, &after).await
+                audit::append(tx, &key, &ws, &actor, "source.rotate_write_key", &id, &Value::Null, &after).await
             })
         })
         .await?;
@@ -683,7 +765,11 @@ impl Control {
             sources: strings(json_text(row, "sources")?),
             settings: json_text(row, "settings")?.as_object().cloned().unwrap_or_default(),
             credentials: credentials.keys().map(|k| (k.clone(), Value::from(REDACTED))).collect(),
-            transforms: serde_json::from_value(json_text(row, "transforms")?).unwrap_or_default(),
+            transforms: salts::open(
+                &self.sealer,
+                &format!("destination:{id}"),
+                &serde_json::from_value::<Vec<Value>>(json_text(row, "transforms")?).unwrap_or_default(),
+            )?,
             created_at: row.try_get("created_at")?,
             id,
         };
@@ -728,19 +814,26 @@ impl Control {
         input: &NewDestination,
         before: Option<DestinationView>,
     ) -> Result<DestinationView, ControlError> {
+        if before.is_none() {
+            self.check_not_reserved("destination", &input.id)?;
+        }
+        crate::credentials::check_placement(&input.kind, &input.settings, &input.credentials)?;
+        let stored_before = before.as_ref().map_or(&[][..], |b| &b.transforms[..]);
+        let (plain, transforms) =
+            self.transforms_to_store(&format!("destination:{}", input.id), &input.transforms, stored_before)?;
         let config = build_destination(
             &input.id,
             &input.kind,
             &input.sources,
             &input.settings,
             &input.credentials,
-            &input.transforms,
+            &plain,
         )?;
         let known = self.source_ids(workspace_id).await?;
         let known: HashSet<&str> = known.iter().map(String::as_str).collect();
         // Outside the transaction: a webhook's host is resolved here.
         config
-            .validate(0, &known)
+            .validate(0, &known, &self.egress)
             .map_err(|e| ControlError::invalid("destination", e.to_string().replace("destinations[0].", "")))?;
         let sealed = if input.credentials.is_empty() {
             None
@@ -757,14 +850,15 @@ impl Control {
         let texts = (
             serde_json::to_string(&input.sources).unwrap_or_else(|_| "[]".into()),
             serde_json::to_string(&input.settings).unwrap_or_else(|_| "{}".into()),
-            serde_json::to_string(&input.transforms).unwrap_or_else(|_| "[]".into()),
+            transforms,
         );
         let redacted: Map<String, Value> = input
             .credentials
             .keys()
             .map(|k| (k.clone(), Value::from(REDACTED)))
             .collect();
-        let after = json!({"id": id, "kind": kind, "sources": input.sources, "settings": input.settings, "credentials": redacted, "transforms": input.transforms});
+        let after = json!({"id": id, "kind": kind, "sources": input.sources, "settings": input.settings, "credentials": redacted, "transforms": salts::redacted(&plain)});
+        let key = self.sealer.audit_key();
         self.change(move |tx| {
             Box::pin(async move {
                 let existing = sqlx::query("SELECT id FROM destinations WHERE id = $1")
@@ -796,7 +890,7 @@ impl Control {
                 .execute(&mut *tx)
                 .await?;
                 let before = before.map_or(Value::Null, |b| json!(b));
-                audit::append(tx, &ws, &actor, action, &id, &before, &after).await
+                audit::append(tx, &key, &ws, &actor, action, &id, &before, &after).await
             })
         })
         .await?;
@@ -821,6 +915,18 @@ impl Control {
     ) -> Result<DestinationView, ControlError> {
         let row = self.destination_row(workspace_id, id).await?;
         let (before, stored) = self.destination_parts(&row)?;
+        if let (Some(settings), None, false) = (&patch.settings, &patch.credentials, stored.is_empty()) {
+            let moved = moved_endpoint(&before.kind, &before.settings, settings);
+            if !moved.is_empty() {
+                return Err(ControlError::invalid(
+                    "credentials",
+                    format!(
+                        "{} changed: give the credentials again with the new endpoint (stored credentials are never sent anywhere else)",
+                        moved.join(", ")
+                    ),
+                ));
+            }
+        }
         let credentials = patch.credentials.unwrap_or(stored);
         let input = NewDestination {
             id: id.to_string(),
@@ -836,6 +942,7 @@ impl Control {
     pub async fn delete_destination(&self, actor: &Actor, workspace_id: &str, id: &str) -> Result<(), ControlError> {
         let before = self.destination(workspace_id, id).await?;
         let (actor, ws, id) = (actor.clone(), workspace_id.to_string(), id.to_string());
+        let key = self.sealer.audit_key();
         self.change(move |tx| {
             Box::pin(async move {
                 sqlx::query("DELETE FROM destinations WHERE id = $1 AND workspace_id = $2")
@@ -843,7 +950,17 @@ impl Control {
                     .bind(&ws)
                     .execute(&mut *tx)
                     .await?;
-                audit::append(tx, &ws, &actor, "destination.delete", &id, &json!(before), &Value::Null).await
+                audit::append(
+                    tx,
+                    &key,
+                    &ws,
+                    &actor,
+                    "destination.delete",
+                    &id,
+                    &json!(before),
+                    &Value::Null,
+                )
+                .await
             })
         })
         .await
@@ -870,7 +987,7 @@ impl Control {
         }
         let mut sources = Vec::new();
         for row in self.source_rows(workspace_id, None).await? {
-            let (source, webhook) = (source_view(&row)?, self.opened_webhook(&row)?);
+            let (source, webhook) = (source_view(&self.sealer, &row)?, self.opened_webhook(&row)?);
             let transforms = serde_json::from_value(Value::Array(source.transforms.clone()))
                 .map_err(|e| ControlError::Corrupt(format!("source {} transforms: {e}", source.id)))?;
             sources.push(LiveSource {
@@ -893,6 +1010,11 @@ impl Control {
             })
             .collect::<Result<_, ControlError>>()?;
         Ok(LiveConfig { sources, destinations })
+    }
+
+    /// Walks the whole audit chain under this master key's audit key.
+    pub async fn verify_audit(&self) -> Result<audit::AuditReport, ControlError> {
+        audit::verify(&self.db, &self.sealer.audit_key()).await
     }
 
     pub async fn audit(&self, workspace_id: &str, limit: i64) -> Result<Vec<AuditEntry>, ControlError> {
@@ -951,16 +1073,18 @@ fn member(row: &AnyRow) -> Result<Member, ControlError> {
     })
 }
 
-fn source_view(row: &AnyRow) -> Result<SourceView, ControlError> {
+fn source_view(sealer: &Sealer, row: &AnyRow) -> Result<SourceView, ControlError> {
     let webhook: Option<String> = row.try_get("webhook")?;
     let sealed: Option<Vec<u8>> = row.try_get("webhook_secret")?;
+    let id: String = row.try_get("id")?;
+    let stored: Vec<Value> = serde_json::from_value(json_text(row, "transforms")?).unwrap_or_default();
     Ok(SourceView {
-        id: row.try_get("id")?,
+        transforms: salts::open(sealer, &format!("source:{id}"), &stored)?,
+        id,
         name: row.try_get("name")?,
         kind: if webhook.is_some() { "webhook" } else { "segment" }.into(),
         webhook: webhook_view(webhook.as_deref(), sealed.is_some()),
         settings: serde_json::from_value(json_text(row, "settings")?).unwrap_or_default(),
-        transforms: serde_json::from_value(json_text(row, "transforms")?).unwrap_or_default(),
         active_write_keys: row.try_get::<i64, _>("active")? as usize,
         created_at: row.try_get("created_at")?,
     })
@@ -985,13 +1109,31 @@ fn check_source_settings(settings: &SourceSettings) -> Result<(), ControlError> 
     Ok(())
 }
 
-/// Compiles a transform chain (so a bad one is refused now, not at the router) and
-/// gives it back as stored text.
-fn check_transforms(field: &str, transforms: &[Value]) -> Result<String, ControlError> {
+/// Compiles a transform chain, so a bad one is refused now, not at the router.
+fn check_transforms(field: &str, transforms: &[Value]) -> Result<(), ControlError> {
     let configs: Vec<TransformConfig> = serde_json::from_value(Value::Array(transforms.to_vec()))
         .map_err(|e| ControlError::invalid(field, e.to_string()))?;
     Transform::compile(&configs).map_err(|e| ControlError::invalid(field, e.to_string()))?;
-    serde_json::to_string(transforms).map_err(|e| ControlError::invalid(field, e.to_string()))
+    Ok(())
+}
+
+/// The settings that say where a destination of `kind` connects.
+fn endpoint_settings(kind: &str) -> &'static [&'static str] {
+    match kind {
+        "webhook" | "postgres_warehouse" => &["url"],
+        "kafka" => &["brokers"],
+        "object_storage_export" => &["bucket", "endpoint", "region"],
+        _ => &[],
+    }
+}
+
+/// The endpoint settings that differ between `before` and `after`, as `settings.<name>`.
+fn moved_endpoint(kind: &str, before: &Map<String, Value>, after: &Map<String, Value>) -> Vec<String> {
+    endpoint_settings(kind)
+        .iter()
+        .filter(|name| before.get(**name) != after.get(**name))
+        .map(|name| format!("settings.{name}"))
+        .collect()
 }
 
 /// A stored destination as the router runs it.
@@ -1038,6 +1180,16 @@ fn build_destination(
 ) -> Result<DestinationConfig, ControlError> {
     let mut whole = Map::new();
     for (key, value) in settings {
+        // Where Switchyard may connect is the operator's decision, not a tenant's.
+        if matches!(
+            key.as_str(),
+            "allow_private_network" | "allow_plain_http" | "allow_http"
+        ) {
+            return Err(ControlError::invalid(
+                &format!("settings.{key}"),
+                "egress is set by the operator in the server's [egress] configuration, not per destination",
+            ));
+        }
         if matches!(key.as_str(), "id" | "kind" | "sources" | "transforms") {
             return Err(ControlError::invalid(
                 &format!("settings.{key}"),

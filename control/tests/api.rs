@@ -11,11 +11,11 @@ use actix_web::http::StatusCode;
 use actix_web::{App, test, web};
 use serde_json::{Value, json};
 use support::Backend;
+use switchyard_control::Control;
 use switchyard_control::api::{ApiState, routes};
 use switchyard_control::debugger::Debugger;
 use switchyard_control::model::{Actor, NewDestination, NewMember, NewSource, Role};
 use switchyard_control::store::Password;
-use switchyard_control::{Control, audit};
 
 const PASSWORD: &str = "a long enough password";
 const SECRET: &str = "tok-NEVER-SHOWN-0123456789";
@@ -281,17 +281,25 @@ fn cases() -> Vec<Case> {
             Plain,
             [200, 200, 200, 200, 404, 401],
         ),
+        // A credential follows its endpoint: a new URL comes with the credentials again.
         case(
             "PATCH",
             "/v1/workspaces/{ws}/destinations/hook-web",
-            Some(json!({"settings": {"url": "https://93.184.216.34/{n}"}})),
+            Some(json!({"settings": {"url": "https://93.184.216.34/{n}"}, "credentials": {"bearer_token": SECRET}})),
             Plain,
             [200, 200, 403, 200, 404, 401],
         ),
         case(
             "PATCH",
+            "/v1/workspaces/{ws}/destinations/hook-web",
+            Some(json!({"settings": {"url": "https://93.184.216.35/{n}"}})),
+            Plain,
+            [400, 400, 403, 400, 404, 401],
+        ),
+        case(
+            "PATCH",
             "/v1/workspaces/{ws}/destinations/hook-both",
-            Some(json!({"settings": {"url": "https://93.184.216.34/{n}"}})),
+            Some(json!({"settings": {"url": "https://93.184.216.34/{n}"}, "credentials": {"bearer_token": SECRET}})),
             Plain,
             [200, 200, 403, 403, 404, 401],
         ),
@@ -437,7 +445,7 @@ async fn every_route_answers_every_role_as_its_permissions_say_and_never_shows_a
                 .any(|e| e.action == "destination.update" && e.actor == "collaborator@example.com")
         );
         assert!(entries.iter().any(|e| e.remote == "198.51.100.7"));
-        let report = audit::verify(control.db()).await.expect("verify");
+        let report = control.verify_audit().await.expect("verify");
         assert_eq!(report.broken_at, None, "{report:?}");
         drop(app);
         let control = Arc::try_unwrap(control).expect("sole owner");

@@ -5,7 +5,6 @@ mod support;
 
 use support::Backend;
 use switchyard_control::apply::{WorkspaceFile, apply, export};
-use switchyard_control::audit;
 use switchyard_control::model::Actor;
 
 const FILE: &str = r#"
@@ -38,13 +37,13 @@ async fn apply_twice_changes_once_and_an_exported_file_applies_back_to_no_change
         let first = apply(&control, &actor, &file, &env, false).await.expect("apply");
         assert_eq!(first.created.len(), 3, "{}: {first:?}", backend.name);
         assert_eq!(first.write_keys.len(), 2, "a key for each new source");
-        let rows = audit::verify(control.db()).await.expect("verify").rows;
+        let rows = control.verify_audit().await.expect("verify").rows;
 
         let second = apply(&control, &actor, &file, &env, false).await.expect("apply again");
         assert_eq!(second.unchanged.len(), 3, "{}: {second:?}", backend.name);
         assert!(second.created.is_empty() && second.updated.is_empty());
         assert_eq!(
-            audit::verify(control.db()).await.expect("verify").rows,
+            control.verify_audit().await.expect("verify").rows,
             rows,
             "nothing audited"
         );

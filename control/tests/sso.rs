@@ -143,16 +143,32 @@ async fn browse_to_callback(start: &str) -> String {
     panic!("too many redirects");
 }
 
-/// Starts a login as `email` and completes it; returns the callback's response.
+/// Starts a login as `email` and completes it in the same browser (with the cookie the
+/// login set); returns the callback's response.
 async fn sign_in<S>(app: &S, email: &str) -> (u16, Value, String)
+where
+    S: Service<actix_http::Request, Response = ServiceResponse, Error = actix_web::Error>,
+{
+    sign_in_as(app, email, true).await
+}
+
+async fn sign_in_as<S>(app: &S, email: &str, same_browser: bool) -> (u16, Value, String)
 where
     S: Service<actix_http::Request, Response = ServiceResponse, Error = actix_web::Error>,
 {
     let start = test::TestRequest::get()
         .uri(&format!("/v1/sso/corp/login?login_hint={email}"))
+        .peer_addr("198.51.100.40:5000".parse().expect("addr"))
         .to_request();
     let response = test::call_service(app, start).await;
     assert_eq!(response.status(), 302);
+    let binding = response
+        .response()
+        .cookies()
+        .find(|cookie| cookie.name() == "sy_sso")
+        .map(|cookie| cookie.into_owned())
+        .expect("the login binds its state to this browser");
+    assert!(binding.http_only().unwrap_or(false) && binding.secure().unwrap_or(false));
     let location = response
         .headers()
         .get("location")
@@ -161,10 +177,13 @@ where
         .expect("ascii");
     assert!(location.contains("code_challenge_method=S256"), "PKCE: {location}");
     let callback = browse_to_callback(location).await;
-    let request = test::TestRequest::get()
+    let mut request = test::TestRequest::get()
         .uri(&callback)
-        .peer_addr("198.51.100.40:5000".parse().expect("addr"))
-        .to_request();
+        .peer_addr("198.51.100.40:5000".parse().expect("addr"));
+    if same_browser {
+        request = request.cookie(binding);
+    }
+    let request = request.to_request();
     let response = test::call_service(app, request).await;
     let status = response.status().as_u16();
     let body: Value = test::read_body_json(response).await;
@@ -283,6 +302,91 @@ async fn sso_signs_users_in_with_the_role_their_groups_map_to_and_refuses_the_re
         audit
             .iter()
             .any(|e| e.action == "member.sso_role" && e.target == "admin@example.com")
+    );
+    drop(provider);
+}
+
+#[actix_rt::test]
+async fn another_workspaces_provider_cannot_sign_in_as_an_owner_by_email_and_sso_sessions_stay_in_their_workspace() {
+    let provider = start_provider();
+    let backend = Backend::sqlite().await;
+    let control = Arc::new(backend.control(&age::x25519::Identity::generate()).await);
+    let actor = Actor::local("test");
+    // Workspace B, owned by owner@example.com (a password account).
+    let victim = support::owned_workspace(&control, &actor).await;
+    // Workspace A, whose owner configured this identity provider.
+    let a_owner = control
+        .create_user(
+            &actor,
+            "a-owner@example.com",
+            switchyard_control::store::Password::Plain(OWNER_PASSWORD),
+        )
+        .await
+        .expect("user");
+    let attacker = control
+        .create_workspace(&actor, "A", &a_owner)
+        .await
+        .expect("workspace A");
+    let sso = Sso::new(&[sso_config(&provider.issuer, &attacker.id)]).expect("sso");
+    let app = test::init_service(
+        App::new()
+            .app_data(web::Data::new(ApiState {
+                control: control.clone(),
+                debugger: None,
+                sso: Some(Arc::new(sso)),
+            }))
+            .configure(routes),
+    )
+    .await;
+
+    // A's provider asserts a verified owner@example.com: no session as B's owner.
+    let (status, body, _) = sign_in(&app, "owner@example.com").await;
+    assert_eq!(status, 409, "{body}");
+    assert!(body["message"].as_str().unwrap_or_default().contains("link"), "{body}");
+    assert!(
+        !control
+            .members(&attacker.id)
+            .await
+            .expect("members")
+            .iter()
+            .any(|m| m.email == "owner@example.com"),
+        "the owner was not made a member of A either"
+    );
+
+    // A state used from another browser (no binding cookie) is refused.
+    let (status, body, _) = sign_in_as(&app, "admin@example.com", false).await;
+    assert_eq!(status, 403, "{body}");
+
+    // A new user's SSO session reaches A and nothing else, even with a membership in B.
+    let (status, admin, _) = sign_in(&app, "admin@example.com").await;
+    assert_eq!(status, 200, "{admin}");
+    let token = admin["token"].as_str().expect("token").to_string();
+    let member = switchyard_control::model::NewMember {
+        email: "admin@example.com".into(),
+        role: switchyard_control::model::Role::Owner,
+        sources: vec![],
+        password: None,
+    };
+    control
+        .add_member(&actor, &victim.id, &member)
+        .await
+        .expect("member of B");
+    assert_eq!(
+        get(&app, &token, &format!("/v1/workspaces/{}/members", attacker.id)).await,
+        200
+    );
+    assert_eq!(
+        get(&app, &token, &format!("/v1/workspaces/{}/members", victim.id)).await,
+        404,
+        "an SSO session is scoped to its provider's workspace"
+    );
+    // The link is by (issuer, subject), and it is audited.
+    let audit = control.audit(&attacker.id, 50).await.expect("audit");
+    assert!(
+        audit
+            .iter()
+            .any(|e| e.action == "user.sso_link" && e.target == "admin@example.com"),
+        "{audit:?}"
     );
     drop(provider);
 }

@@ -6,7 +6,6 @@ mod support;
 use serde_json::json;
 use sqlx::Row;
 use support::Backend;
-use switchyard_control::audit;
 use switchyard_control::model::{Actor, NewDestination, NewSource};
 use switchyard_control::store::Password;
 
@@ -78,6 +77,76 @@ async fn credentials_are_ciphertext_at_rest_and_open_only_for_the_router() {
         let stranger = backend.control(&age::x25519::Identity::generate()).await;
         assert!(stranger.destination_config(&ws.id, "hook").await.is_err());
         stranger.db().pool.close().await;
+        backend.finish(control).await;
+    }
+}
+
+#[actix_rt::test]
+async fn a_hash_salt_is_sealed_never_shown_and_kept_when_a_view_is_sent_back() {
+    for backend in Backend::both().await {
+        let control = backend.control(&age::x25519::Identity::generate()).await;
+        let admin = Actor::local("test");
+        let ws = support::owned_workspace(&control, &admin).await;
+        let salt = "pepper-SECRET-0123";
+        let hash = json!([{"op": "hash", "fields": ["userId"], "salt": salt}]);
+        let web: NewSource = serde_json::from_value(json!({"id": "web", "transforms": hash})).expect("source");
+        let created = control.create_source(&admin, &ws.id, &web).await.expect("source");
+        let mut new = destination("hook", "tok-0123456789");
+        new.transforms = serde_json::from_value(hash.clone()).expect("transforms");
+        let view = control
+            .create_destination(&admin, &ws.id, &new)
+            .await
+            .expect("destination");
+        for shown in [json!(view), json!(created.source)] {
+            assert_eq!(
+                shown["transforms"][0]["salt"], "<redacted>",
+                "{}: {shown}",
+                backend.name
+            );
+        }
+        // A view sent back unchanged keeps the salt; the router runs with the real one.
+        let patch: switchyard_control::model::DestinationPatch =
+            serde_json::from_value(json!({"transforms": json!(view)["transforms"]})).expect("patch");
+        control
+            .update_destination(&admin, &ws.id, "hook", patch)
+            .await
+            .expect("kept");
+        let router =
+            serde_json::to_value(control.destination_config(&ws.id, "hook").await.expect("config")).expect("json");
+        assert_eq!(router["transforms"][0]["salt"], salt, "{}: {router}", backend.name);
+        let live = control.live(&ws.id).await.expect("live");
+        assert_eq!(json!(live.sources[0].transforms)[0]["salt"], salt, "{}", backend.name);
+
+        // At rest and in the audit log, nowhere in the clear.
+        for (table, column) in [
+            ("sources", "transforms"),
+            ("destinations", "transforms"),
+            ("audit_log", "after_state"),
+            ("audit_log", "before_state"),
+        ] {
+            for row in sqlx::query(&format!("SELECT {column} FROM {table}"))
+                .fetch_all(&control.db().pool)
+                .await
+                .expect("rows")
+            {
+                let text: Option<String> = row.try_get(column).expect("text");
+                assert!(
+                    !text.unwrap_or_default().contains(salt),
+                    "{}: {table}.{column}",
+                    backend.name
+                );
+            }
+        }
+        // `<redacted>` where no salt was stored is refused, naming the field.
+        let patch: switchyard_control::model::DestinationPatch = serde_json::from_value(
+            json!({"transforms": [{"op": "drop_fields", "fields": ["x"]}, {"op": "hash", "fields": ["userId"], "salt": "<redacted>"}]}),
+        )
+        .expect("patch");
+        let error = control
+            .update_destination(&admin, &ws.id, "hook", patch)
+            .await
+            .expect_err("nothing to keep");
+        assert!(error.to_string().contains("transforms[1].salt"), "{error}");
         backend.finish(control).await;
     }
 }
@@ -206,7 +275,7 @@ async fn audit_verify_catches_an_edited_and_a_deleted_row() {
             let source: NewSource = serde_json::from_value(json!({"id": id})).expect("source");
             control.create_source(&admin, &ws.id, &source).await.expect("source");
         }
-        let report = audit::verify(control.db()).await.expect("verify");
+        let report = control.verify_audit().await.expect("verify");
         assert_eq!(
             (report.rows, report.broken_at),
             (5, None),
@@ -222,7 +291,7 @@ async fn audit_verify_catches_an_edited_and_a_deleted_row() {
             .execute(&control.db().pool)
             .await
             .expect("tamper");
-        let report = audit::verify(control.db()).await.expect("verify");
+        let report = control.verify_audit().await.expect("verify");
         assert_eq!(report.broken_at, Some(3), "{}: {report:?}", backend.name);
         assert!(report.reason.as_deref().unwrap_or_default().contains("changed"));
 
@@ -231,7 +300,7 @@ async fn audit_verify_catches_an_edited_and_a_deleted_row() {
             .await
             .expect("restore");
         assert_eq!(
-            audit::verify(control.db()).await.expect("verify").broken_at,
+            control.verify_audit().await.expect("verify").broken_at,
             None,
             "restored"
         );
@@ -239,9 +308,77 @@ async fn audit_verify_catches_an_edited_and_a_deleted_row() {
             .execute(&control.db().pool)
             .await
             .expect("delete");
-        let report = audit::verify(control.db()).await.expect("verify");
+        let report = control.verify_audit().await.expect("verify");
         assert_eq!(report.broken_at, Some(2), "{}: {report:?}", backend.name);
         assert!(report.reason.as_deref().unwrap_or_default().contains("missing"));
+        backend.finish(control).await;
+    }
+}
+
+/// Someone with write access to the database but not the master key rewrites a row
+/// and recomputes the chain from there, as an unkeyed chain would let them.
+#[actix_rt::test]
+async fn audit_verify_catches_a_chain_rewritten_without_the_master_key() {
+    use sha2::Digest;
+    use sqlx::Row;
+    for backend in Backend::both().await {
+        let master = age::x25519::Identity::generate();
+        let control = backend.control(&master).await;
+        let admin = Actor::local("admin");
+        let ws = support::owned_workspace(&control, &admin).await;
+        for id in ["web", "ios"] {
+            let source: NewSource = serde_json::from_value(json!({"id": id})).expect("source");
+            control.create_source(&admin, &ws.id, &source).await.expect("source");
+        }
+        // An intact chain verifies under its own master key only.
+        assert_eq!(control.verify_audit().await.expect("verify").broken_at, None);
+        let other = backend.control(&age::x25519::Identity::generate()).await;
+        assert_eq!(other.verify_audit().await.expect("verify").broken_at, Some(1));
+        let rows = sqlx::query(
+            "SELECT seq, workspace_id, at, actor, action, target, remote, before_state, after_state, prev_hash \
+             FROM audit_log ORDER BY seq",
+        )
+        .fetch_all(&control.db().pool)
+        .await
+        .expect("rows");
+        let mut prev: Option<String> = None;
+        for row in rows {
+            let seq: i64 = row.try_get("seq").expect("seq");
+            let prev_hash = prev.clone().unwrap_or_else(|| row.try_get("prev_hash").expect("prev"));
+            let actor: String = if seq >= 2 {
+                "mallory@example.com".into()
+            } else {
+                row.try_get("actor").expect("actor")
+            };
+            let content = json!([
+                prev_hash,
+                seq,
+                row.try_get::<String, _>("workspace_id").expect("ws"),
+                row.try_get::<i64, _>("at").expect("at"),
+                actor,
+                row.try_get::<String, _>("action").expect("action"),
+                row.try_get::<String, _>("target").expect("target"),
+                row.try_get::<String, _>("remote").expect("remote"),
+                row.try_get::<String, _>("before_state").expect("before"),
+                row.try_get::<String, _>("after_state").expect("after"),
+            ]);
+            let hash = hex::encode(sha2::Sha256::digest(content.to_string().as_bytes()));
+            sqlx::query("UPDATE audit_log SET actor = $1, prev_hash = $2, hash = $3 WHERE seq = $4")
+                .bind(&actor)
+                .bind(&prev_hash)
+                .bind(&hash)
+                .bind(seq)
+                .execute(&control.db().pool)
+                .await
+                .expect("rewrite");
+            prev = Some(hash);
+        }
+        let report = control.verify_audit().await.expect("verify");
+        assert_eq!(report.broken_at, Some(1), "{}: {report:?}", backend.name);
+        assert!(
+            report.reason.as_deref().unwrap_or_default().contains("unkeyed"),
+            "{report:?}"
+        );
         backend.finish(control).await;
     }
 }

@@ -52,7 +52,7 @@ static STATE: LazyLock<Arc<IngestState>> = LazyLock::new(|| {
         sources: SourceRegistry::new(&[source], limits.max_batch_events),
         sink: KafkaSink::new(&kafka).expect("producer"),
         limits,
-        trust_forwarded_for: true,
+        trusted_proxies: 1,
         refused: Default::default(),
         dead_letter_topic: None,
         replays: Default::default(),

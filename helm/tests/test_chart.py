@@ -143,6 +143,35 @@ def check_schema_refuses():
         fail(f"values.schema.json accepted {what}")
 
 
+def check_network_policy():
+    """The ops port is closed unless the values name who may reach it, and the pods
+    can't reach the metadata address or the cluster's own networks."""
+    base = yaml.safe_load((HERE / "values" / "minimal.yaml").read_text())
+
+    def policy(values):
+        return next(d for d in render(values) if d["kind"] == "NetworkPolicy")["spec"]
+
+    def ports(rule):
+        return {p["port"] for p in rule.get("ports", [])}
+
+    spec = policy(base)
+    if any("ops" in ports(rule) for rule in spec["ingress"]):
+        fail("network policy: the ops port is open by default")
+    if "Egress" not in spec["policyTypes"]:
+        fail("network policy: no egress policy by default")
+    denied = [cidr for rule in spec.get("egress", []) for peer in rule.get("to", [])
+              for cidr in peer.get("ipBlock", {}).get("except", [])]
+    for needed in ["169.254.0.0/16", "10.0.0.0/8"]:
+        if needed not in denied:
+            fail(f"network policy: egress to {needed} is not denied by default ({denied})")
+    selector = {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}
+    opened = policy({**base, "networkPolicy": {"opsNamespaceSelector": selector}})
+    rules = [rule for rule in opened["ingress"] if "ops" in ports(rule)]
+    if len(rules) != 1 or rules[0]["from"] != [{"namespaceSelector": selector}]:
+        fail(f"network policy: the ops port is not opened to exactly the named namespace: {rules}")
+    print("network policy: ops closed by default, opened to the named namespace; metadata and cluster CIDRs denied")
+
+
 def main():
     if not SWITCHYARD.exists():
         print(f"{SWITCHYARD} is missing: build first (make build)", file=sys.stderr)
@@ -151,6 +180,7 @@ def main():
     for path in files:
         check_values_file(path)
     check_schema_refuses()
+    check_network_policy()
     if failures:
         print(f"{len(failures)} chart check(s) failed", file=sys.stderr)
         return 1

@@ -19,7 +19,13 @@ pub struct IngestConfig {
     /// Plain HTTP must be asked for: collection endpoints carry write keys.
     #[serde(default)]
     pub allow_plain_http: bool,
-    /// Take the client address from `X-Forwarded-For` (only behind a trusted proxy).
+    /// How many proxies of the operator's own stand in front of ingest (a load balancer,
+    /// an Ingress controller): the client address is read from `X-Forwarded-For` that
+    /// many entries from the right, the part those proxies wrote. Entries further left
+    /// are the client's own and never trusted. 0: the peer address.
+    #[serde(default)]
+    pub trusted_proxies: usize,
+    /// Older name for `trusted_proxies = 1`.
     #[serde(default)]
     pub trust_forwarded_for: bool,
     /// HTTP worker threads; 0 means one per core.
@@ -46,6 +52,13 @@ fn default_max_batch_events() -> usize {
     Limits::default().max_batch_events
 }
 
+impl IngestConfig {
+    /// The number of trusted proxies, counting the older `trust_forwarded_for` as one.
+    pub fn proxy_hops(&self) -> usize {
+        self.trusted_proxies.max(usize::from(self.trust_forwarded_for))
+    }
+}
+
 impl Default for IngestConfig {
     fn default() -> Self {
         IngestConfig {
@@ -53,6 +66,7 @@ impl Default for IngestConfig {
             tls_cert_path: None,
             tls_key_path: None,
             allow_plain_http: false,
+            trusted_proxies: 0,
             trust_forwarded_for: false,
             workers: 0,
             max_event_bytes: default_max_event_bytes(),

@@ -28,7 +28,8 @@ pub struct IngestState {
     pub sources: SourceRegistry,
     pub sink: KafkaSink,
     pub limits: Limits,
-    pub trust_forwarded_for: bool,
+    /// Proxies in front of ingest whose `X-Forwarded-For` entries are trusted.
+    pub trusted_proxies: usize,
     pub refused: Refused,
     /// Where webhook deliveries that can't be mapped go; absent: they are answered 422.
     pub dead_letter_topic: Option<String>,
@@ -134,7 +135,7 @@ async fn accept(
     let traceparent = switchyard_telemetry::pass_on(&span, parent).to_string();
     let ctx = EnrichContext {
         received_at,
-        ip: client_ip(&request, state.trust_forwarded_for),
+        ip: client_ip(&request, state.trusted_proxies),
         batch_sent_at: sent_at,
         batch_context: context.as_ref(),
         batch_integrations: integrations.as_ref(),
@@ -203,14 +204,28 @@ fn basic_user(header_value: &[u8]) -> Option<String> {
     Some(user.to_string())
 }
 
-pub(crate) fn client_ip(request: &HttpRequest, trust_forwarded_for: bool) -> Option<IpAddr> {
-    if trust_forwarded_for {
-        let info = request.connection_info();
-        let forwarded = info.realip_remote_addr().and_then(|addr| {
-            addr.parse::<IpAddr>()
-                .ok()
-                .or_else(|| addr.parse::<std::net::SocketAddr>().ok().map(|a| a.ip()))
-        });
+/// The client's address: `trusted_proxies` entries from the right of `X-Forwarded-For`
+/// (each of the operator's proxies appends the address it was reached from, so the
+/// entries left of those are whatever the client sent), else the peer.
+pub(crate) fn client_ip(request: &HttpRequest, trusted_proxies: usize) -> Option<IpAddr> {
+    if trusted_proxies > 0 {
+        let hops: Vec<&str> = request
+            .headers()
+            .get_all("x-forwarded-for")
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .map(str::trim)
+            .filter(|hop| !hop.is_empty())
+            .collect();
+        let forwarded = hops
+            .len()
+            .checked_sub(trusted_proxies)
+            .and_then(|index| hops.get(index))
+            .and_then(|hop| {
+                hop.parse::<IpAddr>()
+                    .ok()
+                    .or_else(|| hop.parse::<std::net::SocketAddr>().ok().map(|a| a.ip()))
+            });
         if let Some(ip) = forwarded {
             return Some(ip);
         }
@@ -221,6 +236,26 @@ pub(crate) fn client_ip(request: &HttpRequest, trust_forwarded_for: bool) -> Opt
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_client_address_is_read_from_the_right_through_the_trusted_proxies() {
+        let request = |xff: &[&str]| {
+            let mut request = actix_web::test::TestRequest::default().peer_addr("10.0.0.9:443".parse().expect("addr"));
+            for value in xff {
+                request = request.append_header(("x-forwarded-for", *value));
+            }
+            request.to_http_request()
+        };
+        let ip = |text: &str| Some(text.parse::<IpAddr>().expect("ip"));
+        // The client claims 1.2.3.4; the one proxy in front appended what it saw.
+        let spoofed = request(&["1.2.3.4, 203.0.113.7"]);
+        assert_eq!(client_ip(&spoofed, 1), ip("203.0.113.7"));
+        assert_eq!(client_ip(&spoofed, 0), ip("10.0.0.9"), "no proxy trusted: the peer");
+        let two = request(&["1.2.3.4", "203.0.113.7, 10.0.0.2"]);
+        assert_eq!(client_ip(&two, 2), ip("203.0.113.7"));
+        assert_eq!(client_ip(&request(&[]), 1), ip("10.0.0.9"));
+        assert_eq!(client_ip(&request(&["not an address"]), 1), ip("10.0.0.9"));
+    }
 
     #[test]
     fn basic_auth_user_is_the_write_key() {

@@ -60,7 +60,7 @@ fn state(kafka: &KafkaConfig) -> Arc<IngestState> {
         sources: SourceRegistry::new(&sources, limits.max_batch_events),
         sink: KafkaSink::new(kafka).expect("producer"),
         limits,
-        trust_forwarded_for: false,
+        trusted_proxies: 0,
         refused: Default::default(),
         dead_letter_topic: None,
         replays: Default::default(),

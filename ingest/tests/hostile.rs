@@ -35,7 +35,7 @@ async fn start(broker: &Tansu) -> SocketAddr {
         sources: SourceRegistry::new(&[source], limits.max_batch_events),
         sink: KafkaSink::new(&kafka).expect("producer"),
         limits,
-        trust_forwarded_for: false,
+        trusted_proxies: 0,
         refused: Default::default(),
         dead_letter_topic: None,
         replays: Default::default(),

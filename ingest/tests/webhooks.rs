@@ -45,6 +45,12 @@ fn stripe_signature(secret: &str, at: i64, body: &[u8]) -> String {
     )
 }
 
+/// `t=..,v1=<hex>` with the hex in upper case (hex decoders take either).
+fn upper_case_signature(signed: &str) -> String {
+    let (time, signature) = signed.split_once(",v1=").expect("a v1 signature");
+    format!("{time},v1={}", signature.to_uppercase())
+}
+
 fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
@@ -70,7 +76,7 @@ fn state(kafka: &KafkaConfig, dead_letters: &str) -> Arc<IngestState> {
         sources: SourceRegistry::new(&sources, limits.max_batch_events),
         sink: KafkaSink::new(kafka).expect("producer"),
         limits,
-        trust_forwarded_for: false,
+        trusted_proxies: 0,
         refused: Default::default(),
         dead_letter_topic: Some(dead_letters.to_string()),
         replays: Default::default(),
@@ -132,6 +138,20 @@ async fn signed_deliveries_are_mapped_and_everything_else_refused_or_dead_letter
             "tolerance",
         ),
         ("replayed", stripe.clone(), signed.clone(), "replay"),
+        // The same MAC spelled in upper-case hex, and again behind a decoy: still the same
+        // signature, so still a replay.
+        (
+            "replayed in upper case",
+            stripe.clone(),
+            upper_case_signature(&signed),
+            "replay",
+        ),
+        (
+            "replayed behind a decoy",
+            stripe.clone(),
+            signed.replacen(",v1=", ",v1=00ff,v1=", 1),
+            "replay",
+        ),
         ("unsigned", stripe.clone(), String::new(), "missing"),
     ] {
         let headers = if signature.is_empty() {
@@ -276,5 +296,5 @@ async fn signed_deliveries_are_mapped_and_everything_else_refused_or_dead_letter
     assert_eq!(dead[0].payload(), Some(&unmappable[..]), "the delivery kept as it came");
 
     let refused: std::collections::HashMap<_, _> = state.refused.counts().into_iter().collect();
-    assert_eq!(refused["bad_signature"], 5, "every bad signature counted");
+    assert_eq!(refused["bad_signature"], 7, "every bad signature counted");
 }

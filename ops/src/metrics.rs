@@ -167,6 +167,11 @@ fn actor_metrics(registry: &mut Registry, reports: &[ActorReport], errors: &Fami
         "archive_held_events",
         "Events buffered or being written by the archive",
     );
+    let refused_keys = counter_family(
+        registry,
+        "archive_key_objects_refused",
+        "Archive key objects refused because their HMAC does not hold (planted or plaintext)",
+    );
     let replica_pending = gauge_family(
         registry,
         "archive_replica_pending_objects",
@@ -248,6 +253,7 @@ fn actor_metrics(registry: &mut Registry, reports: &[ActorReport], errors: &Fami
                 set_each(&archive_failures, vec![source()], "store", &failures);
                 gauge(&archive_held, vec![source()], stats.held as i64);
                 gauge(&replica_pending, vec![source()], stats.replica_pending as i64);
+                set(&refused_keys, vec![source()], stats.refused_key_objects);
             }
             Detail::Unresponsive => {
                 let destination = report.destination_id.clone().unwrap_or_default();

@@ -167,9 +167,15 @@ async fn router(
         &transforms,
         &[destination(kind)],
         writer.recipient(),
-        None,
-        None,
-        dedup,
+        switchyard_router::TopologyOptions {
+            dedup,
+            egress: std::sync::Arc::new(
+                switchyard_actors::EgressPolicy::default()
+                    .allowing(&["127.0.0.0/8"])
+                    .allowing_plain_http(&["127.0.0.1"]),
+            ),
+            ..Default::default()
+        },
     )?;
     let consumer = RouterConsumer::start(&kafka, group, None, topology)?;
     // Watched from a thread of its own: this thread also runs the supervisors, and a
@@ -260,8 +266,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             headers: Default::default(),
             timeout_ms: 10_000,
             batch_max_events: 100,
-            allow_private_network: true,
-            allow_plain_http: true,
             tls: Default::default(),
         });
         let (rate, cpu) = router(&brokers, &topic, records, webhook, &format!("{topic}-webhook")).await?;

@@ -14,4 +14,4 @@ pub mod topology;
 
 pub use consumer::{ConsumerError, ConsumerStats, RouterConsumer};
 pub use dead_letter::DeadLetterWriter;
-pub use topology::{ActorReport, ArchiveSetup, Detail, ReloadSummary, Topology, TopologyError};
+pub use topology::{ActorReport, ArchiveSetup, Detail, ReloadSummary, Topology, TopologyError, TopologyOptions};

@@ -13,8 +13,8 @@ use futures::future::join_all;
 use prometheus_client::metrics::histogram::Histogram;
 use switchyard_actors::destination::{Retire, latency_histogram};
 use switchyard_actors::{
-    DeadLetter, DedupSettings, DestinationActor, DestinationConfig, Load, LogDestination, Park, Route, Routed,
-    SetRoutes, SetSuppression, SetTransform, SourceSupervisor, Suppression, Transform, TransformConfig,
+    DeadLetter, DedupSettings, DestinationActor, DestinationConfig, EgressPolicy, Load, LogDestination, Park, Route,
+    Routed, SetRoutes, SetSuppression, SetTransform, SourceSupervisor, Suppression, Transform, TransformConfig,
 };
 use switchyard_actors::{DestinationStats, GetDestinationStats, GetStats, SupervisorHandle, SupervisorStats};
 use switchyard_archive::actor::{ArchiveStats, GetArchiveStats};
@@ -117,6 +117,7 @@ struct Shared {
     dead_letters: Recipient<DeadLetter>,
     parking: Option<Recipient<Park>>,
     dedup: DedupSettings,
+    egress: Arc<EgressPolicy>,
     archive: Option<ArchiveSetup>,
     /// Each source's archive actor, by source id, kept across reloads.
     archives: HashMap<String, (Route, Addr<ArchiveActor>)>,
@@ -183,17 +184,18 @@ impl Shared {
         // A destination that parks its overflow never makes its source wait.
         let parks = DestinationActor::parks(config, self.parking.is_some());
         let load = Load::new(if parks { usize::MAX } else { config.max_buffered_events });
-        let (source, actor_config, letters, actor_load, parking) = (
+        let (source, actor_config, letters, actor_load, parking, egress) = (
             source_id.to_string(),
             Arc::clone(config),
             self.dead_letters.clone(),
             load.clone(),
             self.parking.clone().filter(|_| parks),
+            self.egress.clone(),
         );
         let latency = latency_histogram();
         let actor_latency = latency.clone();
         let addr = DestinationActor::start_in_arbiter(arbiter, move |_| {
-            let actor = DestinationActor::new(&source, actor_config, letters, actor_load)
+            let actor = DestinationActor::new(&source, actor_config, letters, actor_load, egress)
                 .with_transform(transform)
                 .with_latency(actor_latency);
             match parking {
@@ -350,20 +352,34 @@ fn log_route() -> Route {
     }
 }
 
+/// How the topology runs, beside what it runs.
+#[derive(Debug, Default)]
+pub struct TopologyOptions {
+    /// The retry topic's writer: with it, a full destination parks its overflow there
+    /// instead of holding back its source.
+    pub parking: Option<Recipient<Park>>,
+    pub archive: Option<ArchiveSetup>,
+    pub dedup: DedupSettings,
+    /// The operator's `[egress]`: where every destination's client may connect.
+    pub egress: Arc<EgressPolicy>,
+}
+
 impl Topology {
     /// Starts every actor. Must run inside an actix system. `source_transforms` holds
-    /// each source's own transform chain, by source id. With `parking` (the retry topic's
-    /// writer), a full destination parks its overflow there instead of holding back its
-    /// source.
+    /// each source's own transform chain, by source id.
     pub fn start(
         sources: &[SourceConfig],
         source_transforms: &HashMap<String, Vec<TransformConfig>>,
         destinations: &[DestinationConfig],
         dead_letters: Recipient<DeadLetter>,
-        parking: Option<Recipient<Park>>,
-        archive: Option<ArchiveSetup>,
-        dedup: DedupSettings,
+        options: TopologyOptions,
     ) -> Result<Self, TopologyError> {
+        let TopologyOptions {
+            parking,
+            archive,
+            dedup,
+            egress,
+        } = options;
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
         // The arbiters' threads live as long as the system; the handles start actors on them.
         let arbiters = (0..threads).map(|_| Arbiter::new().handle()).collect();
@@ -376,6 +392,7 @@ impl Topology {
                 dead_letters,
                 parking,
                 dedup,
+                egress,
                 archive,
                 archives: HashMap::new(),
                 suppressed: HashMap::new(),
@@ -714,9 +731,7 @@ mod tests {
             &HashMap::new(),
             destinations,
             Discard.start().recipient(),
-            None,
-            None,
-            DedupSettings::default(),
+            TopologyOptions::default(),
         )
         .expect("topology")
     }

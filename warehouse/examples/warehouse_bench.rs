@@ -49,10 +49,16 @@ async fn main() {
     let events: Vec<Arc<Event>> = (0..total).map(event).collect();
     let size = serde_json::to_vec(&*events[0]).expect("json").len();
     let config: WarehouseConfig = serde_json::from_value(json!({
-        "url": db.url, "allow_private_network": true, "max_connections": concurrent
+        "url": db.url, "max_connections": concurrent
     }))
     .expect("config");
-    let warehouse = Arc::new(Warehouse::new(&config).expect("warehouse"));
+    let warehouse = Arc::new(
+        Warehouse::new(
+            &config,
+            &switchyard_egress::EgressPolicy::default().allowing(&["127.0.0.0/8", "::1/128"]),
+        )
+        .expect("warehouse"),
+    );
     // Tables and columns made before the clock starts, as in a running pipeline.
     warehouse.load("bench", &events[..1]).await.expect("first load");
 

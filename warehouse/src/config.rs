@@ -26,8 +26,6 @@ pub struct WarehouseConfig {
     pub timeout_ms: u64,
     #[serde(default = "default_max_connections")]
     pub max_connections: u32,
-    #[serde(default)]
-    pub allow_private_network: bool,
 }
 
 impl std::fmt::Debug for WarehouseConfig {
@@ -48,11 +46,10 @@ pub struct ExportConfig {
     pub bucket: String,
     #[serde(default = "default_region")]
     pub region: String,
-    /// For S3-compatible servers (MinIO, Ceph, ...).
+    /// For S3-compatible servers (MinIO, Ceph, ...). Plain `http://` only to a host the
+    /// operator lists in `[egress] allow_plain_http_hosts`.
     #[serde(default)]
     pub endpoint: Option<String>,
-    #[serde(default)]
-    pub allow_http: bool,
     /// The customer's own credentials; never the archive's or the pod's.
     pub access_key_id: String,
     pub secret_access_key: String,
@@ -67,8 +64,6 @@ pub struct ExportConfig {
     pub batch_max_wait_ms: u64,
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
-    #[serde(default)]
-    pub allow_private_network: bool,
 }
 
 impl std::fmt::Debug for ExportConfig {

@@ -17,12 +17,15 @@ use flate2::Compression;
 use flate2::write::GzEncoder;
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path;
-use object_store::{ClientOptions, ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{ClientOptions, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig};
 use sha2::{Digest, Sha256};
 use switchyard_schemas::Event;
 
+use switchyard_egress::EgressPolicy;
+
 use crate::LoadError;
 use crate::config::ExportConfig;
+use crate::egress_http::CheckedConnector;
 
 pub struct Exporter {
     store: Arc<dyn ObjectStore>,
@@ -38,18 +41,44 @@ impl std::fmt::Debug for Exporter {
 }
 
 impl Exporter {
-    pub fn new(config: &ExportConfig) -> Result<Exporter, LoadError> {
+    /// Connections are checked against `egress` as they are made (see `egress_http.rs`).
+    pub fn new(config: &ExportConfig, egress: &Arc<EgressPolicy>) -> Result<Exporter, LoadError> {
+        let permanent = |error: String| LoadError::permanent(format!("export bucket {}: {error}", config.bucket));
+        let mut allow_http = false;
+        if let Some(endpoint) = &config.endpoint {
+            let url = url::Url::parse(endpoint).map_err(|e| permanent(format!("endpoint: {e}")))?;
+            egress.check_scheme(&url).map_err(|e| permanent(e.to_string()))?;
+            allow_http = url.scheme() == "http";
+            let host = url.host_str().unwrap_or_default();
+            if host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<std::net::IpAddr>()
+                .is_ok()
+            {
+                egress
+                    .resolve(host, url.port_or_known_default().unwrap_or(443))
+                    .map_err(|e| permanent(e.to_string()))?;
+            }
+        }
         let mut builder = AmazonS3Builder::new()
             .with_bucket_name(&config.bucket)
             .with_region(&config.region)
             .with_access_key_id(&config.access_key_id)
             .with_secret_access_key(&config.secret_access_key)
-            // allow_http lives in the client options: set it there, not before them.
-            .with_client_options(
-                ClientOptions::new()
-                    .with_timeout(Duration::from_millis(config.timeout_ms))
-                    .with_allow_http(config.allow_http),
-            );
+            .with_http_connector(CheckedConnector {
+                egress: egress.clone(),
+                timeout: Duration::from_millis(config.timeout_ms),
+                allow_http,
+            })
+            .with_client_options(ClientOptions::new().with_allow_http(allow_http))
+            // The destination actor retries with its own backoff; the store only rides
+            // out a brief blip, within the request timeout.
+            .with_retry(RetryConfig {
+                max_retries: 2,
+                retry_timeout: Duration::from_millis(config.timeout_ms),
+                ..RetryConfig::default()
+            });
         if let Some(token) = &config.session_token {
             builder = builder.with_token(token);
         }
@@ -91,11 +120,26 @@ impl Exporter {
             self.store
                 .put(&path, PutPayload::from(body))
                 .await
-                .map_err(|error| LoadError::retryable(format!("export to {path}: {error}")))?;
+                .map_err(|error| LoadError::retryable(format!("export to {path}: {}", with_causes(&error))))?;
             written.push(path);
         }
         Ok(written)
     }
+}
+
+/// The error and what caused it (object_store's own message leaves out why the
+/// connection failed, e.g. the egress policy).
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        let more = inner.to_string();
+        if !text.contains(&more) {
+            text = format!("{text}: {more}");
+        }
+        cause = inner.source();
+    }
+    text
 }
 
 /// The gzip JSONL body, and a name from its message ids.

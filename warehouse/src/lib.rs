@@ -7,6 +7,7 @@
 
 pub mod columns;
 pub mod config;
+mod egress_http;
 pub mod export;
 pub mod flatten;
 pub mod postgres;

@@ -22,7 +22,8 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 use sqlx::Row as _;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgSslMode};
+use switchyard_egress::EgressPolicy;
 use switchyard_schemas::Event;
 use tokio::sync::Mutex;
 
@@ -66,11 +67,36 @@ pub struct Loaded {
 impl Warehouse {
     /// Connects lazily: a warehouse that is down now fails the first load (retried),
     /// not the destination's start.
-    pub fn new(config: &WarehouseConfig) -> Result<Warehouse, LoadError> {
+    ///
+    /// The host is resolved and checked against `egress` here, and every connection of
+    /// the pool goes to the address that was checked, so the name can't be re-pointed
+    /// at an internal address afterwards. With `sslmode=verify-full` the pool connects by
+    /// name instead: the certificate check needs it, and it binds the connection to that
+    /// name (a re-pointed address can't present the name's certificate).
+    pub fn new(config: &WarehouseConfig, egress: &EgressPolicy) -> Result<Warehouse, LoadError> {
         let mut options = PgConnectOptions::from_str(&config.url)
             .map_err(|error| LoadError::permanent(format!("warehouse url: {error}")))?
             .options([("statement_timeout", config.timeout_ms.to_string())])
             .application_name("switchyard");
+        if options.get_socket().is_some() {
+            return Err(LoadError::permanent(
+                "warehouse url: a unix socket is not a destination",
+            ));
+        }
+        let addrs = egress
+            .resolve(options.get_host(), options.get_port())
+            .map_err(|error| {
+                let reason = format!("warehouse url: {error}");
+                if error.is_retriable() {
+                    LoadError::retryable(reason)
+                } else {
+                    LoadError::permanent(reason)
+                }
+            })?;
+        if !matches!(options.get_ssl_mode(), PgSslMode::VerifyFull) {
+            let checked = addrs[0].ip().to_string();
+            options = options.host(&checked);
+        }
         if let Some(password) = &config.password {
             options = options.password(password);
         }

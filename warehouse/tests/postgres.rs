@@ -5,13 +5,19 @@
 use std::sync::Arc;
 
 use serde_json::{Value, json};
+use switchyard_egress::EgressPolicy;
 use switchyard_schemas::Event;
 use switchyard_testkit::TestDatabase;
 use switchyard_testkit::postgres::{drop_role, unique};
 use switchyard_warehouse::{Warehouse, WarehouseConfig};
 
 fn config(url: &str) -> WarehouseConfig {
-    serde_json::from_value(json!({"url": url, "allow_private_network": true})).expect("config")
+    serde_json::from_value(json!({"url": url})).expect("config")
+}
+
+/// The test server is on loopback, which the operator allows here.
+fn local() -> EgressPolicy {
+    EgressPolicy::default().allowing(&["127.0.0.0/8", "::1/128"])
 }
 
 fn batch(events: Value) -> Vec<Arc<Event>> {
@@ -42,7 +48,7 @@ async fn every_event_type_lands_in_its_table_and_a_replayed_batch_adds_nothing()
         {"type": "group", "messageId": "g1", "userId": "u1", "groupId": "acme", "traits": {"employees": 42}},
         {"type": "alias", "messageId": "al1", "userId": "u1", "previousId": "a9"}
     ]));
-    let warehouse = Warehouse::new(&config(&db.url)).expect("warehouse");
+    let warehouse = Warehouse::new(&config(&db.url), &local()).expect("warehouse");
     let loaded = warehouse.load("web-app", &events).await.expect("load");
     assert_eq!(
         (loaded.rows, loaded.existing),
@@ -91,7 +97,7 @@ async fn every_event_type_lands_in_its_table_and_a_replayed_batch_adds_nothing()
     // The same batch again, from this loader and from a new one that knows nothing.
     let again = warehouse.load("web-app", &events).await.expect("replay");
     assert_eq!(again.existing, 9, "every event row already there");
-    let fresh = Warehouse::new(&config(&db.url)).expect("warehouse");
+    let fresh = Warehouse::new(&config(&db.url), &local()).expect("warehouse");
     fresh.load("web-app", &events).await.expect("replay from a new loader");
     for table in ["identifies", "users", "tracks", "order_completed", "pages", "aliases"] {
         let expected = if table == "tracks" { 2 } else { 1 };
@@ -108,7 +114,7 @@ async fn every_event_type_lands_in_its_table_and_a_replayed_batch_adds_nothing()
 #[tokio::test]
 async fn columns_follow_the_events_and_a_conflicting_value_is_kept_in_overflow() {
     let db = TestDatabase::create("switchyard_wh").await;
-    let warehouse = Warehouse::new(&config(&db.url)).expect("warehouse");
+    let warehouse = Warehouse::new(&config(&db.url), &local()).expect("warehouse");
     let signed_up = |id: &str, properties: Value| json!({"type": "track", "messageId": id, "userId": "u1", "event": "Signed Up", "properties": properties});
     warehouse
         .load(
@@ -189,7 +195,7 @@ async fn a_user_who_may_not_write_gets_a_clear_retryable_error_and_loads_once_gr
         db.name
     ))
     .await;
-    let warehouse = Warehouse::new(&config(&db.url_as(&role, "reader-pw"))).expect("warehouse");
+    let warehouse = Warehouse::new(&config(&db.url_as(&role, "reader-pw")), &local()).expect("warehouse");
     let events = batch(json!([{"type": "track", "messageId": "r1", "userId": "u1", "event": "Viewed"}]));
     let error = warehouse.load("web", &events).await.expect_err("no right to create");
     assert!(error.retryable, "events wait for the grant: {error}");

@@ -14,7 +14,7 @@ use switchyard_schemas::Event;
 
 use super::breaker::{Breaker, BreakerState};
 use super::client::Client;
-use super::config::{DestinationConfig, DestinationKind, Ordering};
+use super::config::{DestinationConfig, DestinationKind, EgressPolicy, Ordering};
 use super::retry;
 use super::webhook::DeliveryError;
 use crate::ack::Ack;
@@ -158,6 +158,8 @@ pub struct DestinationActor {
     source_id: String,
     /// Shared by every source's actor of this destination: one copy, however many sources.
     config: Arc<DestinationConfig>,
+    /// The operator's egress policy; the client checks each connection against it.
+    egress: Arc<EgressPolicy>,
     client: Option<Client>,
     dead_letters: Recipient<DeadLetter>,
     /// The retry topic, when there is one; without it a full buffer holds the source back.
@@ -205,6 +207,7 @@ impl DestinationActor {
         config: impl Into<Arc<DestinationConfig>>,
         dead_letters: Recipient<DeadLetter>,
         load: Arc<Load>,
+        egress: Arc<EgressPolicy>,
     ) -> Self {
         let config = config.into();
         let breaker = Breaker::new(
@@ -214,6 +217,7 @@ impl DestinationActor {
         DestinationActor {
             source_id: source_id.to_string(),
             config,
+            egress,
             client: None,
             dead_letters,
             parking: None,
@@ -313,7 +317,7 @@ impl DestinationActor {
 
     /// Builds the client; on failure restarts with backoff, the events kept buffered.
     fn start_client(&mut self, ctx: &mut Context<Self>) {
-        match Client::new(&self.config.kind) {
+        match Client::new(&self.config.kind, &self.egress) {
             Ok(client) => {
                 self.client = client;
                 self.pump(ctx);
@@ -787,6 +791,15 @@ mod tests {
     use std::sync::Mutex;
     use std::sync::atomic::Ordering;
 
+    /// The test receivers listen on loopback, which the operator allows here.
+    fn local_egress() -> Arc<EgressPolicy> {
+        Arc::new(
+            EgressPolicy::default()
+                .allowing(&["127.0.0.0/8"])
+                .allowing_plain_http(&["127.0.0.1"]),
+        )
+    }
+
     /// A webhook nobody listens on, retried only after a long wait: events pile up.
     fn unreachable_webhook() -> DestinationConfig {
         DestinationConfig {
@@ -800,8 +813,6 @@ mod tests {
                 headers: Default::default(),
                 timeout_ms: 1_000,
                 batch_max_events: 1,
-                allow_private_network: true,
-                allow_plain_http: true,
                 tls: Default::default(),
             }),
             retry: RetryConfig {
@@ -843,9 +854,15 @@ mod tests {
             max_buffered_events: 2,
             ..unreachable_webhook()
         };
-        let actor = DestinationActor::new("web", config, dead.clone().recipient(), Load::new(usize::MAX))
-            .with_parking(parking.recipient())
-            .start();
+        let actor = DestinationActor::new(
+            "web",
+            config,
+            dead.clone().recipient(),
+            Load::new(usize::MAX),
+            local_egress(),
+        )
+        .with_parking(parking.recipient())
+        .start();
         for i in 0..5 {
             actor.send(routed(&format!("m{i}"), &completed)).await.expect("alive");
         }
@@ -879,7 +896,14 @@ mod tests {
             },
             ..unreachable_webhook()
         };
-        let fresh = DestinationActor::new("web", retired_config, dead.recipient(), Load::new(usize::MAX)).start();
+        let fresh = DestinationActor::new(
+            "web",
+            retired_config,
+            dead.recipient(),
+            Load::new(usize::MAX),
+            local_egress(),
+        )
+        .start();
         fresh.send(back).await.expect("alive");
         let deadline = Instant::now() + Duration::from_secs(5);
         while completed.0.load(Ordering::SeqCst) < 4 && Instant::now() < deadline {
@@ -948,7 +972,7 @@ mod tests {
             webhook.timeout_ms = 600_000;
         }
         config.stall_after_secs = 1;
-        let actor = DestinationActor::new("web", config, dead.recipient(), Load::new(100)).start();
+        let actor = DestinationActor::new("web", config, dead.recipient(), Load::new(100), local_egress()).start();
         actor.send(routed("m1", &completed)).await.expect("alive");
         let deadline = Instant::now() + Duration::from_secs(15);
         while completed.0.load(Ordering::SeqCst) < 1 && Instant::now() < deadline {
@@ -970,7 +994,14 @@ mod tests {
         let replacement = Collect(seen.clone()).start();
         let dead = Collect(seen.clone()).start();
         let completed = Count::default();
-        let actor = DestinationActor::new("web", unreachable_webhook(), dead.recipient(), Load::new(100)).start();
+        let actor = DestinationActor::new(
+            "web",
+            unreachable_webhook(),
+            dead.recipient(),
+            Load::new(100),
+            local_egress(),
+        )
+        .start();
         for i in 0..3 {
             actor.send(routed(&format!("m{i}"), &completed)).await.expect("alive");
         }

@@ -8,7 +8,7 @@ use futures::future::LocalBoxFuture;
 use switchyard_schemas::Event;
 use switchyard_warehouse::{Exporter, LoadError, Warehouse};
 
-use super::config::{DestinationKind, WarehouseConfig};
+use super::config::{DestinationKind, EgressPolicy, WarehouseConfig};
 use super::kafka::KafkaClient;
 use super::webhook::{DeliveryError, WebhookClient};
 
@@ -30,21 +30,23 @@ pub struct BatchShape {
 
 impl Client {
     /// `None` for a blackhole, which needs no client. Must run on the actor's thread.
-    pub fn new(kind: &DestinationKind) -> Result<Option<Client>, String> {
+    /// Every client checks where it connects against `egress` when it connects.
+    pub fn new(kind: &DestinationKind, egress: &Arc<EgressPolicy>) -> Result<Option<Client>, String> {
         Ok(match kind {
-            DestinationKind::Webhook(webhook) => Some(Client::Webhook(WebhookClient::new(Arc::new(webhook.clone()))?)),
-            DestinationKind::Kafka(kafka) => Some(Client::Kafka(
-                KafkaClient::new(kafka).map_err(|e| format!("kafka producer: {e}"))?,
-            )),
+            DestinationKind::Webhook(webhook) => Some(Client::Webhook(WebhookClient::new(
+                Arc::new(webhook.clone()),
+                egress.clone(),
+            )?)),
+            DestinationKind::Kafka(kafka) => Some(Client::Kafka(KafkaClient::new(kafka, egress.clone())?)),
             DestinationKind::PostgresWarehouse(config) => Some(Client::Warehouse(
-                shared_warehouse(config)?,
+                shared_warehouse(config, egress)?,
                 BatchShape {
                     max_events: config.batch_max_events,
                     linger: Duration::from_millis(config.batch_max_wait_ms),
                 },
             )),
             DestinationKind::ObjectStorageExport(config) => Some(Client::Export(
-                Arc::new(Exporter::new(config).map_err(|e| e.reason)?),
+                Arc::new(Exporter::new(config, egress).map_err(|e| e.reason)?),
                 BatchShape {
                     max_events: config.batch_max_events,
                     linger: Duration::from_millis(config.batch_max_wait_ms),
@@ -110,19 +112,20 @@ impl Client {
 /// shared by the destination's actor of every source: connections would otherwise grow
 /// with the number of sources. Its connections serve whichever actor thread asks;
 /// every actor thread lives as long as the process.
-fn shared_warehouse(config: &WarehouseConfig) -> Result<Arc<Warehouse>, String> {
-    static LOADERS: Mutex<Vec<(WarehouseConfig, Weak<Warehouse>)>> = Mutex::new(Vec::new());
+fn shared_warehouse(config: &WarehouseConfig, egress: &Arc<EgressPolicy>) -> Result<Arc<Warehouse>, String> {
+    type Loaders = Vec<(WarehouseConfig, Arc<EgressPolicy>, Weak<Warehouse>)>;
+    static LOADERS: Mutex<Loaders> = Mutex::new(Vec::new());
     let mut loaders = LOADERS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    loaders.retain(|(_, loader)| loader.strong_count() > 0);
+    loaders.retain(|(_, _, loader)| loader.strong_count() > 0);
     if let Some(loader) = loaders
         .iter()
-        .find(|(known, _)| known == config)
-        .and_then(|(_, loader)| loader.upgrade())
+        .find(|(known, policy, _)| known == config && policy == egress)
+        .and_then(|(_, _, loader)| loader.upgrade())
     {
         return Ok(loader);
     }
-    let loader = Arc::new(Warehouse::new(config).map_err(|e| e.reason)?);
-    loaders.push((config.clone(), Arc::downgrade(&loader)));
+    let loader = Arc::new(Warehouse::new(config, egress).map_err(|e| e.reason)?);
+    loaders.push((config.clone(), egress.clone(), Arc::downgrade(&loader)));
     Ok(loader)
 }
 

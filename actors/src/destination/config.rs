@@ -1,10 +1,10 @@
 //! Destination settings, checked before anything starts.
 
 use std::collections::{BTreeMap, HashSet};
-use std::net::{IpAddr, ToSocketAddrs};
 
 pub use super::tls::{DestinationTls, TlsSettingsError, TlsVersion};
 use serde::{Deserialize, Serialize};
+pub use switchyard_egress::{EgressError, EgressPolicy};
 pub use switchyard_warehouse::{ExportConfig, WarehouseConfig};
 
 /// No `deny_unknown_fields` here: serde can't combine it with `flatten`. Unknown keys
@@ -84,8 +84,6 @@ pub struct KafkaDestinationConfig {
     pub timeout_ms: u64,
     #[serde(default = "default_kafka_batch_max_events")]
     pub batch_max_events: usize,
-    #[serde(default)]
-    pub allow_private_network: bool,
 }
 
 /// Options hold passwords: only their names are shown.
@@ -129,13 +127,6 @@ pub struct WebhookConfig {
     /// 1 posts each event as its own JSON body; more posts `{"batch": [...]}`.
     #[serde(default = "default_batch_max_events")]
     pub batch_max_events: usize,
-    /// Loopback and private addresses are refused unless this is set (e.g. tests, an
-    /// in-cluster receiver).
-    #[serde(default)]
-    pub allow_private_network: bool,
-    /// Events leave over TLS: an `http://` URL is refused unless this is set.
-    #[serde(default)]
-    pub allow_plain_http: bool,
     /// Trusted CAs, client certificate (mTLS) and minimum version for this destination.
     #[serde(default)]
     pub tls: DestinationTls,
@@ -275,14 +266,19 @@ pub enum DestinationConfigError {
     BadId { index: usize, id: String },
     #[error("destinations[{index}].url {url:?} is not an http(s) URL: {reason}")]
     BadUrl { index: usize, url: String, reason: String },
-    #[error(
-        "destinations[{index}].url resolves to private or loopback address {addr}; set allow_private_network = true to allow it"
-    )]
-    PrivateAddress { index: usize, addr: IpAddr },
-    #[error(
-        "destinations[{index}].url uses plain http, which sends events unencrypted; use https or set allow_plain_http = true"
-    )]
-    PlainHttp { index: usize },
+    /// The address or scheme is outside the operator's `[egress]` policy.
+    #[error("destinations[{index}].{field}: {error}")]
+    Egress {
+        index: usize,
+        field: &'static str,
+        error: EgressError,
+    },
+    #[error("destinations[{index}].options.{option}: {reason}")]
+    KafkaOption {
+        index: usize,
+        option: String,
+        reason: &'static str,
+    },
     #[error("destinations[{index}].{error}")]
     BadTls { index: usize, error: TlsSettingsError },
     #[error("destinations[{index}].{field} must not be empty")]
@@ -296,8 +292,15 @@ pub enum DestinationConfigError {
 }
 
 impl DestinationConfig {
-    /// Checks the settings; resolves webhook hosts to refuse private addresses.
-    pub fn validate(&self, index: usize, known_sources: &HashSet<&str>) -> Result<(), DestinationConfigError> {
+    /// Checks the settings, and that every address the destination names is one the
+    /// operator's `egress` policy lets Switchyard reach (resolving host names now; the
+    /// clients check again each time they connect).
+    pub fn validate(
+        &self,
+        index: usize,
+        known_sources: &HashSet<&str>,
+        egress: &EgressPolicy,
+    ) -> Result<(), DestinationConfigError> {
         if !switchyard_schemas::config::is_valid_id(&self.id) {
             return Err(DestinationConfigError::BadId {
                 index,
@@ -320,17 +323,21 @@ impl DestinationConfig {
             }
         }
         match &self.kind {
-            DestinationKind::Webhook(webhook) => webhook.validate(index),
+            DestinationKind::Webhook(webhook) => webhook.validate(index, egress),
             DestinationKind::Blackhole(_) => Ok(()),
-            DestinationKind::Kafka(kafka) => kafka.validate(index),
-            DestinationKind::PostgresWarehouse(warehouse) => validate_warehouse(warehouse, index),
-            DestinationKind::ObjectStorageExport(export) => validate_export(export, index),
+            DestinationKind::Kafka(kafka) => kafka.validate(index, egress),
+            DestinationKind::PostgresWarehouse(warehouse) => validate_warehouse(warehouse, index, egress),
+            DestinationKind::ObjectStorageExport(export) => validate_export(export, index, egress),
         }
     }
 }
 
+fn egress_error(index: usize, field: &'static str) -> impl Fn(EgressError) -> DestinationConfigError {
+    move |error| DestinationConfigError::Egress { index, field, error }
+}
+
 impl WebhookConfig {
-    fn validate(&self, index: usize) -> Result<(), DestinationConfigError> {
+    fn validate(&self, index: usize, egress: &EgressPolicy) -> Result<(), DestinationConfigError> {
         let bad = |reason: String| DestinationConfigError::BadUrl {
             index,
             url: redact_url(&self.url),
@@ -340,17 +347,13 @@ impl WebhookConfig {
         if !matches!(url.scheme(), "http" | "https") {
             return Err(bad(format!("scheme {} is not http or https", url.scheme())));
         }
-        if url.scheme() == "http" && !self.allow_plain_http {
-            return Err(DestinationConfigError::PlainHttp { index });
-        }
+        egress.check_scheme(&url).map_err(egress_error(index, "url"))?;
         let host = url.host_str().ok_or_else(|| bad("no host".into()))?;
         let port = url.port_or_known_default().unwrap_or(443);
         positive(index, self.batch_max_events, self.timeout_ms)?;
         super::tls::client_config(&self.tls).map_err(|error| DestinationConfigError::BadTls { index, error })?;
-        if self.allow_private_network {
-            return Ok(());
-        }
-        check_public(index, host, port).map_err(|error| error.unwrap_or_else(bad))
+        egress.resolve(host, port).map_err(egress_error(index, "url"))?;
+        Ok(())
     }
 }
 
@@ -371,51 +374,106 @@ fn positive(index: usize, batch_max_events: usize, timeout_ms: u64) -> Result<()
     Ok(())
 }
 
-/// Resolves `host` and refuses it if any address is loopback, private or link-local.
-/// `Err(Err(reason))` when it can't be resolved.
-fn check_public(index: usize, host: &str, port: u16) -> Result<(), Result<DestinationConfigError, String>> {
-    let addrs = (host.trim_start_matches('[').trim_end_matches(']'), port)
-        .to_socket_addrs()
-        .map_err(|e| Err(format!("cannot resolve {host}: {e}")))?;
-    for addr in addrs {
-        if is_private(addr.ip()) {
-            return Err(Ok(DestinationConfigError::PrivateAddress { index, addr: addr.ip() }));
-        }
+/// The librdkafka properties a tenant may set on a Kafka destination: credentials, TLS
+/// material given inline, and batching. An allow-list, because librdkafka has options
+/// that change where it connects (`bootstrap.servers`, `sasl.oauthbearer.token.endpoint.url`),
+/// read files from the pod (`*.location`), load code (`plugin.library.paths`) or run
+/// commands (`sasl.kerberos.kinit.cmd`); a new librdkafka release may add more.
+const KAFKA_OPTIONS: &[&str] = &[
+    "security.protocol",
+    "sasl.mechanism",
+    "sasl.mechanisms",
+    "sasl.username",
+    "sasl.password",
+    "ssl.ca.pem",
+    "ssl.certificate.pem",
+    "ssl.key.pem",
+    "ssl.key.password",
+    "ssl.endpoint.identification.algorithm",
+    "client.id",
+    "compression.type",
+    "compression.codec",
+    "linger.ms",
+    "batch.size",
+    "batch.num.messages",
+    "message.max.bytes",
+    "request.timeout.ms",
+    "retry.backoff.ms",
+    "queue.buffering.max.messages",
+    "queue.buffering.max.kbytes",
+];
+
+/// The librdkafka options of a Kafka destination that hold secrets.
+pub const KAFKA_SECRET_OPTIONS: &[&str] = &["sasl.username", "sasl.password", "ssl.key.pem", "ssl.key.password"];
+
+fn check_kafka_option(key: &str, value: &str) -> Result<(), &'static str> {
+    if !KAFKA_OPTIONS.contains(&key) {
+        return Err("not an option a destination may set (credentials, inline TLS material and batching only)");
     }
-    Ok(())
+    let value = value.to_ascii_lowercase();
+    match key {
+        "security.protocol" if !matches!(value.as_str(), "plaintext" | "ssl" | "sasl_plaintext" | "sasl_ssl") => {
+            Err("must be plaintext, ssl, sasl_plaintext or sasl_ssl")
+        }
+        // GSSAPI runs kinit; OAUTHBEARER fetches tokens from a URL of its own.
+        "sasl.mechanism" | "sasl.mechanisms"
+            if !matches!(value.as_str(), "plain" | "scram-sha-256" | "scram-sha-512") =>
+        {
+            Err("must be PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
+        }
+        _ => Ok(()),
+    }
+}
+
+/// `host:port` pairs of a `bootstrap.servers` list.
+pub fn broker_addresses(brokers: &str) -> Result<Vec<(&str, u16)>, String> {
+    let mut addresses = Vec::new();
+    for broker in brokers.split(',').map(str::trim).filter(|b| !b.is_empty()) {
+        let (host, port) = broker
+            .rsplit_once(':')
+            .ok_or_else(|| format!("{broker:?} is not host:port"))?;
+        let port: u16 = port.parse().map_err(|_| format!("{broker:?} has no valid port"))?;
+        addresses.push((host, port));
+    }
+    if addresses.is_empty() {
+        return Err("no broker listed".into());
+    }
+    Ok(addresses)
 }
 
 impl KafkaDestinationConfig {
-    fn validate(&self, index: usize) -> Result<(), DestinationConfigError> {
-        let bad = |reason: String| DestinationConfigError::BadBrokers { index, reason };
+    fn validate(&self, index: usize, egress: &EgressPolicy) -> Result<(), DestinationConfigError> {
         if self.topic.trim().is_empty() {
             return Err(DestinationConfigError::Empty { index, field: "topic" });
         }
         positive(index, self.batch_max_events, self.timeout_ms)?;
-        let brokers: Vec<&str> = self
-            .brokers
-            .split(',')
-            .map(str::trim)
-            .filter(|b| !b.is_empty())
-            .collect();
-        if brokers.is_empty() {
-            return Err(bad("no broker listed".into()));
+        for (key, value) in &self.options {
+            check_kafka_option(key, value).map_err(|reason| DestinationConfigError::KafkaOption {
+                index,
+                option: key.clone(),
+                reason,
+            })?;
         }
-        for broker in brokers {
-            let (host, port) = broker
-                .rsplit_once(':')
-                .ok_or_else(|| bad(format!("{broker:?} is not host:port")))?;
-            let port: u16 = port.parse().map_err(|_| bad(format!("{broker:?} has no valid port")))?;
-            if !self.allow_private_network {
-                check_public(index, host, port).map_err(|error| error.unwrap_or_else(&bad))?;
-            }
+        let brokers =
+            broker_addresses(&self.brokers).map_err(|reason| DestinationConfigError::BadBrokers { index, reason })?;
+        for (host, port) in brokers {
+            egress.resolve(host, port).map_err(egress_error(index, "brokers"))?;
         }
         Ok(())
     }
 }
 
+/// The parameters a warehouse URL may carry. Anything else could change where it
+/// connects (`host`, `hostaddr`, `port`) or read files from the pod (`sslrootcert`,
+/// `sslcert`, `sslkey`, `passfile`).
+const WAREHOUSE_URL_PARAMETERS: &[&str] = &["sslmode", "application_name"];
+
 /// The URL parses, its host may be reached, and the batch settings are positive.
-fn validate_warehouse(config: &WarehouseConfig, index: usize) -> Result<(), DestinationConfigError> {
+fn validate_warehouse(
+    config: &WarehouseConfig,
+    index: usize,
+    egress: &EgressPolicy,
+) -> Result<(), DestinationConfigError> {
     let shown = switchyard_warehouse::config::redact_password(&config.url);
     let bad = |reason: String| DestinationConfigError::BadUrl {
         index,
@@ -426,6 +484,15 @@ fn validate_warehouse(config: &WarehouseConfig, index: usize) -> Result<(), Dest
     if !matches!(url.scheme(), "postgres" | "postgresql") {
         return Err(bad(format!("scheme {} is not postgres", url.scheme())));
     }
+    if let Some((key, _)) = url
+        .query_pairs()
+        .find(|(key, _)| !WAREHOUSE_URL_PARAMETERS.contains(&key.as_ref()))
+    {
+        return Err(bad(format!(
+            "parameter {key:?} is not allowed (only {})",
+            WAREHOUSE_URL_PARAMETERS.join(", ")
+        )));
+    }
     let host = url.host_str().ok_or_else(|| bad("no host".into()))?;
     positive(index, config.batch_max_events, config.timeout_ms)?;
     if config.max_connections == 0 {
@@ -434,13 +501,13 @@ fn validate_warehouse(config: &WarehouseConfig, index: usize) -> Result<(), Dest
             field: "max_connections",
         });
     }
-    if config.allow_private_network {
-        return Ok(());
-    }
-    check_public(index, host, url.port().unwrap_or(5432)).map_err(|error| error.unwrap_or_else(bad))
+    egress
+        .resolve(host, url.port().unwrap_or(5432))
+        .map_err(egress_error(index, "url"))?;
+    Ok(())
 }
 
-fn validate_export(config: &ExportConfig, index: usize) -> Result<(), DestinationConfigError> {
+fn validate_export(config: &ExportConfig, index: usize, egress: &EgressPolicy) -> Result<(), DestinationConfigError> {
     for (field, value) in [
         ("bucket", &config.bucket),
         ("access_key_id", &config.access_key_id),
@@ -460,39 +527,21 @@ fn validate_export(config: &ExportConfig, index: usize) -> Result<(), Destinatio
         reason,
     };
     let url = url::Url::parse(endpoint).map_err(|e| bad(e.to_string()))?;
-    if url.scheme() == "http" && !config.allow_http {
-        return Err(bad("plain http needs allow_http = true".into()));
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(bad(format!("scheme {} is not http or https", url.scheme())));
     }
+    egress.check_scheme(&url).map_err(egress_error(index, "endpoint"))?;
     let host = url.host_str().ok_or_else(|| bad("no host".into()))?;
-    if config.allow_private_network {
-        return Ok(());
-    }
     let port = url.port_or_known_default().unwrap_or(443);
-    check_public(index, host, port).map_err(|error| error.unwrap_or_else(bad))
-}
-
-fn is_private(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            v4.is_loopback() || v4.is_private() || v4.is_link_local() || v4.is_unspecified() || v4.is_broadcast()
-                // 100.64.0.0/10, carrier-grade NAT, reaches inside many clusters.
-                || (v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64)
-        }
-        IpAddr::V6(v6) => {
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || (v6.segments()[0] & 0xfe00) == 0xfc00
-                || (v6.segments()[0] & 0xffc0) == 0xfe80
-                || v6.to_ipv4_mapped().is_some_and(|v4| is_private(IpAddr::V4(v4)))
-        }
-    }
+    egress.resolve(host, port).map_err(egress_error(index, "endpoint"))?;
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn webhook(url: &str, allow: bool) -> DestinationConfig {
+    fn webhook(url: &str) -> DestinationConfig {
         DestinationConfig {
             id: "hook".into(),
             sources: vec!["web".into()],
@@ -504,8 +553,6 @@ mod tests {
                 headers: BTreeMap::new(),
                 timeout_ms: 1000,
                 batch_max_events: 1,
-                allow_private_network: allow,
-                allow_plain_http: true,
                 tls: Default::default(),
             }),
             retry: RetryConfig::default(),
@@ -519,41 +566,60 @@ mod tests {
         }
     }
 
+    fn sources() -> HashSet<&'static str> {
+        HashSet::from(["web"])
+    }
+
     #[test]
-    fn private_and_loopback_urls_are_refused_unless_allowed() {
+    fn private_and_loopback_urls_are_refused_unless_the_operator_allows_them() {
+        let strict = EgressPolicy::default();
+        let local = EgressPolicy::default()
+            .allowing(&["0.0.0.0/0", "::/0"])
+            .allowing_plain_http(&["127.0.0.1", "10.1.2.3", "::1", "169.254.169.254"]);
         for url in [
             "http://127.0.0.1:9000/hook",
             "http://10.1.2.3/x",
             "http://[::1]:80/",
             "http://169.254.169.254/latest",
         ] {
-            let error = webhook(url, false)
-                .validate(0, &HashSet::from(["web"]))
-                .expect_err("refused");
+            let error = webhook(url).validate(0, &sources(), &strict).expect_err("refused");
             assert!(
-                matches!(error, DestinationConfigError::PrivateAddress { .. }),
+                matches!(error, DestinationConfigError::Egress { field: "url", .. }),
                 "{url}: {error}"
             );
             assert!(
-                webhook(url, true).validate(0, &HashSet::from(["web"])).is_ok(),
-                "{url} allowed explicitly"
+                webhook(url).validate(0, &sources(), &local).is_ok(),
+                "{url} allowed by the operator"
             );
         }
-        assert!(
-            webhook("http://203.0.113.10/hook", false)
-                .validate(0, &HashSet::from(["web"]))
-                .is_ok()
-        );
+        let https = webhook("https://203.0.113.10/hook");
+        assert!(https.validate(0, &sources(), &strict).is_ok());
+        let error = webhook("http://203.0.113.10/hook")
+            .validate(0, &sources(), &strict)
+            .expect_err("plain http refused");
+        assert!(error.to_string().contains("allow_plain_http_hosts"), "{error}");
+    }
+
+    #[test]
+    fn tenants_cannot_widen_egress_from_the_destination_itself() {
+        for flag in ["allow_private_network", "allow_plain_http"] {
+            let mut value = serde_json::json!({"id": "hook", "sources": ["web"], "kind": "webhook",
+                "url": "http://127.0.0.1:9/hook"});
+            value[flag] = serde_json::Value::Bool(true);
+            let error = serde_json::from_value::<DestinationConfig>(value).expect_err("unknown setting");
+            assert!(error.to_string().contains(flag), "{error}");
+        }
     }
 
     #[test]
     fn bad_settings_name_the_field() {
-        let error = webhook("ftp://example.com/x", true)
-            .validate(2, &HashSet::from(["web"]))
+        let any = EgressPolicy::default().allowing_plain_http(&["203.0.113.10"]);
+        let error = webhook("ftp://example.com/x")
+            .validate(2, &sources(), &any)
             .expect_err("refused");
         assert!(error.to_string().starts_with("destinations[2].url"), "{error}");
-        let error = webhook("http://203.0.113.10/", true)
-            .validate(0, &HashSet::from(["app"]))
+        let error = webhook("http://203.0.113.10/")
+            .validate(0, &HashSet::from(["app"]), &any)
             .expect_err("refused");
         assert_eq!(
             error,
@@ -566,42 +632,42 @@ mod tests {
 
     #[test]
     fn debug_output_hides_credentials() {
-        let printed = format!("{:?}", webhook("https://user:pass@hooks.example.com/x?key=abc", true));
+        let printed = format!("{:?}", webhook("https://user:pass@hooks.example.com/x?key=abc"));
         for secret in ["very-secret", "token-123", "pass", "key=abc"] {
             assert!(!printed.contains(secret), "{secret} leaked in {printed}");
         }
     }
 
-    #[test]
-    fn kafka_destinations_check_their_brokers_and_hide_their_options() {
-        let kafka = |brokers: &str, allow: bool| DestinationConfig {
+    fn kafka(brokers: &str, options: &[(&str, &str)]) -> DestinationConfig {
+        DestinationConfig {
             kind: DestinationKind::Kafka(KafkaDestinationConfig {
                 brokers: brokers.into(),
                 topic: "events".into(),
-                options: BTreeMap::from([("sasl.password".to_string(), "hunter2".to_string())]),
+                options: options.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
                 timeout_ms: 1000,
                 batch_max_events: 10,
-                allow_private_network: allow,
             }),
-            ..webhook("http://203.0.113.10/", false)
-        };
-        let error = kafka("127.0.0.1:9092", false)
-            .validate(0, &HashSet::from(["web"]))
+            ..webhook("https://203.0.113.10/")
+        }
+    }
+
+    #[test]
+    fn kafka_destinations_check_their_brokers_and_hide_their_options() {
+        let strict = EgressPolicy::default();
+        let local = EgressPolicy::default().allowing(&["127.0.0.0/8"]);
+        let error = kafka("127.0.0.1:9092", &[])
+            .validate(0, &sources(), &strict)
             .expect_err("loopback refused");
         assert!(
-            matches!(error, DestinationConfigError::PrivateAddress { .. }),
+            matches!(error, DestinationConfigError::Egress { field: "brokers", .. }),
             "{error}"
         );
-        assert!(
-            kafka("127.0.0.1:9092", true)
-                .validate(0, &HashSet::from(["web"]))
-                .is_ok()
-        );
-        let error = kafka("no-port", true)
-            .validate(1, &HashSet::from(["web"]))
+        assert!(kafka("127.0.0.1:9092", &[]).validate(0, &sources(), &local).is_ok());
+        let error = kafka("no-port", &[])
+            .validate(1, &sources(), &local)
             .expect_err("refused");
         assert!(error.to_string().starts_with("destinations[1].brokers"), "{error}");
-        let config = kafka("127.0.0.1:9092", true);
+        let config = kafka("127.0.0.1:9092", &[("sasl.password", "hunter2")]);
         let printed = format!("{config:?}");
         assert!(!printed.contains("hunter2"), "{printed}");
         let DestinationKind::Kafka(inner) = &config.kind else {
@@ -612,5 +678,64 @@ mod tests {
             !printed.contains("hunter2") && printed.contains("sasl.password"),
             "{printed}"
         );
+    }
+
+    #[test]
+    fn kafka_options_are_an_allow_list() {
+        let local = EgressPolicy::default().allowing(&["127.0.0.0/8"]);
+        let fine = [
+            ("security.protocol", "SASL_SSL"),
+            ("sasl.mechanism", "SCRAM-SHA-512"),
+            ("sasl.username", "u"),
+            ("sasl.password", "p"),
+            ("compression.type", "zstd"),
+        ];
+        assert!(kafka("127.0.0.1:9092", &fine).validate(0, &sources(), &local).is_ok());
+        for (key, value) in [
+            ("bootstrap.servers", "169.254.169.254:80"),
+            ("metadata.broker.list", "10.0.0.1:9092"),
+            (
+                "ssl.ca.location",
+                "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt",
+            ),
+            ("plugin.library.paths", "/tmp/evil.so"),
+            ("sasl.kerberos.kinit.cmd", "curl http://169.254.169.254"),
+            ("sasl.oauthbearer.token.endpoint.url", "http://169.254.169.254/"),
+            ("sasl.mechanism", "GSSAPI"),
+            ("security.protocol", "evil"),
+        ] {
+            let error = kafka("127.0.0.1:9092", &[(key, value)])
+                .validate(0, &sources(), &local)
+                .expect_err("refused");
+            assert!(error.to_string().contains(&format!("options.{key}")), "{key}: {error}");
+        }
+    }
+
+    #[test]
+    fn warehouse_urls_carry_no_parameter_that_moves_the_connection() {
+        let local = EgressPolicy::default().allowing(&["127.0.0.0/8"]);
+        let warehouse = |url: &str| DestinationConfig {
+            kind: DestinationKind::PostgresWarehouse(
+                serde_json::from_value(serde_json::json!({ "url": url })).expect("warehouse"),
+            ),
+            ..webhook("https://203.0.113.10/")
+        };
+        let fine = warehouse("postgres://u@127.0.0.1:5432/db?sslmode=prefer&application_name=sy");
+        assert!(fine.validate(0, &sources(), &local).is_ok());
+        for param in [
+            "host=10.0.0.5",
+            "hostaddr=10.0.0.5",
+            "port=6379",
+            "sslrootcert=/etc/shadow",
+        ] {
+            let error = warehouse(&format!("postgres://u@127.0.0.1/db?{param}"))
+                .validate(0, &sources(), &local)
+                .expect_err("refused");
+            assert!(error.to_string().contains("is not allowed"), "{param}: {error}");
+        }
+        let error = warehouse("postgres://u@10.0.0.5/db")
+            .validate(0, &sources(), &local)
+            .expect_err("private refused");
+        assert!(matches!(error, DestinationConfigError::Egress { .. }), "{error}");
     }
 }

@@ -1,15 +1,15 @@
 //! The Kafka destination: events written to another topic (on this cluster or another)
 //! in the ingest record format, with the destination's own credentials.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use switchyard_schemas::{Event, RecordHeaders, record_key};
 
-use super::config::KafkaDestinationConfig;
+use super::config::{EgressPolicy, KafkaDestinationConfig, broker_addresses};
 use super::webhook::DeliveryError;
 
 #[derive(Clone)]
@@ -17,7 +17,13 @@ pub struct KafkaClient {
     producer: FutureProducer,
     topic: Arc<str>,
     batch_max_events: usize,
+    egress: Arc<EgressPolicy>,
+    /// When the brokers the cluster advertises were last found allowed.
+    cluster_checked: Arc<Mutex<Option<Instant>>>,
 }
+
+/// How long a check of the advertised brokers holds before the next batch checks again.
+const CLUSTER_CHECK_EVERY: Duration = Duration::from_secs(60);
 
 impl std::fmt::Debug for KafkaClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -28,18 +34,72 @@ impl std::fmt::Debug for KafkaClient {
 }
 
 impl KafkaClient {
-    pub fn new(config: &KafkaDestinationConfig) -> Result<Self, KafkaError> {
+    /// The bootstrap brokers are resolved and checked against `egress` now. Without TLS
+    /// the producer is given the checked addresses themselves, so a name can't be
+    /// re-pointed between the check and librdkafka's own lookup; with TLS it keeps the
+    /// names, which the certificate check binds the connection to. The brokers the
+    /// cluster then advertises are checked before any record is produced (`send`).
+    pub fn new(config: &KafkaDestinationConfig, egress: Arc<EgressPolicy>) -> Result<Self, String> {
+        let tls = config
+            .options
+            .get("security.protocol")
+            .is_some_and(|protocol| protocol.to_ascii_lowercase().ends_with("ssl"));
+        let mut bootstrap = Vec::new();
+        for (host, port) in broker_addresses(&config.brokers)? {
+            let checked = egress.resolve(host, port).map_err(|e| format!("brokers: {e}"))?;
+            if tls {
+                bootstrap.push(format!("{host}:{port}"));
+            } else {
+                bootstrap.extend(checked.iter().map(ToString::to_string));
+            }
+        }
         let client = switchyard_kafka::durable_producer(
-            &config.brokers,
+            &bootstrap.join(","),
             config.timeout_ms,
             &[("linger.ms", "5")],
             &config.options,
         );
         Ok(KafkaClient {
-            producer: client.create()?,
+            producer: client.create().map_err(|e| format!("kafka producer: {e}"))?,
             topic: Arc::from(config.topic.as_str()),
             batch_max_events: config.batch_max_events,
+            egress,
+            cluster_checked: Arc::new(Mutex::new(None)),
         })
+    }
+
+    /// Refuses to produce to a cluster that advertises a broker the egress policy
+    /// blocks (a tenant's cluster can name any host:port as a partition leader).
+    async fn check_cluster(&self) -> Result<(), DeliveryError> {
+        let fresh = |checked: &Option<Instant>| checked.is_some_and(|at| at.elapsed() < CLUSTER_CHECK_EVERY);
+        if fresh(&self.cluster_checked.lock().unwrap_or_else(|p| p.into_inner())) {
+            return Ok(());
+        }
+        let (producer, topic, egress) = (self.producer.clone(), self.topic.clone(), self.egress.clone());
+        let timeout = Duration::from_secs(10);
+        let checked = tokio::task::spawn_blocking(move || {
+            let metadata = producer
+                .client()
+                .fetch_metadata(Some(&topic), timeout)
+                .map_err(|error| DeliveryError::retryable(format!("kafka metadata: {error}")))?;
+            for broker in metadata.brokers() {
+                let port = u16::try_from(broker.port()).unwrap_or_default();
+                egress.resolve(broker.host(), port).map_err(|error| {
+                    let reason = format!("kafka cluster advertises broker {}:{port}: {error}", broker.host());
+                    if error.is_retriable() {
+                        DeliveryError::retryable(reason)
+                    } else {
+                        DeliveryError::permanent(reason)
+                    }
+                })?;
+            }
+            Ok(())
+        })
+        .await
+        .unwrap_or_else(|error| Err(DeliveryError::retryable(format!("kafka metadata: {error}"))));
+        checked?;
+        *self.cluster_checked.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+        Ok(())
     }
 
     pub fn batch_max_events(&self) -> usize {
@@ -49,6 +109,7 @@ impl KafkaClient {
     /// Writes the batch and waits for every acknowledgement. A failure fails the batch,
     /// which is retried whole: records written before it are written again (at-least-once).
     pub async fn send(self, source_id: Arc<str>, events: Vec<Arc<Event>>) -> Result<(), DeliveryError> {
+        self.check_cluster().await?;
         let mut deliveries = Vec::with_capacity(events.len());
         for event in &events {
             let value = serde_json::to_vec(event.as_ref())

@@ -12,7 +12,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use switchyard_schemas::Event;
 
-use super::config::WebhookConfig;
+use super::config::{EgressPolicy, WebhookConfig};
 
 pub const SIGNATURE_HEADER: &str = "x-switchyard-signature";
 
@@ -45,6 +45,9 @@ impl DeliveryError {
 pub struct WebhookClient {
     config: Arc<WebhookConfig>,
     client: awc::Client,
+    egress: Arc<EgressPolicy>,
+    host: Arc<str>,
+    port: u16,
 }
 
 impl std::fmt::Debug for WebhookClient {
@@ -57,7 +60,13 @@ impl std::fmt::Debug for WebhookClient {
 
 impl WebhookClient {
     /// Must be created on the actor's own thread (the HTTP client is thread-local).
-    pub fn new(config: Arc<WebhookConfig>) -> Result<Self, String> {
+    /// Each request resolves the host, checks every address against `egress`, and
+    /// connects to the checked one (see [`WebhookClient::send`]).
+    pub fn new(config: Arc<WebhookConfig>, egress: Arc<EgressPolicy>) -> Result<Self, String> {
+        let url = url::Url::parse(&config.url).map_err(|e| format!("url: {e}"))?;
+        egress.check_scheme(&url).map_err(|e| e.to_string())?;
+        let host: Arc<str> = Arc::from(url.host_str().ok_or("url: no host")?);
+        let port = url.port_or_known_default().unwrap_or(443);
         let tls = super::tls::client_config(&config.tls).map_err(|e| e.to_string())?;
         let client = awc::Client::builder()
             .connector(awc::Connector::new().rustls_0_23(tls))
@@ -65,7 +74,13 @@ impl WebhookClient {
             // A redirect could lead to an address the destination check never saw.
             .disable_redirects()
             .finish();
-        Ok(WebhookClient { config, client })
+        Ok(WebhookClient {
+            config,
+            client,
+            egress,
+            host,
+            port,
+        })
     }
 
     pub fn batch_max_events(&self) -> usize {
@@ -89,9 +104,24 @@ impl WebhookClient {
     }
 
     pub async fn send(self, body: Vec<u8>) -> Result<(), DeliveryError> {
+        // Checked now, for this connection: the name may point elsewhere than when the
+        // destination was saved (DNS rebinding). The request goes to the checked address;
+        // the URL's host still names the server for TLS and the Host header.
+        let addrs = self
+            .egress
+            .resolve_async(&self.host, self.port)
+            .await
+            .map_err(|error| {
+                if error.is_retriable() {
+                    DeliveryError::retryable(error.to_string())
+                } else {
+                    DeliveryError::permanent(error.to_string())
+                }
+            })?;
         let mut request = self
             .client
             .post(&self.config.url)
+            .address(addrs[0])
             .insert_header((header::CONTENT_TYPE, "application/json"));
         for (name, value) in &self.config.headers {
             let (Ok(name), Ok(value)) = (

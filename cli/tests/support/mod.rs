@@ -311,7 +311,7 @@ pub fn pipeline_config(brokers: &str, topic: &str) -> String {
     format!(
         "[kafka]\nbrokers = \"{brokers}\"\ntopic = \"{topic}\"\n\n[ops]\nlisten = \"127.0.0.1:0\"\n\n\
          [ingest]\nlisten = \"127.0.0.1:0\"\nallow_plain_http = true\n\n\
-         [router]\ngroup_id = \"{topic}-group\"\ndead_letter_topic = \"{topic}.dead\"\nretry_topic = \"{topic}.retry\"\n\n"
+         [egress]\nallow = [\"127.0.0.0/8\"]\nallow_plain_http_hosts = [\"127.0.0.1\"]\n\n[router]\ngroup_id = \"{topic}-group\"\ndead_letter_topic = \"{topic}.dead\"\nretry_topic = \"{topic}.retry\"\n\n"
     )
 }
 

@@ -13,6 +13,8 @@ const accounts = {
   'analyst@example.com': { email_verified: true, groups: ['analysts', 'everyone'] },
   'sales@example.com': { email_verified: true, groups: ['sales'] },
   'unverified@example.com': { email_verified: false, groups: ['switchyard-admins'] },
+  // Another workspace's owner, as this provider (not theirs) asserts it.
+  'owner@example.com': { email_verified: true, groups: ['switchyard-admins'] },
 };
 
 const provider = new Provider(`http://127.0.0.1:${port}`, {

@@ -39,9 +39,9 @@ app.kubernetes.io/component: {{ .component }}
 {{/* The configuration file, from values; listen addresses are the chart's. */}}
 {{- define "switchyard.config" -}}
 {{- $kafka := dict "brokers" .Values.kafka.brokers "topic" .Values.kafka.topic "options" .Values.kafka.options -}}
-{{- $ingest := dict "listen" (printf "0.0.0.0:%d" (int .Values.ingest.port)) "allow_plain_http" true "trust_forwarded_for" .Values.ingress.enabled -}}
+{{- $ingest := dict "listen" (printf "0.0.0.0:%d" (int .Values.ingest.port)) "allow_plain_http" true "trusted_proxies" (ternary 1 0 .Values.ingress.enabled) -}}
 {{- $ops := dict "listen" (printf "0.0.0.0:%d" (int .Values.ops.port)) -}}
-{{- $config := dict "kafka" $kafka "ingest" $ingest "ops" $ops "router" .Values.config.router "sources" .Values.config.sources "destinations" .Values.config.destinations -}}
+{{- $config := dict "kafka" $kafka "ingest" $ingest "ops" $ops "router" .Values.config.router "sources" .Values.config.sources "destinations" .Values.config.destinations "egress" (.Values.config.egress | default dict) -}}
 {{- if .Values.archive.enabled -}}
 {{- $archive := dict "store" (include "switchyard.store" .Values.archive.store | fromYaml) "prefix" .Values.archive.prefix "max_object_bytes" (int .Values.archive.maxObjectBytes) "max_object_age_secs" (int .Values.archive.maxObjectAgeSecs) "suppression_refresh_secs" (int .Values.archive.suppressionRefreshSecs) -}}
 {{- if .Values.archive.replica.bucket -}}

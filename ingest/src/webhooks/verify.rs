@@ -13,10 +13,11 @@ use switchyard_schemas::config::{WebhookPreset, WebhookSourceConfig};
 /// A checked signature: what replay protection remembers, for presets that sign a time.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verified {
-    /// Stripe: the signed timestamp and the signature that matched.
+    /// Stripe: the signed timestamp and the MAC that matched, as decoded bytes, so a
+    /// replay can't pass as new by spelling the same signature in other hex case.
     Timed {
         timestamp: i64,
-        signature: String,
+        signature: Vec<u8>,
     },
     Plain,
     /// The source doesn't require a signature and none was sent.
@@ -72,9 +73,9 @@ pub fn verify(config: &WebhookSourceConfig, headers: &HeaderMap, body: &[u8], no
             signatures
                 .into_iter()
                 .find(|signature| matches_hex(mac.clone(), signature))
-                .map(|signature| Verified::Timed {
+                .map(|_| Verified::Timed {
                     timestamp,
-                    signature: signature.to_string(),
+                    signature: mac.finalize().into_bytes().to_vec(),
                 })
                 .ok_or_else(|| "no Stripe-Signature v1 signature matches the body and the secret".into())
         }
