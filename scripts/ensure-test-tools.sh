@@ -2,12 +2,14 @@
 # Installs what the test suite needs, only when missing. Safe to run repeatedly.
 #   tansu    Kafka-protocol broker the tests start; built with sqlite storage so the chaos
 #            scenarios can restart it without losing the log (cargo install, ~20 min once)
-#   python   segment-analytics-python, the real Segment client used end to end
+#   python   segment-analytics-python and rudder-sdk-python, the real server libraries used end to end
 #   nextest  cargo-nextest, the test runner
 #   moto     moto_server, a local S3-compatible server (archive tests)
 #   chart    helm-python-sdk, kubernetes-validate, checkov (the Helm chart tests)
 #   deny     cargo-deny, the supply-chain check (licences, bans, sources; ~4 min once)
 #   oidc     node and npm oidc-provider, the OpenID Connect provider the SSO tests sign in with
+#   browser  Debian's chromium and tests/browser's npm packages (analytics.js, esbuild,
+#            playwright-core; pinned by its package-lock.json): the real-browser tests
 set -euo pipefail
 what="${1:-all}"
 
@@ -21,9 +23,9 @@ need_tansu() {
 }
 
 need_python() {
-  if python3 -c 'import segment.analytics' 2>/dev/null; then return; fi
-  echo "installing segment-analytics-python..." >&2
-  python3 -m pip install --quiet segment-analytics-python
+  if python3 -c 'import segment.analytics, rudderstack.analytics' 2>/dev/null; then return; fi
+  echo "installing segment-analytics-python and rudder-sdk-python..." >&2
+  python3 -m pip install --quiet segment-analytics-python rudder-sdk-python
 }
 
 need_moto() {
@@ -64,8 +66,25 @@ need_oidc() {
   npm install --prefix "$dir" --no-audit --no-fund --silent oidc-provider@9
 }
 
+need_browser() {
+  local dir
+  dir="$(cd "$(dirname "$0")/../tests/browser" && pwd)"
+  if ! command -v chromium >/dev/null 2>&1; then
+    echo "installing chromium (the real-browser tests; about a minute)..." >&2
+    apt-get install -y --no-install-recommends chromium >/dev/null
+  fi
+  if ! command -v npm >/dev/null 2>&1; then
+    apt-get install -y --no-install-recommends nodejs npm >/dev/null
+  fi
+  # Reinstalled whenever the lock file is newer than what is installed.
+  if [ "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; then
+    echo "installing the browser tests' npm packages..." >&2
+    npm ci --prefix "$dir" --no-audit --no-fund --silent
+  fi
+}
+
 case "$what" in
   tansu) need_tansu ;;
-  all) need_nextest; need_python; need_moto; need_chart_tools; need_oidc; need_deny; need_tansu ;;
+  all) need_nextest; need_python; need_moto; need_chart_tools; need_oidc; need_browser; need_deny; need_tansu ;;
   *) echo "usage: $0 [tansu|all]" >&2; exit 2 ;;
 esac

@@ -15,6 +15,7 @@ use anyhow::{Context as _, bail};
 use chrono::{DateTime, Utc};
 use governor::{Quota, RateLimiter};
 use indicatif::{ProgressBar, ProgressStyle};
+use switchyard_actors::destination::gate::Gate;
 use switchyard_actors::transform::Condition;
 use switchyard_actors::{Ack, Completion, DeadLetter, DestinationActor, Load, Routed, Transform};
 use switchyard_archive::export::{Range, events, objects};
@@ -40,6 +41,11 @@ pub struct ReplayArgs {
     /// Only events this VRL condition holds for, e.g. '.event == "Order Completed"'.
     #[arg(long = "where")]
     condition: Option<String>,
+    /// Replaces each event's `integrations` object, e.g. '{"All": false, "Warehouse": true}'
+    /// to send to one tool events that had turned it off. Without it, each event's own
+    /// `integrations` and consent decide, as they did when it was first routed.
+    #[arg(long, value_parser = parse_integrations)]
+    integrations: Option<switchyard_schemas::event::Object>,
     /// Events per second, at most (per destination).
     #[arg(long)]
     rate: Option<NonZeroU32>,
@@ -49,6 +55,14 @@ pub struct ReplayArgs {
     /// Objects already replayed, one per line; a rerun skips them.
     #[arg(long, default_value = ".switchyard-replay")]
     checkpoint: PathBuf,
+}
+
+fn parse_integrations(text: &str) -> Result<switchyard_schemas::event::Object, String> {
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(serde_json::Value::Object(object)) => Ok(object),
+        Ok(_) => Err("must be a JSON object, e.g. '{\"All\": false, \"Mixpanel\": true}'".into()),
+        Err(error) => Err(format!("not JSON: {error}")),
+    }
 }
 
 /// Counts finished events of one object.
@@ -125,6 +139,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
         let refused = Arc::new(AtomicUsize::new(0));
         let refusals = Refusals(refused.clone()).start();
         let mut actors = Vec::new();
+        let gates: Vec<Gate> = destinations.iter().map(Gate::new).collect();
         for destination in &destinations {
             let transform = Transform::compile(&destination.transforms)
                 .map_err(|error| anyhow::anyhow!("destination {}: {error}", destination.id))?;
@@ -147,7 +162,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
             ProgressStyle::with_template("{bar:40} {pos}/{len} objects, {msg} [{elapsed_precise}, eta {eta}]")
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
-        let (mut sent, mut skipped) = (0usize, 0usize);
+        let (mut sent, mut skipped, mut gated) = (0usize, 0usize, 0usize);
         let mut checkpoint = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -164,8 +179,16 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
                         continue;
                     }
                 }
-                let event = Arc::new(decode_value(&line).map_err(|e| anyhow::anyhow!("{location}: {e}"))?);
-                for actor in &actors {
+                let mut event = decode_value(&line).map_err(|e| anyhow::anyhow!("{location}: {e}"))?;
+                if let Some(integrations) = &args.integrations {
+                    event.common_mut().integrations = Some(integrations.clone());
+                }
+                let event = Arc::new(event);
+                for (actor, gate) in actors.iter().zip(&gates) {
+                    if gate.check(&event).is_some() {
+                        gated += 1;
+                        continue;
+                    }
                     if args.dry_run {
                         handed += 1;
                         continue;
@@ -198,7 +221,8 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
         bar.finish();
         let verb = if args.dry_run { "would send" } else { "sent" };
         println!(
-            "{verb} {sent} events to {} destination(s); {skipped} left out by --where; {} refused",
+            "{verb} {sent} events to {} destination(s); {skipped} left out by --where; \
+             {gated} not for a destination by their integrations or consent; {} refused",
             actors.len(),
             refused.load(Ordering::SeqCst)
         );

@@ -145,6 +145,10 @@ async fn serve(config_path: Loaded, config: Config, kafka_brokers: Option<String
             refused: Default::default(),
             dead_letter_topic: Some(config.router.dead_letter_topic.clone()).filter(|topic| !topic.is_empty()),
             replays: Default::default(),
+            browser: switchyard_ingest::browser::Browser::new(
+                config.ingest.public_url.clone(),
+                config.ingest.tls_paths().is_some(),
+            ),
         }))
     } else {
         None

@@ -689,3 +689,113 @@ async fn a_source_that_cannot_keep_up_pauses_its_partition_and_others_keep_flowi
     let missing = (0..1600).filter(|i| !got.contains_key(&format!("s-{i}"))).count();
     assert_eq!(missing, 0, "the paused partition resumed and delivered everything");
 }
+
+/// Which of the three destinations each case of `tests/e2e/send_with_integrations.py`
+/// must reach: `mixpanel` (named "Mixpanel", needs consent to analytics), `warehouse`
+/// (named "Warehouse", needs analytics and advertising) and `everything`, which
+/// ignores the integrations object.
+const ROUTING_CASES: [(&str, [bool; 3]); 7] = [
+    ("plain", [true, true, true]),
+    ("only-mixpanel", [true, false, true]),
+    ("not-mixpanel", [false, true, true]),
+    ("only-warehouse-options", [false, true, true]),
+    ("none", [false, false, true]),
+    ("consent-analytics", [true, false, true]),
+    ("consent-all", [true, true, true]),
+];
+
+#[actix_web::test]
+async fn the_integrations_object_and_consent_route_events_sent_by_both_server_sdks() {
+    let setup = setup().await;
+    let receivers = [
+        Receiver::start(Behaviour::Healthy),
+        Receiver::start(Behaviour::Healthy),
+        Receiver::start(Behaviour::Healthy),
+    ];
+    let mut text = config_text(&setup, &[]);
+    let rules = [
+        "integration_name = \"Mixpanel\"\nconsent_categories = [\"analytics\"]\n",
+        "integration_name = \"Warehouse\"\nconsent_categories = [\"analytics\", \"advertising\"]\n",
+        "honor_integrations = false\n",
+    ];
+    for ((id, receiver), rule) in ["mixpanel", "warehouse", "everything"]
+        .iter()
+        .zip(&receivers)
+        .zip(rules)
+    {
+        // One request at a time: a destination's events arrive in the topic's order, so
+        // once its last expected event is in, nothing it should not get is still coming.
+        text.push_str(&destination_block(id, "shop", receiver, 1));
+        text.push_str(rule);
+    }
+    let config = setup.dir.path().join("switchyard.toml");
+    std::fs::write(&config, text).expect("write config");
+    let switchyard = Switchyard::start("run", &config);
+
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/e2e/send_with_integrations.py");
+    for sdk in ["segment", "rudderstack"] {
+        let status = std::process::Command::new("python3")
+            .arg(&script)
+            .args([
+                "--sdk",
+                sdk,
+                "--host",
+                ingest_url(&switchyard),
+                "--write-key",
+                KEY,
+                "--prefix",
+                sdk,
+            ])
+            .status()
+            .expect("run python3 (pip install segment-analytics-python rudder-sdk-python)");
+        assert!(status.success(), "the {sdk} library reported errors");
+    }
+
+    for (index, receiver) in receivers.iter().enumerate() {
+        let expected: std::collections::BTreeSet<String> = ["segment", "rudderstack"]
+            .iter()
+            .flat_map(|sdk| {
+                ROUTING_CASES
+                    .iter()
+                    .filter(move |(_, reaches)| reaches[index])
+                    .map(move |(case, _)| format!("{sdk}-{case}"))
+            })
+            .collect();
+        let counts = receiver.wait_for(Duration::from_secs(30), |counts| {
+            expected.iter().all(|id| counts.contains_key(id))
+        });
+        let arrived: std::collections::BTreeSet<String> = counts.keys().cloned().collect();
+        assert_eq!(arrived, expected, "destination {index}");
+        assert!(counts.values().all(|count| *count == 1), "{counts:?}");
+    }
+
+    // Each skip is counted with its reason.
+    let ops = switchyard.ops_url.as_deref().expect("ops");
+    let metrics = awc::Client::default()
+        .get(format!("{ops}/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .body()
+        .await
+        .expect("body");
+    let metrics = String::from_utf8_lossy(&metrics);
+    let filtered = |destination: &str, reason: &str| {
+        metrics
+            .lines()
+            .find(|line| {
+                line.starts_with("switchyard_destination_events_filtered_total{")
+                    && line.contains(&format!("destination=\"{destination}\""))
+                    && line.contains(&format!("reason=\"{reason}\""))
+            })
+            .and_then(|line| line.rsplit(' ').next())
+            .and_then(|value| value.parse::<u64>().ok())
+    };
+    // Per SDK: mixpanel skips not-mixpanel, only-warehouse-options and none by name...
+    assert_eq!(filtered("mixpanel", "integrations"), Some(6), "{metrics}");
+    assert_eq!(filtered("mixpanel", "consent"), Some(0));
+    // ...warehouse skips only-mixpanel and none by name, consent-analytics by consent.
+    assert_eq!(filtered("warehouse", "integrations"), Some(4));
+    assert_eq!(filtered("warehouse", "consent"), Some(2));
+    assert_eq!(filtered("everything", "integrations"), Some(0));
+}

@@ -56,6 +56,7 @@ static STATE: LazyLock<Arc<IngestState>> = LazyLock::new(|| {
         refused: Default::default(),
         dead_letter_topic: None,
         replays: Default::default(),
+        browser: Default::default(),
     })
 });
 

@@ -25,6 +25,11 @@ pub struct IngestConfig {
     /// are the client's own and never trusted. 0: the peer address.
     #[serde(default)]
     pub trusted_proxies: usize,
+    /// The address browsers reach ingest at (`https://collect.example.com`), which the
+    /// analytics.js settings (`/v1/projects/{writeKey}/settings`) point them to. Unset:
+    /// the host each browser asked for.
+    #[serde(default)]
+    pub public_url: Option<url::Url>,
     /// Older name for `trusted_proxies = 1`.
     #[serde(default)]
     pub trust_forwarded_for: bool,
@@ -67,6 +72,7 @@ impl Default for IngestConfig {
             tls_key_path: None,
             allow_plain_http: false,
             trusted_proxies: 0,
+            public_url: None,
             trust_forwarded_for: false,
             workers: 0,
             max_event_bytes: default_max_event_bytes(),
@@ -84,6 +90,8 @@ pub enum IngestConfigError {
         "ingest has no TLS certificate: set ingest.tls_cert_path and ingest.tls_key_path, or ingest.allow_plain_http = true for a local run"
     )]
     NoTls,
+    #[error("ingest.public_url must be an http or https address with no query, credentials or fragment: {0}")]
+    PublicUrl(String),
     #[error("ingest.{field} must be greater than zero")]
     ZeroLimit { field: &'static str },
 }
@@ -107,6 +115,16 @@ impl IngestConfig {
         }
         if self.tls_paths().is_none() && !self.allow_plain_http {
             return Err(IngestConfigError::NoTls);
+        }
+        if let Some(url) = &self.public_url
+            && (!matches!(url.scheme(), "http" | "https")
+                || url.host_str().is_none()
+                || url.query().is_some()
+                || url.fragment().is_some()
+                || !url.username().is_empty()
+                || url.password().is_some())
+        {
+            return Err(IngestConfigError::PublicUrl(url.to_string()));
         }
         for (field, value) in [
             ("max_event_bytes", self.max_event_bytes),

@@ -3,6 +3,7 @@
 //! what it accepts, and answers 200 only once Kafka has every record (acks=all).
 
 mod body;
+pub mod browser;
 pub mod config;
 mod error;
 pub mod producer;

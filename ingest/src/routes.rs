@@ -34,6 +34,8 @@ pub struct IngestState {
     /// Where webhook deliveries that can't be mapped go; absent: they are answered 422.
     pub dead_letter_topic: Option<String>,
     pub replays: crate::webhooks::Replays,
+    /// analytics.js settings and telemetry.
+    pub browser: crate::browser::Browser,
 }
 
 /// Requests refused, by [`IngestError::kind`].
@@ -79,6 +81,7 @@ pub fn configure(state: Arc<IngestState>) -> impl FnOnce(&mut web::ServiceConfig
             config.service(web::resource(path).route(web::post().to(|r, p, s| collect(r, p, s, Endpoint::Batch))));
         }
         crate::webhooks::configure(config);
+        crate::browser::configure(config);
     }
 }
 

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use actix_cors::Cors;
 use actix_web::dev::Server;
-use actix_web::http::header;
 use actix_web::{App, HttpServer};
 
 use crate::config::IngestConfig;
@@ -37,14 +36,27 @@ impl std::fmt::Debug for Bound {
     }
 }
 
+/// Every request header the browser SDKs send: analytics.js (`Content-Type: text/plain`,
+/// `Authorization: Basic`, `X-Retry-Count` on each retry), RudderStack's JavaScript SDK
+/// (`AnonymousId`, `Authorization`, `Content-Type`), and trace context. A preflight
+/// asking for anything else is refused; a retry must never be.
+pub const BROWSER_HEADERS: [&str; 6] = [
+    "authorization",
+    "content-type",
+    "content-encoding",
+    "x-retry-count",
+    "traceparent",
+    "anonymousid",
+];
+
 /// Browsers post from any site that embeds analytics.js; the write key, not the
-/// origin, is what authenticates them.
+/// origin, is what authenticates them. No credentials mode (cookies) and nothing
+/// but the JSON answers is readable, so a page learns nothing of another origin's.
 pub fn cors() -> Cors {
     Cors::default()
         .allow_any_origin()
-        .allowed_methods(["POST", "OPTIONS"])
-        .allowed_headers([header::CONTENT_TYPE, header::AUTHORIZATION, header::CONTENT_ENCODING])
-        .allowed_header("traceparent")
+        .allowed_methods(["GET", "POST", "OPTIONS"])
+        .allowed_headers(BROWSER_HEADERS)
         .max_age(86_400)
 }
 

@@ -64,6 +64,7 @@ fn state(kafka: &KafkaConfig) -> Arc<IngestState> {
         refused: Default::default(),
         dead_letter_topic: None,
         replays: Default::default(),
+        browser: Default::default(),
     })
 }
 
@@ -407,24 +408,122 @@ async fn gzip_bodies_are_inflated_and_bad_encodings_refused() {
     assert_eq!(error_body(response).await["code"], "invalid_json");
 }
 
-#[actix_web::test]
-async fn browsers_get_a_cors_preflight_answer() {
-    let harness = harness().await;
-    let app = service!(state(&harness.kafka));
-    let request = test::TestRequest::default()
+fn preflight(path: &str, headers: &str) -> test::TestRequest {
+    test::TestRequest::default()
         .method(actix_web::http::Method::OPTIONS)
-        .uri("/v1/t")
+        .uri(path)
         .insert_header((header::ORIGIN, "https://shop.example.com"))
         .insert_header((header::ACCESS_CONTROL_REQUEST_METHOD, "POST"))
-        .insert_header((header::ACCESS_CONTROL_REQUEST_HEADERS, "content-type"))
+        .insert_header((header::ACCESS_CONTROL_REQUEST_HEADERS, headers))
+}
+
+#[actix_web::test]
+async fn every_header_the_browser_sdks_send_passes_the_preflight_on_every_collection_path() {
+    let harness = harness().await;
+    let app = service!(state(&harness.kafka));
+    // analytics.js' retry (X-Retry-Count), RudderStack's AnonymousId, trace context.
+    let sdk_headers = "authorization,content-type,content-encoding,x-retry-count,traceparent,anonymousid";
+    for path in [
+        "/v1/t",
+        "/v1/track",
+        "/v1/i",
+        "/v1/p",
+        "/v1/s",
+        "/v1/g",
+        "/v1/a",
+        "/v1/b",
+        "/v1/batch",
+        "/v1/m",
+    ] {
+        let response = test::call_service(&app, preflight(path, sdk_headers).to_request()).await;
+        assert!(response.status().is_success(), "{path}: {}", response.status());
+        let allowed = response
+            .headers()
+            .get(header::ACCESS_CONTROL_ALLOW_HEADERS)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        for wanted in sdk_headers.split(',') {
+            assert!(allowed.contains(wanted), "{path}: {wanted} not in {allowed}");
+        }
+        // Any site may post, but never with its cookies: nothing of one origin's
+        // session is readable by another.
+        assert_eq!(
+            response.headers().get(header::ACCESS_CONTROL_ALLOW_CREDENTIALS),
+            None,
+            "{path}"
+        );
+    }
+    let unknown = test::call_service(&app, preflight("/v1/t", "x-made-up").to_request()).await;
+    assert!(unknown.status().is_client_error(), "{}", unknown.status());
+}
+
+#[actix_web::test]
+async fn analytics_js_gets_its_settings_pointed_at_this_ingest_and_unknown_keys_get_404() {
+    let harness = harness().await;
+    let app = service!(state(&harness.kafka));
+    let request = test::TestRequest::get()
+        .uri(&format!("/v1/projects/{WEB_KEY}/settings"))
+        .insert_header((header::HOST, "collect.example.com:8443"))
+        .insert_header((header::ORIGIN, "https://shop.example.com"))
         .to_request();
     let response = test::call_service(&app, request).await;
-    assert!(response.status().is_success(), "{}", response.status());
-    let allowed = response
-        .headers()
-        .get(header::ACCESS_CONTROL_ALLOW_METHODS)
-        .expect("methods");
-    assert!(allowed.to_str().expect("ascii").contains("POST"));
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.headers().contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN));
+    let settings: Value = test::read_body_json(response).await;
+    let segment = &settings["integrations"]["Segment.io"];
+    assert_eq!(segment["apiKey"], WEB_KEY);
+    assert_eq!(segment["apiHost"], "collect.example.com:8443/v1");
+    assert_eq!(segment["protocol"], "http", "no TLS here and no trusted proxy");
+    assert_eq!(
+        settings["metrics"]["host"], "collect.example.com:8443/v1",
+        "telemetry stays here"
+    );
+
+    let unknown = |key: &str| {
+        test::TestRequest::get()
+            .uri(&format!("/v1/projects/{key}/settings"))
+            .to_request()
+    };
+    let never = test::call_service(&app, unknown("no-such-write-key-0123456789")).await;
+    assert_eq!(never.status(), StatusCode::NOT_FOUND);
+    let never_body = test::read_body(never).await;
+    let almost = test::call_service(&app, unknown(&WEB_KEY.replace('0', "1"))).await;
+    assert_eq!(almost.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        test::read_body(almost).await,
+        never_body,
+        "the same answer whatever the key"
+    );
+}
+
+#[actix_web::test]
+async fn analytics_js_telemetry_is_answered_and_counted_not_stored() {
+    let harness = harness().await;
+    let state = state(&harness.kafka);
+    let app = service!(state.clone());
+    let metrics = json!({"series": [{"type": "Counter", "metric": "analytics_js.invoke", "value": 1,
+                                     "tags": {"method": "track"}}]});
+    let request = test::TestRequest::post()
+        .uri("/v1/m")
+        .insert_header((header::CONTENT_TYPE, "text/plain"))
+        .set_payload(metrics.to_string())
+        .to_request();
+    let response = test::call_service(&app, request).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(state.browser.telemetry_posts(), 1);
+    let huge = test::TestRequest::post()
+        .uri("/v1/m")
+        .insert_header((header::CONTENT_TYPE, "text/plain"))
+        .set_payload(vec![b' '; 100 * 1024])
+        .to_request();
+    assert_eq!(
+        test::call_service(&app, huge).await.status(),
+        StatusCode::PAYLOAD_TOO_LARGE
+    );
+    assert_eq!(state.browser.telemetry_posts(), 1);
+    // Nothing of it is an event: the sentinel is the topic's first record.
+    assert_only_sentinel_landed!(&app, &harness);
 }
 
 #[actix_web::test]

@@ -39,6 +39,7 @@ async fn start(broker: &Tansu) -> SocketAddr {
         refused: Default::default(),
         dead_letter_topic: None,
         replays: Default::default(),
+        browser: Default::default(),
     });
     let config = IngestConfig {
         listen: "127.0.0.1:0".parse().expect("addr"),

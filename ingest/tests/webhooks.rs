@@ -80,6 +80,7 @@ fn state(kafka: &KafkaConfig, dead_letters: &str) -> Arc<IngestState> {
         refused: Default::default(),
         dead_letter_topic: Some(dead_letters.to_string()),
         replays: Default::default(),
+        browser: Default::default(),
     })
 }
 

@@ -4,7 +4,7 @@
 //! consumer's and ingest's atomics), so what `/metrics` says is what `/actors` says.
 //!
 //! Label cardinality: `source` and `destination` take only configured ids (bounded by
-//! the configuration, which limits their characters and length); `outcome`, `stage`,
+//! the configuration, which limits their characters and length); `outcome`, `reason`, `stage`,
 //! `error_type` and `state` take a fixed set of values; `partition` is bounded by the
 //! topic's partitions. No label ever carries a user, an event name or a messageId, so
 //! the number of series grows with the configuration, never with traffic. A removed

@@ -137,6 +137,12 @@ fn ingest_metrics(registry: &mut Registry, ingest: &switchyard_ingest::IngestSta
             count,
         );
     }
+    plain_counter(
+        registry,
+        "ingest_browser_telemetry_requests",
+        "analytics.js telemetry requests taken at POST /v1/m (counted, not stored as events)",
+        ingest.browser.telemetry_posts(),
+    );
     plain_gauge(
         registry,
         "ingest_producer_queue",
@@ -203,6 +209,11 @@ fn actor_metrics(registry: &mut Registry, reports: &[ActorReport], errors: &Fami
         "destination_stalls",
         "Requests abandoned for getting no answer",
     );
+    let filtered = counter_family(
+        registry,
+        "destination_events_filtered",
+        "Events not sent to a destination, by reason: a transform, the event's integrations object, or its consent",
+    );
     let state = gauge_family(registry, "actor_state", "1 for the state each actor is in");
     let mut validate_errors = 0;
     let mut transform_errors = 0;
@@ -235,6 +246,15 @@ fn actor_metrics(registry: &mut Registry, reports: &[ActorReport], errors: &Fami
                     ("parked", stats.parked),
                 ];
                 set_each(&destination_events, vec![source(), destination()], "outcome", &outcomes);
+                let reasons = [
+                    (
+                        "transform",
+                        stats.filtered - stats.filtered_integrations - stats.filtered_consent,
+                    ),
+                    ("integrations", stats.filtered_integrations),
+                    ("consent", stats.filtered_consent),
+                ];
+                set_each(&filtered, vec![source(), destination()], "reason", &reasons);
                 gauge(&buffered, vec![source(), destination()], stats.buffered as i64);
                 gauge(&mailbox, vec![source(), destination()], stats.queued as i64);
                 set(&restarts, vec![source(), destination()], stats.restarts);

@@ -128,6 +128,10 @@ fn destination(kind: DestinationKind) -> DestinationConfig {
         breaker_cooldown_ms: 1_000,
         stall_after_secs: 120,
         ordering: Default::default(),
+        integration_name: None,
+        honor_integrations: true,
+        consent_categories: Vec::new(),
+        require_consent: false,
         transforms: Vec::new(),
     }
 }

@@ -15,6 +15,7 @@ use switchyard_schemas::Event;
 use super::breaker::{Breaker, BreakerState};
 use super::client::Client;
 use super::config::{DestinationConfig, DestinationKind, EgressPolicy, Ordering};
+use super::gate::{Gate, Skip};
 use super::retry;
 use super::webhook::DeliveryError;
 use crate::ack::Ack;
@@ -65,7 +66,12 @@ pub struct DestinationStats {
     pub received: u64,
     pub delivered: u64,
     pub retried: u64,
+    /// By a transform, the event's `integrations` or its consent (the two below).
     pub filtered: u64,
+    /// Of `filtered`: the event's `integrations` object turned this destination off.
+    pub filtered_integrations: u64,
+    /// Of `filtered`: the event did not grant a consent category this destination needs.
+    pub filtered_consent: u64,
     pub dead_lettered: u64,
     /// Handed to the retry topic because the buffer was full.
     pub parked: u64,
@@ -165,6 +171,8 @@ pub struct DestinationActor {
     /// The retry topic, when there is one; without it a full buffer holds the source back.
     parking: Option<Recipient<Park>>,
     load: Arc<Load>,
+    /// The destination's `integrations` and consent rules; `None` lets everything through.
+    gate: Option<Gate>,
     transform: Transform,
     ready: VecDeque<Pending>,
     /// Events waiting for their retry time; the sequence number keeps equal times apart.
@@ -214,8 +222,10 @@ impl DestinationActor {
             config.breaker_failures,
             Duration::from_millis(config.breaker_cooldown_ms),
         );
+        let gate = Some(Gate::new(&config)).filter(|gate| !gate.is_open());
         DestinationActor {
             source_id: source_id.to_string(),
+            gate,
             config,
             egress,
             client: None,
@@ -706,6 +716,18 @@ impl DestinationActor {
             self.hand_on(pending);
             return false;
         }
+        // A parked event passed the gate when it was first taken.
+        if message.parked.is_none()
+            && let Some(skip) = self.gate.as_ref().and_then(|gate| gate.check(&message.event))
+        {
+            self.stats.filtered += 1;
+            match skip {
+                Skip::Integrations => self.stats.filtered_integrations += 1,
+                Skip::Consent => self.stats.filtered_consent += 1,
+            }
+            message.ack.done();
+            return false;
+        }
         if message.parked.is_none() && !self.transform.is_empty() {
             match self.transform.apply(message.event.as_ref().clone()) {
                 Ok(Transformed::Keep(event)) => message.event = Arc::new(event),
@@ -826,6 +848,10 @@ mod tests {
             breaker_cooldown_ms: 1_000,
             stall_after_secs: 120,
             ordering: Order::None,
+            integration_name: None,
+            honor_integrations: true,
+            consent_categories: Vec::new(),
+            require_consent: false,
             transforms: Vec::new(),
         }
     }

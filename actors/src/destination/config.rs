@@ -43,6 +43,24 @@ pub struct DestinationConfig {
     /// that user's later events wait too, so they arrive in order. Other users go on.
     #[serde(default)]
     pub ordering: Ordering,
+    /// The name events use for this destination in their `integrations` object
+    /// (`{"All": false, "Mixpanel": true}`), matched case-insensitively; default: the id.
+    #[serde(default)]
+    pub integration_name: Option<String>,
+    /// `false`: every event of its sources is sent, whatever its `integrations` say.
+    #[serde(default = "default_true")]
+    pub honor_integrations: bool,
+    /// Consent categories (`context.consent.categoryPreferences`) an event must grant,
+    /// each `true`, to be sent here.
+    #[serde(default)]
+    pub consent_categories: Vec<String>,
+    /// `true`: an event with no consent preferences at all is not sent here either.
+    #[serde(default)]
+    pub require_consent: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -292,6 +310,11 @@ pub enum DestinationConfigError {
 }
 
 impl DestinationConfig {
+    /// The name this destination answers to in an event's `integrations` object.
+    pub fn integration_name(&self) -> &str {
+        self.integration_name.as_deref().unwrap_or(&self.id)
+    }
+
     /// Checks the settings, and that every address the destination names is one the
     /// operator's `egress` policy lets Switchyard reach (resolving host names now; the
     /// clients check again each time they connect).
@@ -321,6 +344,26 @@ impl DestinationConfig {
             if value == 0 {
                 return Err(DestinationConfigError::Zero { index, field });
             }
+        }
+        if self
+            .integration_name
+            .as_deref()
+            .is_some_and(|name| name.trim().is_empty())
+        {
+            return Err(DestinationConfigError::Empty {
+                index,
+                field: "integration_name",
+            });
+        }
+        if self
+            .consent_categories
+            .iter()
+            .any(|category| category.trim().is_empty())
+        {
+            return Err(DestinationConfigError::Empty {
+                index,
+                field: "consent_categories",
+            });
         }
         match &self.kind {
             DestinationKind::Webhook(webhook) => webhook.validate(index, egress),
@@ -562,6 +605,10 @@ mod tests {
             breaker_cooldown_ms: 100,
             stall_after_secs: 120,
             ordering: Ordering::None,
+            integration_name: None,
+            honor_integrations: true,
+            consent_categories: Vec::new(),
+            require_consent: false,
             transforms: Vec::new(),
         }
     }

@@ -6,6 +6,7 @@ mod actor;
 mod breaker;
 mod client;
 pub mod config;
+pub mod gate;
 pub mod kafka;
 mod retry;
 pub mod tls;
