@@ -238,7 +238,8 @@ async fn replay_sends_the_chosen_range_to_a_new_destination_once_and_resumes() {
     std::fs::write(
         &replay_config,
         format!(
-            "{base}\n[[destinations]]\nid = \"late\"\nsources = [\"shop\"]\nkind = \"webhook\"\nurl = \"{}\"\n",
+            "{base}\n[[destinations]]\nid = \"late\"\nsources = [\"shop\"]\nkind = \"webhook\"\nurl = \"{}\"\n\
+             integration_name = \"Late Tool\"\n",
             hook.url()
         ),
     )
@@ -270,6 +271,15 @@ async fn replay_sends_the_chosen_range_to_a_new_destination_once_and_resumes() {
         assert!(Instant::now() < deadline, "the late events never reached the archive");
         actix_web::rt::time::sleep(Duration::from_millis(300)).await;
     }
+    // An integrations object given to replay decides for every event, as the events'
+    // own would: the new tool answers to "Late Tool".
+    let turned_off = replay(&["--dry-run", "--integrations", r#"{"late tool": false}"#]);
+    assert!(
+        turned_off.contains("would send 0 events") && turned_off.contains("5 not for a destination"),
+        "{turned_off}"
+    );
+    let named = replay(&["--dry-run", "--integrations", r#"{"All": false, "Late Tool": {}}"#]);
+    assert!(named.contains("would send 5 events"), "{named}");
     let filtered = replay(&["--dry-run", "--where", ".userId == \"u-2\""]);
     assert!(
         filtered.contains("would send 2 events") && filtered.contains("3 left out by --where"),
