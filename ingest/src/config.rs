@@ -40,6 +40,9 @@ pub struct IngestConfig {
     pub max_event_bytes: usize,
     #[serde(default = "default_max_request_bytes")]
     pub max_request_bytes: usize,
+    /// Events per batch request. Keep it above what analytics.js can put in one: its
+    /// batching mode fills a batch up to ~450 KB (merging a retried batch with what came
+    /// since), and it drops a batch answered 413 instead of retrying it.
     #[serde(default = "default_max_batch_events")]
     pub max_batch_events: usize,
 }
