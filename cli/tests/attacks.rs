@@ -427,3 +427,107 @@ async fn a_member_cannot_take_the_id_of_a_source_in_the_operators_file() {
     let _ = other.kill();
     let _ = other.wait();
 }
+
+/// Anyone on the internet reaches ingest's browser routes. They must not learn whether a
+/// write key exists, make the settings send other browsers elsewhere (a forged `Host`
+/// kept by a shared cache), read answers with a visitor's cookies, or turn analytics.js
+/// telemetry into stored events.
+#[actix_web::test]
+async fn a_stranger_cannot_probe_write_keys_poison_settings_or_store_telemetry() {
+    const KEY: &str = "browser-attack-write-key-0123456789";
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("switchyard.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[ops]\nlisten = \"127.0.0.1:0\"\n\n[ingest]\nlisten = \"127.0.0.1:0\"\nallow_plain_http = true\n\n\
+             [[sources]]\nid = \"shop\"\nwrite_key = \"{KEY}\"\n"
+        ),
+    )
+    .expect("write config");
+    let switchyard = support::Switchyard::start("run", &config);
+    let ingest = switchyard.ingest_url.clone().expect("ingest");
+    let ops = switchyard.ops_url.clone().expect("ops");
+    let client = awc::Client::default();
+    let settings = |key: &str, host: &str| {
+        client
+            .get(format!("{ingest}/v1/projects/{key}/settings"))
+            .insert_header(("host", host.to_string()))
+            .insert_header(("origin", "https://evil.example"))
+            .send()
+    };
+
+    // Probing: a key that never existed and one a character off get the same answer.
+    let mut never = settings("no-such-key-0123456789-abcdefghij", "collect.example.com")
+        .await
+        .expect("answer");
+    let mut near = settings(&KEY.replace('0', "1"), "collect.example.com")
+        .await
+        .expect("answer");
+    assert_eq!((never.status().as_u16(), near.status().as_u16()), (404, 404));
+    assert_eq!(never.body().await.expect("body"), near.body().await.expect("body"));
+
+    // The Host header reaches the answer (so the next checks can fail)...
+    let mut honest = settings(KEY, "collect.example.com").await.expect("answer");
+    let body: Value = honest.json().await.expect("json");
+    assert_eq!(body["integrations"]["Segment.io"]["apiHost"], "collect.example.com/v1");
+    // ...but a shared cache must keep it per host, and never hand it to other browsers
+    // as the origin's own; and no visitor's cookies ever go with a cross-site read.
+    let cache = honest
+        .headers()
+        .get("cache-control")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    assert!(cache.contains("private"), "{cache}");
+    let vary = honest
+        .headers()
+        .get("vary")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    assert!(vary.split(',').any(|name| name.trim() == "Host"), "{vary}");
+    assert!(honest.headers().get("access-control-allow-credentials").is_none());
+    // A Host that carries a path or quotes is not written into the settings at all.
+    let mut forged = settings(KEY, "evil.example/steal?").await.expect("answer");
+    let forged: Value = forged.json().await.expect("json");
+    let api_host = forged["integrations"]["Segment.io"]["apiHost"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(!api_host.contains("evil"), "{api_host}");
+
+    // Telemetry: bounded, counted, never an event.
+    for _ in 0..3 {
+        let mut response = client
+            .post(format!("{ingest}/v1/m"))
+            .insert_header(("content-type", "text/plain"))
+            .send_body(r#"{"series":[{"type":"Counter","metric":"analytics_js.invoke","value":1,"tags":{}}]}"#)
+            .await
+            .expect("answer");
+        assert_eq!(response.status().as_u16(), 200, "{:?}", response.body().await);
+    }
+    let huge = client
+        .post(format!("{ingest}/v1/m"))
+        .insert_header(("content-type", "text/plain"))
+        .send_body(vec![b' '; 1024 * 1024])
+        .await
+        .expect("answer");
+    assert_eq!(huge.status().as_u16(), 413);
+    let metrics = client
+        .get(format!("{ops}/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .body()
+        .await
+        .expect("body");
+    let metrics = String::from_utf8_lossy(&metrics);
+    assert!(
+        metrics.contains("switchyard_ingest_browser_telemetry_requests_total 3"),
+        "{metrics}"
+    );
+    assert!(
+        !metrics
+            .lines()
+            .any(|line| line.starts_with("switchyard_ingest_events_accepted_total{") && !line.ends_with(" 0")),
+        "telemetry stored as events: {metrics}"
+    );
+}

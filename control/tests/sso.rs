@@ -190,6 +190,22 @@ where
     (status, body, callback)
 }
 
+/// The admin API with this control plane and these SSO providers.
+macro_rules! sso_app {
+    ($control:expr, $sso:expr) => {
+        test::init_service(
+            App::new()
+                .app_data(web::Data::new(ApiState {
+                    control: $control.clone(),
+                    debugger: None,
+                    sso: Some(Arc::new($sso)),
+                }))
+                .configure(routes),
+        )
+        .await
+    };
+}
+
 async fn get(
     app: &impl Service<actix_http::Request, Response = ServiceResponse, Error = actix_web::Error>,
     token: &str,
@@ -210,16 +226,7 @@ async fn sso_signs_users_in_with_the_role_their_groups_map_to_and_refuses_the_re
     let actor = Actor::local("test");
     let ws = support::owned_workspace(&control, &actor).await;
     let sso = Sso::new(&[sso_config(&provider.issuer, &ws.id)]).expect("sso");
-    let app = test::init_service(
-        App::new()
-            .app_data(web::Data::new(ApiState {
-                control: control.clone(),
-                debugger: None,
-                sso: Some(Arc::new(sso)),
-            }))
-            .configure(routes),
-    )
-    .await;
+    let app = sso_app!(control, sso);
 
     let (status, admin, callback) = sign_in(&app, "admin@example.com").await;
     assert_eq!(status, 200, "{admin}");
@@ -328,16 +335,7 @@ async fn another_workspaces_provider_cannot_sign_in_as_an_owner_by_email_and_sso
         .await
         .expect("workspace A");
     let sso = Sso::new(&[sso_config(&provider.issuer, &attacker.id)]).expect("sso");
-    let app = test::init_service(
-        App::new()
-            .app_data(web::Data::new(ApiState {
-                control: control.clone(),
-                debugger: None,
-                sso: Some(Arc::new(sso)),
-            }))
-            .configure(routes),
-    )
-    .await;
+    let app = sso_app!(control, sso);
 
     // A's provider asserts a verified owner@example.com: no session as B's owner.
     let (status, body, _) = sign_in(&app, "owner@example.com").await;

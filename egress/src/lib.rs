@@ -40,6 +40,11 @@ pub struct EgressPolicy {
     resolver: Arc<dyn Resolve>,
 }
 
+/// A URL's host without the brackets of an IPv6 literal.
+fn bare(host: &str) -> &str {
+    host.trim_start_matches('[').trim_end_matches(']')
+}
+
 fn system_resolver() -> Arc<dyn Resolve> {
     Arc::new(SystemResolver)
 }
@@ -142,11 +147,10 @@ impl EgressPolicy {
             return Ok(());
         }
         let host = url.host_str().unwrap_or_default();
-        let bare = host.trim_start_matches('[').trim_end_matches(']');
         if self
             .allow_plain_http_hosts
             .iter()
-            .any(|allowed| allowed.eq_ignore_ascii_case(host) || allowed.eq_ignore_ascii_case(bare))
+            .any(|allowed| allowed.eq_ignore_ascii_case(host) || allowed.eq_ignore_ascii_case(bare(host)))
         {
             return Ok(());
         }
@@ -157,13 +161,15 @@ impl EgressPolicy {
     /// (a name that answers with both a public and a private address is an attack, not
     /// a fallback). Connect to what this returns, never to the name again.
     pub fn resolve(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, EgressError> {
-        let bare = host.trim_start_matches('[').trim_end_matches(']');
-        let addrs = match bare.parse::<IpAddr>() {
+        let addrs = match bare(host).parse::<IpAddr>() {
             Ok(ip) => vec![SocketAddr::new(ip, port)],
-            Err(_) => self.resolver.lookup(bare, port).map_err(|error| EgressError::Resolve {
-                host: host.to_string(),
-                reason: error.to_string(),
-            })?,
+            Err(_) => self
+                .resolver
+                .lookup(bare(host), port)
+                .map_err(|error| EgressError::Resolve {
+                    host: host.to_string(),
+                    reason: error.to_string(),
+                })?,
         };
         if addrs.is_empty() {
             return Err(EgressError::Resolve {
@@ -179,12 +185,7 @@ impl EgressPolicy {
 
     /// [`EgressPolicy::resolve`] on tokio's blocking pool (a lookup blocks its thread).
     pub async fn resolve_async(self: &Arc<Self>, host: &str, port: u16) -> Result<Vec<SocketAddr>, EgressError> {
-        if host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<IpAddr>()
-            .is_ok()
-        {
+        if bare(host).parse::<IpAddr>().is_ok() {
             return self.resolve(host, port);
         }
         let (policy, owned) = (self.clone(), host.to_string());

@@ -86,11 +86,7 @@ impl KafkaClient {
                 let port = u16::try_from(broker.port()).unwrap_or_default();
                 egress.resolve(broker.host(), port).map_err(|error| {
                     let reason = format!("kafka cluster advertises broker {}:{port}: {error}", broker.host());
-                    if error.is_retriable() {
-                        DeliveryError::retryable(reason)
-                    } else {
-                        DeliveryError::permanent(reason)
-                    }
+                    DeliveryError::egress(reason, &error)
                 })?;
             }
             Ok(())

@@ -1,8 +1,9 @@
 //! The HTTP webhook client: JSON POST, signed, with the destination's credentials, and
 //! every failure classified as worth retrying or not.
 
-use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use actix_http::error::ParseError;
 use awc::error::{ConnectError, SendRequestError};
@@ -12,7 +13,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use switchyard_schemas::Event;
 
-use super::config::{EgressPolicy, WebhookConfig};
+use super::config::{EgressError, EgressPolicy, WebhookConfig};
 
 pub const SIGNATURE_HEADER: &str = "x-switchyard-signature";
 
@@ -39,7 +40,18 @@ impl DeliveryError {
             retry_after: None,
         }
     }
+    /// An address the egress policy refused (for good) or a lookup that failed (retried).
+    pub fn egress(reason: String, error: &EgressError) -> Self {
+        DeliveryError {
+            retryable: error.is_retriable(),
+            reason,
+            retry_after: None,
+        }
+    }
 }
+
+/// How long an address the policy passed is used before the host is looked up again.
+const CHECKED_ADDRESS_FOR: Duration = Duration::from_secs(30);
 
 #[derive(Clone)]
 pub struct WebhookClient {
@@ -48,6 +60,10 @@ pub struct WebhookClient {
     egress: Arc<EgressPolicy>,
     host: Arc<str>,
     port: u16,
+    /// The last address the policy passed for the host, and when: a lookup per request
+    /// would put a DNS round trip on every delivery. Only a checked address is kept, so
+    /// every connection still goes where the policy allowed.
+    checked: Arc<Mutex<Option<(Instant, SocketAddr)>>>,
 }
 
 impl std::fmt::Debug for WebhookClient {
@@ -60,8 +76,8 @@ impl std::fmt::Debug for WebhookClient {
 
 impl WebhookClient {
     /// Must be created on the actor's own thread (the HTTP client is thread-local).
-    /// Each request resolves the host, checks every address against `egress`, and
-    /// connects to the checked one (see [`WebhookClient::send`]).
+    /// Requests resolve the host, check every address against `egress`, and connect to
+    /// the checked one (see [`WebhookClient::address`]).
     pub fn new(config: Arc<WebhookConfig>, egress: Arc<EgressPolicy>) -> Result<Self, String> {
         let url = url::Url::parse(&config.url).map_err(|e| format!("url: {e}"))?;
         egress.check_scheme(&url).map_err(|e| e.to_string())?;
@@ -80,7 +96,27 @@ impl WebhookClient {
             egress,
             host,
             port,
+            checked: Arc::default(),
         })
+    }
+
+    /// The address to connect to: a recently checked one, else the host resolved and
+    /// checked now (the name may point elsewhere than when the destination was saved:
+    /// DNS rebinding).
+    async fn address(&self) -> Result<SocketAddr, DeliveryError> {
+        let cached = *self.checked.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((at, addr)) = cached
+            && at.elapsed() < CHECKED_ADDRESS_FOR
+        {
+            return Ok(addr);
+        }
+        let addrs = self
+            .egress
+            .resolve_async(&self.host, self.port)
+            .await
+            .map_err(|error| DeliveryError::egress(error.to_string(), &error))?;
+        *self.checked.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), addrs[0]));
+        Ok(addrs[0])
     }
 
     pub fn batch_max_events(&self) -> usize {
@@ -104,24 +140,12 @@ impl WebhookClient {
     }
 
     pub async fn send(self, body: Vec<u8>) -> Result<(), DeliveryError> {
-        // Checked now, for this connection: the name may point elsewhere than when the
-        // destination was saved (DNS rebinding). The request goes to the checked address;
-        // the URL's host still names the server for TLS and the Host header.
-        let addrs = self
-            .egress
-            .resolve_async(&self.host, self.port)
-            .await
-            .map_err(|error| {
-                if error.is_retriable() {
-                    DeliveryError::retryable(error.to_string())
-                } else {
-                    DeliveryError::permanent(error.to_string())
-                }
-            })?;
+        // The request goes to the checked address; the URL's host still names the server
+        // for TLS and the Host header.
         let mut request = self
             .client
             .post(&self.config.url)
-            .address(addrs[0])
+            .address(self.address().await?)
             .insert_header((header::CONTENT_TYPE, "application/json"));
         for (name, value) in &self.config.headers {
             let (Ok(name), Ok(value)) = (
@@ -143,7 +167,11 @@ impl WebhookClient {
         if let Some(secret) = &self.config.signing_secret {
             request = request.insert_header((SIGNATURE_HEADER, signature(secret, unix_now(), &body)));
         }
-        let mut response = request.send_body(body).await.map_err(classify_send_error)?;
+        let mut response = request.send_body(body).await.map_err(|error| {
+            // The server may have moved: look the host up again before the retry.
+            *self.checked.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            classify_send_error(error)
+        })?;
         let status = response.status();
         if status.is_success() {
             return Ok(());
