@@ -12,12 +12,19 @@ compares: every acknowledged id must have reached the webhook and the archive.
 
 Prints per scenario: acknowledged, lost at the destination, lost in the archive,
 duplicates (deliveries beyond the first, bounded by what was in flight), delayed
-(delivered more than 10 s after it was sent). Exits 1 if anything was lost.
+(delivered more than 10 s after it was sent), parked (events the router handed to the
+retry topic). Exits 1 if anything was lost, or if a scenario whose destination never
+fails parked anything (a healthy destination paces its backlog instead).
+
+The backlog scenarios fill the ingest topic before the router starts, then let it work
+through the backlog to a webhook that takes one event per request: healthy, or failing
+1% of requests and down for a minute meanwhile.
 
 usage: chaos.py [--short] [SCENARIO ...]
 """
 import argparse
 import base64
+import faulthandler
 import json
 import os
 import random
@@ -99,7 +106,8 @@ class Process:
 
 
 class Receiver:
-    """The webhook destination: records each delivery; modes ok, flaky (50% 503), slow (5 s)."""
+    """The webhook destination: records each delivery; modes ok, flaky (50% 503), fail1 (1% 500),
+    slow (5 s)."""
 
     def __init__(self):
         self.port = free_port()
@@ -118,8 +126,8 @@ class Receiver:
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
                 mode = receiver.mode
-                if mode == "flaky" and random.random() < 0.5:
-                    self.send_response(503)
+                if (mode == "flaky" and random.random() < 0.5) or (mode == "fail1" and random.random() < 0.01):
+                    self.send_response(503 if mode == "flaky" else 500)
                     self.end_headers()
                     return
                 if mode == "slow":
@@ -225,7 +233,7 @@ class World:
     `control`, the source and the destination come from a control-plane workspace on
     PostgreSQL (read every second) instead of the file."""
 
-    def __init__(self, workdir, rate, control=False, broker="tansu"):
+    def __init__(self, workdir, rate, control=False, broker="tansu", batch_max_events=50, topics=TOPICS):
         self.dir = workdir
         self.control = ControlDatabase() if control else None
         self.key = KEY
@@ -237,7 +245,7 @@ class World:
         if broker == "local":
             self.address_file = os.path.join(workdir, "broker.address")
             command = [SWITCHYARD, "local-broker", "--address-file", self.address_file]
-            for topic, partitions in TOPICS:
+            for topic, partitions in topics:
                 command += ["--topic", f"{topic}:{partitions}"]
             self.kafka = Process("local-broker", command, workdir)
         else:
@@ -254,6 +262,8 @@ class World:
         self.ingest = Process("ingest", [SWITCHYARD, "ingest", "--config", self.config], workdir, self.env)
         self.routers = []
         self.rate = rate
+        self.batch_max_events = batch_max_events
+        self.topics = topics
 
     def write_config(self):
         with open(self.config, "w") as f:
@@ -269,7 +279,8 @@ master_key_file = "{self.master_key}"
 {workspace}"""
 
     def hook_settings(self):
-        return {"url": f"http://127.0.0.1:{self.receiver.port}/hook", "batch_max_events": 50, "timeout_ms": 8000,
+        return {"url": f"http://127.0.0.1:{self.receiver.port}/hook", "batch_max_events": self.batch_max_events,
+                "timeout_ms": 8000,
                 "retry": {"min_backoff_ms": 200, "max_backoff_ms": 5000}}
 
     def file_pipeline(self):
@@ -327,7 +338,7 @@ store = {{ kind = "s3", bucket = "archive", endpoint = "http://127.0.0.1:{self.m
 max_object_age_secs = 5
 """
 
-    def start(self):
+    def start(self, router=True):
         if not os.path.exists(self.master_key):
             subprocess.run([SWITCHYARD, "master-key", "-o", self.master_key], check=True, capture_output=True)
         # The broker first: the local one chooses its port, which the configuration names.
@@ -342,7 +353,8 @@ max_object_age_secs = 5
         self.receiver.up()
         self.ingest.start()
         wait_port(self.ingest_port)
-        self.add_router()
+        if router:
+            self.add_router()
         self.sender = Sender(f"http://127.0.0.1:{self.ingest_port}/v1/batch", self.rate, self.key)
 
     def start_broker(self):
@@ -357,7 +369,7 @@ max_object_age_secs = 5
                 self.kafka_brokers = f.read().strip()
             return
         wait_port(self.kafka_port)
-        for topic, partitions in TOPICS:
+        for topic, partitions in self.topics:
             subprocess.run([SWITCHYARD, "create-topic", "--kafka-brokers", self.kafka_brokers,
                             "--topic", topic, "--partitions", str(partitions)], check=True,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -377,6 +389,19 @@ max_object_age_secs = 5
             if not missing:
                 return
             time.sleep(1)
+
+    def parked(self):
+        """Events the running routers parked, from their /actors."""
+        total = 0
+        for router in self.routers:
+            with open(os.path.join(self.dir, f"{router.name}.log"), errors="replace") as f:
+                addresses = [line.split("ops listening on ")[1].strip() for line in f if "ops listening on " in line]
+            if not addresses or router.proc.poll() is not None:
+                continue
+            with urllib.request.urlopen(f"{addresses[-1]}/actors", timeout=10) as answer:
+                actors = json.load(answer)["actors"]
+            total += sum(actor.get("parked", 0) for actor in actors if actor["kind"] == "destination")
+        return total
 
     def archived(self):
         out = os.path.join(self.dir, "export.jsonl")
@@ -492,6 +517,35 @@ def rebalance(world, short):
     time.sleep(8)
 
 
+def fill_backlog(world, short):
+    """Posts the backlog as fast as ingest takes it, with no router running."""
+    wanted = 20_000 if short else 100_000
+    world.sender.batch, world.sender.rate = 100, 1_000_000
+    while len(world.sender.acked) < wanted:
+        if not world.sender.thread.is_alive():
+            raise RuntimeError(f"the sender stopped at {len(world.sender.acked)} events")
+        time.sleep(0.5)
+    world.sender.running = False
+    world.sender.thread.join()
+    log(f"backlog of {len(world.sender.acked)} events in the ingest topic; router starting")
+    world.add_router()
+
+
+def backlog_healthy(world, short):
+    fill_backlog(world, short)
+
+
+def backlog_failing(world, short):
+    world.receiver.mode = "fail1"
+    fill_backlog(world, short)
+    time.sleep(5)
+    log("destination down")
+    world.receiver.down()
+    time.sleep(10 if short else 60)
+    world.receiver.up()
+    log("destination back, failing 1%")
+
+
 SCENARIOS = {
     "router_kill9": router_kill9,
     "broker_restart": broker_restart,
@@ -499,7 +553,13 @@ SCENARIOS = {
     "s3_unavailable": s3_unavailable,
     "rebalance": rebalance,
     "metadata_unavailable": metadata_unavailable,
+    "backlog_healthy": backlog_healthy,
+    "backlog_failing": backlog_failing,
 }
+# Backlog scenarios: no router until the backlog is in, one event per webhook request.
+BACKLOG = {"backlog_healthy", "backlog_failing"}
+# Scenarios whose destination never fails: nothing may be parked.
+MUST_NOT_PARK = {"backlog_healthy"}
 # Scenarios whose world reads its source and destination from the control plane.
 CONTROLLED = {"metadata_unavailable"}
 # Scenarios run on librdkafka's mock cluster (`switchyard local-broker`, its own process,
@@ -509,25 +569,40 @@ CONTROLLED = {"metadata_unavailable"}
 # join turns it into a Forming group led by that absent member), so after a kill -9 the
 # restarted router waits for an assignment that never comes. Kafka's coordinator, and the
 # mock cluster's, elect a new leader when the session expires: that is what is tested.
-LOCAL_BROKER = {"router_kill9"}
-SHORT = ["router_kill9", "broker_restart", "destination_outage", "s3_unavailable", "rebalance", "metadata_unavailable"]
+#
+# The backlog scenarios run there too. tansu 0.6 answers a fetch from an offset inside a
+# stored batch with the batches that start after it (tansu-storage dynostore.rs `fetch`:
+# `offsets.split_off(&offset)`), so the rest of that batch is never returned: every
+# resume of a paused partition (librdkafka fetches again from the next record) skips up
+# to a batch of records. Measured: 177 of 21,010 lost, each reported by the router as
+# skipped offsets. Kafka, and the mock cluster, return the batch holding the offset. And
+# on SQLite storage tansu took over a minute to answer a fetch over the backlog.
+# The mock cluster keeps 100,000 records or 5 MB per partition, so the backlog's topics
+# get 16 partitions.
+LOCAL_BROKER = {"router_kill9", "backlog_healthy", "backlog_failing"}
+BACKLOG_TOPICS = [("chaos", 16), ("chaos.dead", 1), ("chaos.retry", 16)]
+SHORT = ["router_kill9", "broker_restart", "destination_outage", "s3_unavailable", "rebalance", "metadata_unavailable",
+         "backlog_healthy", "backlog_failing"]
 
 
 def run(name, short, rate):
     workdir = tempfile.mkdtemp(prefix=f"chaos-{name}-")
-    world = World(workdir, rate, control=name in CONTROLLED, broker="local" if name in LOCAL_BROKER else "tansu")
+    world = World(workdir, rate, control=name in CONTROLLED, broker="local" if name in LOCAL_BROKER else "tansu",
+                  batch_max_events=1 if name in BACKLOG else 50, topics=BACKLOG_TOPICS if name in BACKLOG else TOPICS)
     try:
-        world.start()
+        world.start(router=name not in BACKLOG)
         world.sender.start()
         log(f"{name}: load at {rate} events/s")
         SCENARIOS[name](world, short)
         world.sender.stop()
         log(f"{name}: load stopped, {len(world.sender.acked)} acknowledged; draining")
-        world.drain(90 if short else 300)
+        world.drain((180 if short else 600) if name in BACKLOG else (90 if short else 300))
+        parked = world.parked()
         for router in world.routers:
             router.stop()
         result = reconcile(world)
         result["scenario"] = name
+        result["parked"] = parked
         return result
     finally:
         world.stop()
@@ -538,6 +613,8 @@ def run(name, short, rate):
 
 
 def main():
+    # `kill -USR1 <pid>` prints every thread's stack: a hung run shows where it waits.
+    faulthandler.register(signal.SIGUSR1)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--short", action="store_true", help="the short form run by make test")
     parser.add_argument("--rate", type=int, default=None, help="events per second (default 300, short 200)")
@@ -550,15 +627,17 @@ def main():
     rate = args.rate or (200 if args.short else 300)
     results = [run(name, args.short, rate) for name in names]
     print()
-    print("| scenario | acknowledged | lost | lost in archive | duplicates | delayed > 10 s | refused requests |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("| scenario | acknowledged | lost | lost in archive | duplicates | delayed > 10 s | refused requests "
+          "| parked |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
         print(f"| {r['scenario']} | {r['acknowledged']} | {r['lost']} | {r['lost_in_archive']} | {r['duplicates']} "
-              f"| {r['delayed']} | {r['refused_requests']} |")
+              f"| {r['delayed']} | {r['refused_requests']} | {r['parked']} |")
     with open(os.path.join(ROOT, "target", "chaos-report.json") if os.path.isdir(os.path.join(ROOT, "target"))
               else os.devnull, "w") as f:
         json.dump(results, f, indent=2)
-    failed = [r for r in results if r["lost"] or r["lost_in_archive"] or not r["acknowledged"]]
+    failed = [r for r in results if r["lost"] or r["lost_in_archive"] or not r["acknowledged"]
+              or (r["scenario"] in MUST_NOT_PARK and r["parked"])]
     for r in failed:
         print(f"FAILED {r['scenario']}: {r}", file=sys.stderr)
     sys.exit(1 if failed else 0)

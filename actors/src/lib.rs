@@ -11,6 +11,7 @@ pub mod dedup;
 pub mod destination;
 pub mod log_destination;
 pub mod park;
+pub mod protocol;
 pub mod samples;
 pub mod source;
 pub mod suppress;
@@ -24,11 +25,9 @@ pub use dead_letter::{DeadLetter, Stage};
 pub use destination::{DestinationActor, DestinationConfig, DestinationStats, GetDestinationStats};
 pub use log_destination::LogDestination;
 pub use park::{Park, Parked};
+pub use protocol::{Budget, Inbound, InboundBatch, Outcome, Permit, Route, Routed, RoutedBatch, SupervisorHandle};
 pub use samples::{ErrorSample, RecentErrors};
-pub use source::{
-    DedupSettings, GetStats, Inbound, InboundBatch, Load, Outcome, Route, Routed, RoutedBatch, SetRoutes, SetTransform,
-    SourceSupervisor, SupervisorHandle, SupervisorStats,
-};
+pub use source::{DedupSettings, GetStats, SOURCE_BUDGET, SetRoutes, SetTransform, SourceSupervisor, SupervisorStats};
 pub use suppress::{SetSuppression, Suppression};
 pub use switchyard_egress::EgressPolicy;
 pub use transform::{Transform, TransformConfig};

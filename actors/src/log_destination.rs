@@ -4,7 +4,7 @@
 
 use actix::prelude::*;
 
-use crate::source::{Routed, RoutedBatch};
+use crate::protocol::{Routed, RoutedBatch};
 
 #[derive(Debug, Default)]
 pub struct LogDestination {

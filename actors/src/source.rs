@@ -4,142 +4,20 @@
 //! its own share of the record's [`Ack`].
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use switchyard_schemas::record::{RecordHeaders, decode_value};
+use switchyard_schemas::record::decode_value;
 use switchyard_schemas::trace::Traceparent;
 use switchyard_schemas::{Event, validate};
 use switchyard_telemetry::TARGET;
 
-use crate::ack::Ack;
 use crate::dead_letter::{DeadLetter, Stage};
 use crate::dedup::Dedup;
-use crate::park::Parked;
+use crate::protocol::{Budget, Inbound, InboundBatch, Outcome, Permit, Route, Routed, RoutedBatch};
 use crate::samples::RecentErrors;
 use crate::suppress::{SetSuppression, Suppression};
 use crate::transform::{Transform, Transformed};
-
-/// A record of this source as read from Kafka.
-#[derive(Debug, Message)]
-#[rtype(result = "Outcome")]
-pub struct Inbound {
-    pub headers: RecordHeaders,
-    pub value: Vec<u8>,
-    pub ack: Ack,
-}
-
-/// Consecutive records of one partition for this source, handed over in one message:
-/// one wakeup of the supervisor's thread for many records.
-#[derive(Debug, Message)]
-#[rtype(result = "Vec<Outcome>")]
-pub struct InboundBatch(pub Vec<Inbound>);
-
-/// Events for one destination, in order, handed over in one message.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct RoutedBatch(pub Vec<Routed>);
-
-/// A decoded, validated event on its way to one destination, with that destination's
-/// share of the record.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct Routed {
-    pub source_id: Arc<str>,
-    pub event: Arc<Event>,
-    pub ack: Ack,
-    /// Set when the event comes back from the retry topic: its transforms are done and
-    /// its retry state goes on.
-    pub parked: Option<Parked>,
-    /// The trace this event belongs to; its delivery spans continue it.
-    pub trace: Option<Traceparent>,
-}
-
-/// How many events a destination holds, against its limit: those it has taken
-/// (`buffered`, kept by the destination) plus those handed over and still in its
-/// mailbox (`queued`, counted up by the supervisor and down by the destination), so the
-/// bound holds however far the destination's thread lags behind. The supervisor reads
-/// it before handing over: a full destination makes its source wait without a round
-/// trip per event.
-#[derive(Debug)]
-pub struct Load {
-    buffered: AtomicUsize,
-    queued: AtomicUsize,
-    capacity: usize,
-}
-
-impl Load {
-    pub fn new(capacity: usize) -> Arc<Load> {
-        Arc::new(Load {
-            buffered: AtomicUsize::new(0),
-            queued: AtomicUsize::new(0),
-            capacity,
-        })
-    }
-
-    pub fn set(&self, buffered: usize) {
-        self.buffered.store(buffered, Ordering::Relaxed);
-    }
-
-    /// More events on their way into the destination's mailbox.
-    pub fn queue(&self, events: usize) {
-        self.queued.fetch_add(events, Ordering::Relaxed);
-    }
-
-    /// The destination took events from its mailbox. Events that arrive without
-    /// [`Load::queue`] (back from the retry topic) leave the count at zero.
-    pub fn dequeue(&self, events: usize) {
-        let _ = self
-            .queued
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| Some(n.saturating_sub(events)));
-    }
-
-    /// Events handed over and still in the destination's mailbox.
-    pub fn queued(&self) -> usize {
-        self.queued.load(Ordering::Relaxed)
-    }
-
-    pub fn is_full(&self) -> bool {
-        self.buffered.load(Ordering::Relaxed) + self.queued.load(Ordering::Relaxed) >= self.capacity
-    }
-}
-
-/// One destination of a source, as its supervisor sees it.
-#[derive(Debug, Clone)]
-pub struct Route {
-    pub destination_id: String,
-    pub recipient: Recipient<RoutedBatch>,
-    pub load: Arc<Load>,
-}
-
-impl Outcome {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Outcome::Delivered { .. } => "routed",
-            Outcome::Duplicate => "duplicate",
-            Outcome::Suppressed => "suppressed",
-            Outcome::Filtered => "filtered",
-            Outcome::Rejected { .. } => "rejected",
-        }
-    }
-}
-
-/// What became of one inbound record.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    Delivered {
-        destinations: usize,
-    },
-    Duplicate,
-    /// Dropped: its user's archive was deleted and the user is on the suppression list.
-    Suppressed,
-    /// Dropped on purpose by a transform (a condition or sampling).
-    Filtered,
-    Rejected {
-        reason: String,
-    },
-}
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct SupervisorStats {
@@ -189,18 +67,10 @@ impl Default for DedupSettings {
     }
 }
 
-/// How the consumer reaches a supervisor: one shared `Addr` (actix reports a full
-/// mailbox only to the sender that filled it) and the records sent and not yet taken.
-#[derive(Debug)]
-pub struct SupervisorHandle {
-    pub addr: Addr<SourceSupervisor>,
-    pub queued: Arc<AtomicUsize>,
-}
-
 pub struct SourceSupervisor {
     source_id: Arc<str>,
-    /// Records in the mailbox, counted up by the consumer, down here.
-    queued: Arc<AtomicUsize>,
+    /// What the consumer takes from before it hands records over.
+    budget: Budget,
     routes: Vec<Route>,
     dead_letters: Recipient<DeadLetter>,
     dedup: Dedup,
@@ -219,17 +89,17 @@ impl std::fmt::Debug for SourceSupervisor {
     }
 }
 
-/// Bounded, so a slow source pushes back on the Kafka poll loop. In messages, each a
-/// batch of up to 512 records (one poll), so at most about 8,000 records wait here.
-const MAILBOX_CAPACITY: usize = 16;
-/// How long to wait before offering an event again to a destination whose buffer is full.
-const FULL_RETRY: Duration = Duration::from_millis(50);
+/// Records a source may hold (in its mailbox and being handed on): the consumer waits
+/// for room past it, so a slow source pushes back on its partitions.
+pub const SOURCE_BUDGET: usize = 8_192;
+/// In messages; never the limit (each message holds at least one permit of the budget).
+const MAILBOX_CAPACITY: usize = SOURCE_BUDGET;
 
 impl SourceSupervisor {
     pub fn new(source_id: &str, routes: Vec<Route>, dead_letters: Recipient<DeadLetter>, dedup: DedupSettings) -> Self {
         SourceSupervisor {
             source_id: Arc::from(source_id),
-            queued: Arc::default(),
+            budget: Budget::new(SOURCE_BUDGET),
             routes,
             dead_letters,
             dedup: Dedup::new(dedup.window, dedup.capacity),
@@ -239,16 +109,10 @@ impl SourceSupervisor {
         }
     }
 
-    /// Shares the count of records in the mailbox with whoever sends them.
-    pub fn with_queue(mut self, queued: Arc<AtomicUsize>) -> Self {
-        self.queued = queued;
+    /// The budget its senders take from (shared with the consumer's handle).
+    pub fn with_budget(mut self, budget: Budget) -> Self {
+        self.budget = budget;
         self
-    }
-
-    fn taken(&self, records: usize) {
-        let _ = self.queued.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-            Some(n.saturating_sub(records))
-        });
     }
 
     /// Users whose events the source drops (deleted from the archive).
@@ -360,6 +224,7 @@ impl SourceSupervisor {
                 ack: message.ack.share(),
                 parked: None,
                 trace,
+                permit: Permit::none(),
             });
         }
         message.ack.done();
@@ -369,37 +234,30 @@ impl SourceSupervisor {
         }
     }
 
-    /// Admits a batch of records and hands each destination its share in one message.
-    /// Hands over without waiting where there is room; only a full destination (or
-    /// mailbox) makes the batch, and so this source, wait.
-    fn dispatch(&mut self, messages: Vec<Inbound>) -> ResponseActFuture<Self, Vec<Outcome>> {
+    /// Admits a batch of records and hands each target its events in one message,
+    /// with one permit of the target's budget per event. Hands over without waiting
+    /// where there is room; a target without room makes the batch, and so this source,
+    /// wait for it: that wait is the source's backpressure. The batch's own permit
+    /// (room in this source's budget) is released when every target has its events.
+    fn dispatch(&mut self, messages: Vec<Inbound>, permit: Permit) -> ResponseActFuture<Self, Vec<Outcome>> {
         let mut batches: Vec<Vec<Routed>> = self.routes.iter().map(|_| Vec::with_capacity(messages.len())).collect();
         let mut letters = Vec::new();
         let outcomes: Vec<Outcome> = messages
             .into_iter()
             .map(|message| self.admit(message, &mut batches, &mut letters))
             .collect();
-        let mut waiting: Vec<(Route, Vec<Routed>)> = Vec::new();
-        for (route, batch) in self.routes.iter().zip(batches) {
+        let mut waiting: Vec<Waiting> = Vec::new();
+        for (route, mut batch) in self.routes.iter().zip(batches) {
             if batch.is_empty() {
                 continue;
             }
-            if route.load.is_full() {
-                waiting.push((route.clone(), batch));
-                continue;
-            }
-            let count = batch.len();
-            route.load.queue(count);
-            match route.recipient.try_send(RoutedBatch(batch)) {
-                Ok(()) => {}
-                Err(SendError::Full(batch)) => {
-                    route.load.dequeue(count);
-                    waiting.push((route.clone(), batch.0));
+            match route.budget.try_take(batch.len()) {
+                Some(room) => {
+                    if let Some(full) = hand_over(&self.source_id, route, &mut batch, room) {
+                        waiting.push(Waiting::Mailbox(route.clone(), full));
+                    }
                 }
-                Err(SendError::Closed(_)) => {
-                    // The shares went down with the mailbox: the records are redelivered.
-                    tracing::error!(source_id = %self.source_id, destination_id = %route.destination_id, "destination actor unavailable");
-                }
+                None => waiting.push(Waiting::Room(route.clone(), batch)),
             }
         }
         if waiting.is_empty() && letters.is_empty() {
@@ -413,15 +271,22 @@ impl SourceSupervisor {
                     tracing::error!(%error, "dead-letter writer unavailable; the record will be redelivered");
                 }
             }
-            for (route, batch) in waiting {
-                while route.load.is_full() {
-                    actix::clock::sleep(FULL_RETRY).await;
-                }
-                route.load.queue(batch.len());
-                if let Err(error) = route.recipient.send(RoutedBatch(batch)).await {
-                    tracing::error!(%source_id, destination_id = %route.destination_id, %error, "destination actor unavailable");
+            for item in waiting {
+                match item {
+                    Waiting::Mailbox(route, full) => send_waiting(&source_id, &route, full).await,
+                    // In parts no larger than the target's budget, each sent before the
+                    // next is asked for (the target can only make room for events it has).
+                    Waiting::Room(route, mut batch) => {
+                        while !batch.is_empty() {
+                            let room = route.budget.take(batch.len()).await;
+                            if let Some(full) = hand_over(&source_id, &route, &mut batch, room) {
+                                send_waiting(&source_id, &route, full).await;
+                            }
+                        }
+                    }
                 }
             }
+            drop(permit);
         };
         Box::pin(wait.into_actor(self).map(move |_, _, _| outcomes))
     }
@@ -436,6 +301,43 @@ impl SourceSupervisor {
         let event = decode_value(&message.value).map_err(|error| error.to_string())?;
         validate(&event).map_err(|error| error.to_string())?;
         Ok(event)
+    }
+}
+
+/// Events a target could not take at once: no room in its budget yet, or (a burst of
+/// small batches) a full mailbox.
+enum Waiting {
+    Room(Route, Vec<Routed>),
+    Mailbox(Route, RoutedBatch),
+}
+
+/// Gives the first `room.count()` events of `batch` their permits and sends them (all
+/// of them for an unbounded target). Returns them if the target's mailbox was full.
+fn hand_over(source_id: &str, route: &Route, batch: &mut Vec<Routed>, mut room: Permit) -> Option<RoutedBatch> {
+    let count = if route.budget.capacity() == usize::MAX {
+        batch.len()
+    } else {
+        room.count().clamp(1, batch.len().max(1))
+    };
+    let mut part: Vec<Routed> = batch.drain(..count).collect();
+    for routed in &mut part {
+        routed.permit = room.split_one();
+    }
+    match route.recipient.try_send(RoutedBatch(part)) {
+        Ok(()) => None,
+        Err(SendError::Full(part)) => Some(part),
+        Err(SendError::Closed(_)) => {
+            // The shares went down with the mailbox: the records are redelivered.
+            tracing::error!(source_id, destination_id = %route.destination_id, "destination actor unavailable");
+            None
+        }
+    }
+}
+
+/// Waits for a full mailbox to take `batch`.
+async fn send_waiting(source_id: &str, route: &Route, batch: RoutedBatch) {
+    if let Err(error) = route.recipient.send(batch).await {
+        tracing::error!(source_id, destination_id = %route.destination_id, %error, "destination actor unavailable");
     }
 }
 
@@ -454,8 +356,7 @@ impl Handler<Inbound> for SourceSupervisor {
     type Result = AtomicResponse<Self, Outcome>;
 
     fn handle(&mut self, message: Inbound, _ctx: &mut Self::Context) -> Self::Result {
-        self.taken(1);
-        let response = self.dispatch(vec![message]);
+        let response = self.dispatch(vec![message], Permit::none());
         AtomicResponse::new(Box::pin(
             response.map(|mut outcomes, _, _| outcomes.pop().unwrap_or(Outcome::Filtered)),
         ))
@@ -466,8 +367,7 @@ impl Handler<InboundBatch> for SourceSupervisor {
     type Result = AtomicResponse<Self, Vec<Outcome>>;
 
     fn handle(&mut self, batch: InboundBatch, _ctx: &mut Self::Context) -> Self::Result {
-        self.taken(batch.0.len());
-        AtomicResponse::new(self.dispatch(batch.0))
+        AtomicResponse::new(self.dispatch(batch.records, batch.permit))
     }
 }
 
@@ -504,7 +404,7 @@ impl Handler<GetStats> for SourceSupervisor {
 
     fn handle(&mut self, _: GetStats, _ctx: &mut Self::Context) -> Self::Result {
         let mut stats = self.stats.clone();
-        stats.queued = self.queued.load(Ordering::Relaxed);
+        stats.queued = self.budget.held();
         MessageResult(stats)
     }
 }
@@ -512,9 +412,11 @@ impl Handler<GetStats> for SourceSupervisor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ack::Ack;
     use crate::test_support::{Collect, Count};
     use std::sync::Mutex;
     use std::sync::atomic::Ordering;
+    use switchyard_schemas::record::RecordHeaders;
 
     fn inbound(source: &str, value: serde_json::Value, done: &Count) -> Inbound {
         let event: Event = serde_json::from_value(value.clone()).expect("sample parses");
@@ -534,7 +436,7 @@ mod tests {
         let route = |id: &str, recipient: Recipient<RoutedBatch>| Route {
             destination_id: id.into(),
             recipient,
-            load: Load::new(10),
+            budget: Budget::new(10),
         };
         let destinations = vec![route("a", first.recipient()), route("b", second.recipient())];
         let supervisor = SourceSupervisor::new("web", destinations, dead.recipient(), DedupSettings::default()).start();
@@ -600,12 +502,12 @@ mod tests {
     async fn a_full_destination_holds_its_source_back_until_it_has_room() {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let destination = Collect(seen.clone()).start();
-        let load = Load::new(1);
-        load.set(1);
+        let budget = Budget::new(1);
+        let spent = budget.take(1).await;
         let route = Route {
             destination_id: "slow".into(),
             recipient: destination.recipient(),
-            load: load.clone(),
+            budget: budget.clone(),
         };
         let dead = Collect(seen.clone()).start();
         let supervisor = SourceSupervisor::new("web", vec![route], dead.recipient(), DedupSettings::default()).start();
@@ -618,7 +520,7 @@ mod tests {
             "the supervisor must wait while the destination is full"
         );
         assert!(seen.lock().expect("not poisoned").is_empty());
-        load.set(0);
+        drop(spent);
         let stats = actix::clock::timeout(Duration::from_secs(5), supervisor.send(GetStats)).await;
         assert!(stats.is_ok(), "the supervisor moves on once there is room");
         assert_eq!(*seen.lock().expect("not poisoned"), vec!["held".to_string()]);

@@ -8,7 +8,7 @@ use actix::prelude::*;
 use crate::ack::Completion;
 use crate::dead_letter::DeadLetter;
 use crate::park::Park;
-use crate::source::{Routed, RoutedBatch};
+use crate::protocol::{Routed, RoutedBatch};
 
 /// Records the messageId of each event it takes, "dead: <reason>" for each dead
 /// letter and "parked: <messageId>" for each parked event, finishing them all.

@@ -10,7 +10,7 @@ use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::Serialize;
-use switchyard_actors::{Ack, Load, Routed, RoutedBatch, SetSuppression};
+use switchyard_actors::{Ack, Budget, Permit, Routed, RoutedBatch, SetSuppression};
 
 use crate::config::ArchiveConfig;
 use crate::delete::belongs;
@@ -26,6 +26,8 @@ const TICK: Duration = Duration::from_secs(1);
 struct Buffer {
     lines: Vec<u8>,
     acks: Vec<Ack>,
+    /// The events' room in the archive's budget, released once they are written.
+    permit: Permit,
     since: Instant,
 }
 
@@ -68,7 +70,6 @@ pub struct ArchiveActor {
     prefix: String,
     max_bytes: usize,
     max_age: Duration,
-    load: Arc<Load>,
     /// By the start of the hour the events were received in.
     buffers: BTreeMap<DateTime<Utc>, Buffer>,
     held: usize,
@@ -85,13 +86,7 @@ impl std::fmt::Debug for ArchiveActor {
 }
 
 impl ArchiveActor {
-    pub fn new(
-        source_id: &str,
-        config: &ArchiveConfig,
-        store: Arc<dyn ObjectStore>,
-        keys: Arc<KeyRing>,
-        load: Arc<Load>,
-    ) -> Self {
+    pub fn new(source_id: &str, config: &ArchiveConfig, store: Arc<dyn ObjectStore>, keys: Arc<KeyRing>) -> Self {
         ArchiveActor {
             source_id: source_id.to_string(),
             store,
@@ -101,7 +96,6 @@ impl ArchiveActor {
             prefix: config.prefix.clone(),
             max_bytes: config.max_object_bytes,
             max_age: config.max_object_age(),
-            load,
             buffers: BTreeMap::new(),
             held: 0,
             stats: ArchiveStats::default(),
@@ -114,9 +108,9 @@ impl ArchiveActor {
         self
     }
 
-    /// The load a source's supervisor checks: full past [`MAX_HELD_EVENTS`].
-    pub fn load() -> Arc<Load> {
-        Load::new(MAX_HELD_EVENTS)
+    /// The budget a source's supervisor takes room from: [`MAX_HELD_EVENTS`].
+    pub fn budget() -> Budget {
+        Budget::new(MAX_HELD_EVENTS)
     }
 
     fn take(&mut self, routed: Routed, ctx: &mut Context<Self>) {
@@ -126,6 +120,7 @@ impl ArchiveActor {
         let buffer = self.buffers.entry(hour).or_insert_with(|| Buffer {
             lines: Vec::new(),
             acks: Vec::new(),
+            permit: Permit::none(),
             since: Instant::now(),
         });
         if let Err(error) = serde_json::to_writer(&mut buffer.lines, routed.event.as_ref()) {
@@ -135,6 +130,7 @@ impl ArchiveActor {
         }
         buffer.lines.push(b'\n');
         buffer.acks.push(routed.ack);
+        buffer.permit.merge(routed.permit);
         self.held += 1;
         if buffer.lines.len() >= self.max_bytes {
             self.write(hour, ctx);
@@ -157,9 +153,9 @@ impl ArchiveActor {
                 .await
                 .map_err(|e| e.to_string())?
         };
-        let acks = buffer.acks;
+        let (acks, permit) = (buffer.acks, buffer.permit);
         ctx.spawn(sealing.into_actor(self).map(move |sealed, actor, ctx| match sealed {
-            Ok(bytes) => actor.upload(ObjectPath::from(path), bytes, acks, 0, ctx),
+            Ok(bytes) => actor.upload(ObjectPath::from(path), bytes, (acks, permit), 0, ctx),
             Err(reason) => {
                 // Sealing is deterministic: keep the shares unfinished so the records
                 // are redelivered, and say so.
@@ -169,7 +165,14 @@ impl ArchiveActor {
         }));
     }
 
-    fn upload(&mut self, path: ObjectPath, bytes: Vec<u8>, acks: Vec<Ack>, attempt: usize, ctx: &mut Context<Self>) {
+    fn upload(
+        &mut self,
+        path: ObjectPath,
+        bytes: Vec<u8>,
+        (acks, permit): (Vec<Ack>, Permit),
+        attempt: usize,
+        ctx: &mut Context<Self>,
+    ) {
         let store = self.store.clone();
         let payload = PutPayload::from(bytes.clone());
         let target = path.clone();
@@ -180,7 +183,7 @@ impl ArchiveActor {
                 actor.stats.bytes_written += bytes.len() as u64;
                 actor.stats.archived += acks.len() as u64;
                 actor.held -= acks.len();
-                actor.load.set(actor.held);
+                drop(permit);
                 tracing::debug!(source_id = %actor.source_id, path = %path, events = acks.len(), "archive object written");
                 for ack in acks {
                     ack.done();
@@ -195,7 +198,9 @@ impl ArchiveActor {
                 actor.stats.last_error = Some(error.to_string());
                 let wait = backoff(attempt);
                 tracing::warn!(source_id = %actor.source_id, path = %path, %error, ?wait, "archive write failed, will retry");
-                ctx.run_later(wait, move |actor, ctx| actor.upload(path, bytes, acks, attempt + 1, ctx));
+                ctx.run_later(wait, move |actor, ctx| {
+                    actor.upload(path, bytes, (acks, permit), attempt + 1, ctx)
+                });
             }
         }));
     }
@@ -266,6 +271,7 @@ impl ArchiveActor {
             for (line, ack) in events.zip(acks) {
                 if belongs(line, |id| list.holds_id(id)) {
                     ack.done();
+                    drop(buffer.permit.split_one());
                     dropped += 1;
                 } else {
                     buffer.lines.extend_from_slice(line);
@@ -277,7 +283,6 @@ impl ArchiveActor {
         self.buffers.retain(|_, buffer| !buffer.acks.is_empty());
         self.held -= dropped;
         self.stats.suppressed += dropped as u64;
-        self.load.set(self.held);
     }
 
     fn write_old(&mut self, ctx: &mut Context<Self>) {
@@ -308,11 +313,9 @@ impl Handler<RoutedBatch> for ArchiveActor {
     type Result = ();
 
     fn handle(&mut self, batch: RoutedBatch, ctx: &mut Self::Context) {
-        self.load.dequeue(batch.0.len());
         for routed in batch.0 {
             self.take(routed, ctx);
         }
-        self.load.set(self.held);
     }
 }
 

@@ -40,14 +40,28 @@ pub struct Config {
     pub egress: EgressPolicy,
 }
 
-/// A source and its own transforms. Unknown keys are refused by [`SourceConfig`]
-/// (serde can't combine `deny_unknown_fields` with `flatten` on this level).
+/// A source and its own transforms. Read as a table whose `transforms` are taken out
+/// and the rest read as a [`SourceConfig`], which refuses unknown keys: serde ignores
+/// `deny_unknown_fields` under `flatten`, so a flattened entry took `bogus_key = 5`
+/// (or a misspelt rate limit) silently.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(try_from = "toml::Table")]
 pub struct SourceEntry {
-    #[serde(flatten)]
     pub source: SourceConfig,
-    #[serde(default)]
     pub transforms: Vec<TransformConfig>,
+}
+
+impl TryFrom<toml::Table> for SourceEntry {
+    type Error = toml::de::Error;
+
+    fn try_from(mut table: toml::Table) -> Result<Self, Self::Error> {
+        let transforms = match table.remove("transforms") {
+            Some(transforms) => transforms.try_into()?,
+            None => Vec::new(),
+        };
+        let source = toml::Value::Table(table).try_into()?;
+        Ok(SourceEntry { source, transforms })
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -220,6 +234,22 @@ mod tests {
     fn unknown_fields_are_refused_with_their_name() {
         let error = toml::from_str::<Config>("[ingest]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n").expect_err("refused");
         assert!(error.to_string().contains("lisen"), "{error}");
+    }
+
+    #[test]
+    fn a_misspelt_source_setting_is_refused() {
+        let text = "[[sources]]\nid = \"web\"\nwrite_key = \"0123456789abcdef\"\nrate_limit_event_per_sec = 5\n";
+        let error = toml::from_str::<Config>(text).expect_err("refused");
+        assert!(error.to_string().contains("rate_limit_event_per_sec"), "{error}");
+        let text = "[[sources]]\nid = \"web\"\nwrite_key = \"0123456789abcdef\"\nbogus_key = 5\n\
+                    transforms = [{ op = \"redact\", fields = [\"context.ip\"] }]\n";
+        let error = toml::from_str::<Config>(text).expect_err("refused");
+        assert!(error.to_string().contains("bogus_key"), "{error}");
+        let text = "[[sources]]\nid = \"web\"\nwrite_key = \"0123456789abcdef\"\n\
+                    transforms = [{ op = \"redact\", fields = [\"context.ip\"] }]\n";
+        let config = toml::from_str::<Config>(text).expect("parses");
+        assert_eq!(config.sources[0].transforms.len(), 1);
+        assert_eq!(config.sources[0].source.id, "web");
     }
 
     #[test]

@@ -12,6 +12,13 @@ use rdkafka::producer::DefaultProducerContext;
 /// Partitions of a topic created without a count: the embedded broker's topics, and
 /// `--topic NAME` without `:PARTITIONS` (the mock cluster's own default for unknown topics).
 pub const DEFAULT_PARTITIONS: i32 = 4;
+/// Partitions of the embedded broker's retry topic. Each mock partition keeps its last
+/// 100,000 records or 5 MB and drops older ones (librdkafka's `rdkafka_mock.c`, not
+/// configurable), so a destination down for long could see parked events trimmed
+/// before they come back. 64 partitions hold about 6 million parked events (320 MB);
+/// past that the router reports the skipped offsets (an error, a metric and a failing
+/// readiness) rather than losing them silently.
+pub const RETRY_PARTITIONS: i32 = 64;
 
 pub struct LocalBroker {
     cluster: MockCluster<'static, DefaultProducerContext>,

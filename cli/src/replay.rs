@@ -17,7 +17,7 @@ use governor::{Quota, RateLimiter};
 use indicatif::{ProgressBar, ProgressStyle};
 use switchyard_actors::destination::gate::Gate;
 use switchyard_actors::transform::Condition;
-use switchyard_actors::{Ack, Completion, DeadLetter, DestinationActor, Load, Routed, Transform};
+use switchyard_actors::{Ack, Budget, Completion, DeadLetter, DestinationActor, Routed, Transform};
 use switchyard_archive::export::{Range, events, objects};
 use switchyard_schemas::record::decode_value;
 
@@ -143,15 +143,18 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
         for destination in &destinations {
             let transform = Transform::compile(&destination.transforms)
                 .map_err(|error| anyhow::anyhow!("destination {}: {error}", destination.id))?;
+            // The replay waits for room as the router does: a destination is sent no
+            // more than it holds.
+            let budget = Budget::new(destination.max_buffered_events);
             let actor = DestinationActor::new(
                 &args.source,
                 destination.clone(),
                 refusals.clone().recipient(),
-                Load::new(usize::MAX),
+                budget.clone(),
                 egress.clone(),
             )
             .with_transform(transform);
-            actors.push(actor.start());
+            actors.push((actor.start(), budget));
         }
         // Let them start inside the runtime: an actor first polled while the runtime
         // shuts down (nothing to replay) can't set its timers.
@@ -184,7 +187,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
                     event.common_mut().integrations = Some(integrations.clone());
                 }
                 let event = Arc::new(event);
-                for (actor, gate) in actors.iter().zip(&gates) {
+                for ((actor, budget), gate) in actors.iter().zip(&gates) {
                     if gate.check(&event).is_some() {
                         gated += 1;
                         continue;
@@ -202,6 +205,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
                         ack: Ack::new(finished.clone()),
                         parked: None,
                         trace: None,
+                        permit: budget.take(1).await,
                     };
                     actor.send(routed).await?;
                     handed += 1;

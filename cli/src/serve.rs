@@ -76,13 +76,17 @@ async fn serve(config_path: Loaded, config: Config, kafka_brokers: Option<String
         Some(kafka) => (kafka, None),
         None if roles.ingest && roles.router => {
             let mut kafka = KafkaConfig::new("");
-            let broker = LocalBroker::start(
-                &[kafka.topic.as_str(), config.router.dead_letter_topic.as_str()]
-                    .into_iter()
-                    .chain(config.router.retry_topic())
-                    .map(|topic| (topic, local_broker::DEFAULT_PARTITIONS))
-                    .collect::<Vec<_>>(),
-            )?;
+            let mut topics: Vec<(&str, i32)> = [kafka.topic.as_str(), config.router.dead_letter_topic.as_str()]
+                .into_iter()
+                .map(|topic| (topic, local_broker::DEFAULT_PARTITIONS))
+                .collect();
+            topics.extend(
+                config
+                    .router
+                    .retry_topic()
+                    .map(|topic| (topic, local_broker::RETRY_PARTITIONS)),
+            );
+            let broker = LocalBroker::start(&topics)?;
             kafka.brokers = broker.bootstrap_servers();
             tracing::warn!(
                 brokers = %kafka.brokers,

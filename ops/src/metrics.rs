@@ -75,14 +75,20 @@ pub async fn render(ops: &Ops) -> String {
         plain_gauge(
             &mut registry,
             "consumer_paused_partitions",
-            "Partitions paused because the actor they feed is stuck",
+            "Partitions paused because the actor they feed has no room",
             consumer.paused_partitions.load(Ordering::Relaxed) as i64,
         );
         plain_counter(
             &mut registry,
             "consumer_backpressure_microseconds",
-            "Time the poll loop waited for busy actors to take records",
+            "Time records waited for room in the budget of the actor they go to",
             consumer.backpressure_micros.load(Ordering::Relaxed),
+        );
+        plain_counter(
+            &mut registry,
+            "consumer_skipped_records",
+            "Records never read: offsets skipped by an offset reset or a gap in a partition",
+            consumer.skipped.load(Ordering::Relaxed),
         );
         let lag = gauge_family(
             &mut registry,

@@ -129,6 +129,9 @@ async fn ready_route(ops: web::Data<Ops>) -> HttpResponse {
     if let Err(problem) = broker {
         problems.push(problem);
     }
+    if let Some(skip) = ops.consumer.as_ref().and_then(|consumer| consumer.last_skip()) {
+        problems.push(format!("records skipped: {skip}"));
+    }
     if let Some(ingest) = &ops.ingest {
         let queued = ingest.sink.in_flight();
         if queued > ops.max_producer_queue {

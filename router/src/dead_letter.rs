@@ -118,8 +118,17 @@ impl Handler<Park> for DeadLetterWriter {
                 (header::RETRY_NOT_BEFORE_MS, Some(not_before.as_str())),
                 (header::RETRY_LAST_ERROR, park.state.last_error.as_deref()),
             ];
-            // One key per destination: its parked events come back in the order they left.
-            let key = format!("{}/{}", park.source_id, park.destination_id);
+            // Keyed by event, so a destination's parked events spread over every
+            // partition of the retry topic (and every router reading it): one partition
+            // per destination held all of an outage's parks, and on the embedded broker
+            // outgrew its 100,000 records (measured: 78,309 trimmed before they were read,
+            // reported as skipped). Parking keeps no order anyway (not with per_user).
+            let key = format!(
+                "{}/{}/{}",
+                park.source_id,
+                park.destination_id,
+                park.message_id.as_deref().unwrap_or_default()
+            );
             match write(&producer, &topic, &key, &pairs, &park.value).await {
                 Ok(()) => park.ack.done(),
                 Err(error) => {

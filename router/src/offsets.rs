@@ -68,20 +68,38 @@ impl OffsetTracker {
         self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Registers a record read from Kafka; its [`Ack`] finishes it.
-    pub fn begin(&self, topic: &str, partition: i32, offset: i64) -> Ack {
+    /// Registers a record read from Kafka; its [`Ack`] finishes it. Also returns the
+    /// first offset skipped when the record comes after a gap: past the next offset
+    /// expected (one after the last record read, or where the group left the
+    /// partition). Reading an offset again (a re-fetch) is no gap.
+    pub fn begin(&self, topic: &str, partition: i32, offset: i64) -> (Ack, Option<i64>) {
         let mut inner = self.lock();
         let topic = inner.intern(topic);
         let state = inner.partitions.entry((topic.clone(), partition)).or_default();
+        let skipped_from = state.next.filter(|next| offset > *next);
         state.in_flight.insert(offset);
         state.next = Some(state.next.map_or(offset + 1, |next| next.max(offset + 1)));
         drop(inner);
-        Ack::new(Finished {
+        let ack = Ack::new(Finished {
             tracker: self.clone(),
             topic,
             partition,
             offset,
-        })
+        });
+        (ack, skipped_from)
+    }
+
+    /// Where the group left a newly assigned partition: its first record should be
+    /// here. Ignored for a partition already being read.
+    pub fn expect(&self, topic: &str, partition: i32, position: i64) {
+        let mut inner = self.lock();
+        let topic = inner.intern(topic);
+        let state = inner.partitions.entry((topic, partition)).or_default();
+        if state.next.is_none() && state.in_flight.is_empty() {
+            state.next = Some(position);
+            // Already committed there: nothing to commit until a record moves it.
+            state.committed = Some(position);
+        }
     }
 
     fn finish(&self, topic: &Arc<str>, partition: i32, offset: i64) {
@@ -149,7 +167,7 @@ mod tests {
     #[test]
     fn commits_only_the_contiguous_finished_prefix() {
         let tracker = OffsetTracker::default();
-        let acks: Vec<Ack> = (10..15).map(|offset| tracker.begin("t", 0, offset)).collect();
+        let acks: Vec<Ack> = (10..15).map(|offset| tracker.begin("t", 0, offset).0).collect();
         assert_eq!(
             tracker.to_commit(),
             vec![("t".to_string(), 0, 10)],
@@ -175,8 +193,8 @@ mod tests {
     #[test]
     fn partitions_move_independently_and_revoked_ones_are_forgotten() {
         let tracker = OffsetTracker::default();
-        let slow = tracker.begin("t", 0, 0);
-        let fast = tracker.begin("t", 1, 0);
+        let (slow, _) = tracker.begin("t", 0, 0);
+        let (fast, _) = tracker.begin("t", 1, 0);
         fast.done();
         let mut commits = tracker.to_commit();
         commits.sort();
@@ -184,5 +202,32 @@ mod tests {
         assert_eq!(tracker.revoke("t", 0), Some(0));
         slow.done();
         assert!(tracker.to_commit().is_empty(), "a finish after revoke changes nothing");
+    }
+
+    #[test]
+    fn a_record_past_the_expected_offset_reports_the_skipped_ones() {
+        let tracker = OffsetTracker::default();
+        tracker.expect("t", 0, 100);
+        assert!(
+            tracker.to_commit().is_empty(),
+            "the group's own position needs no commit"
+        );
+        let (first, skipped) = tracker.begin("t", 0, 130);
+        assert_eq!(skipped, Some(100), "the log was reset past 100..130");
+        let (_, skipped) = tracker.begin("t", 0, 131);
+        assert_eq!(skipped, None, "the next offset is no gap");
+        let (_, skipped) = tracker.begin("t", 0, 125);
+        assert_eq!(skipped, None, "reading an earlier offset again is no gap");
+        let (_, skipped) = tracker.begin("t", 0, 140);
+        assert_eq!(skipped, Some(132));
+        first.done();
+        tracker.expect("t", 0, 0);
+        let (_, skipped) = tracker.begin("t", 0, 141);
+        assert_eq!(skipped, None, "a partition being read keeps its own expectation");
+        let (_, skipped) = tracker.begin("t", 1, 7);
+        assert_eq!(
+            skipped, None,
+            "nothing expected of a partition the group never committed"
+        );
     }
 }

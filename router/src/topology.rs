@@ -13,7 +13,7 @@ use futures::future::join_all;
 use prometheus_client::metrics::histogram::Histogram;
 use switchyard_actors::destination::{Retire, latency_histogram};
 use switchyard_actors::{
-    DeadLetter, DedupSettings, DestinationActor, DestinationConfig, EgressPolicy, Load, LogDestination, Park, Route,
+    Budget, DeadLetter, DedupSettings, DestinationActor, DestinationConfig, EgressPolicy, LogDestination, Park, Route,
     Routed, SetRoutes, SetSuppression, SetTransform, SourceSupervisor, Suppression, Transform, TransformConfig,
 };
 use switchyard_actors::{DestinationStats, GetDestinationStats, GetStats, SupervisorHandle, SupervisorStats};
@@ -152,22 +152,21 @@ impl Shared {
         }
         let arbiter = &self.arbiters[self.next % self.arbiters.len()];
         self.next += 1;
-        let load = ArchiveActor::load();
-        let (source, config, store, replica, keys, actor_load) = (
+        let budget = ArchiveActor::budget();
+        let (source, config, store, replica, keys) = (
             source_id.to_string(),
             setup.config.clone(),
             setup.keys.primary().clone(),
             setup.keys.replica().cloned(),
             setup.keys.clone(),
-            load.clone(),
         );
         let addr = ArchiveActor::start_in_arbiter(arbiter, move |_| {
-            ArchiveActor::new(&source, &config, store, keys, actor_load).with_replica(replica)
+            ArchiveActor::new(&source, &config, store, keys).with_replica(replica)
         });
         let route = Route {
             destination_id: "archive".into(),
             recipient: addr.clone().recipient(),
-            load,
+            budget,
         };
         self.archives.insert(source_id.to_string(), (route.clone(), addr));
         Ok(Some(route))
@@ -181,21 +180,21 @@ impl Shared {
     ) -> RunningDestination {
         let arbiter = &self.arbiters[self.next % self.arbiters.len()];
         self.next += 1;
-        // A destination that parks its overflow never makes its source wait.
+        // A destination that parks makes room when it is failing; a slow one paces its source.
         let parks = DestinationActor::parks(config, self.parking.is_some());
-        let load = Load::new(if parks { usize::MAX } else { config.max_buffered_events });
-        let (source, actor_config, letters, actor_load, parking, egress) = (
+        let budget = Budget::new(config.max_buffered_events);
+        let (source, actor_config, letters, actor_budget, parking, egress) = (
             source_id.to_string(),
             Arc::clone(config),
             self.dead_letters.clone(),
-            load.clone(),
+            budget.clone(),
             self.parking.clone().filter(|_| parks),
             self.egress.clone(),
         );
         let latency = latency_histogram();
         let actor_latency = latency.clone();
         let addr = DestinationActor::start_in_arbiter(arbiter, move |_| {
-            let actor = DestinationActor::new(&source, actor_config, letters, actor_load, egress)
+            let actor = DestinationActor::new(&source, actor_config, letters, actor_budget, egress)
                 .with_transform(transform)
                 .with_latency(actor_latency);
             match parking {
@@ -206,7 +205,7 @@ impl Shared {
         let route = Route {
             destination_id: config.id.clone(),
             recipient: addr.clone().recipient(),
-            load,
+            budget,
         };
         RunningDestination {
             config: Arc::clone(config),
@@ -305,9 +304,8 @@ impl Shared {
 /// The running supervisors, by source id, and the destinations behind them.
 #[derive(Clone)]
 pub struct Topology {
-    /// Read on every record; written only by a reload. Shared, not cloned: actix parks a
-    /// sender that fills a mailbox, and only that same sender then sees it full (a fresh
-    /// clone of an `Addr` always gets one more message in).
+    /// Read on every record; written only by a reload. Each handle carries the
+    /// supervisor's budget, which the consumer takes room from before handing over.
     supervisors: Arc<RwLock<HashMap<String, Arc<SupervisorHandle>>>>,
     dead_letters: Recipient<DeadLetter>,
     shared: Arc<Mutex<Shared>>,
@@ -348,7 +346,7 @@ fn log_route() -> Route {
     Route {
         destination_id: "log".into(),
         recipient: LogDestination::default().start().recipient(),
-        load: Load::new(usize::MAX),
+        budget: Budget::unbounded(),
     }
 }
 
@@ -504,15 +502,15 @@ impl Topology {
                 }
                 None => {
                     summary.sources_added += 1;
-                    let queued = Arc::default();
+                    let budget = Budget::new(switchyard_actors::SOURCE_BUDGET);
                     let addr = SourceSupervisor::new(&source.id, routes, shared.dead_letters.clone(), shared.dedup)
-                        .with_queue(Arc::clone(&queued))
+                        .with_budget(budget.clone())
                         .with_transform(transform)
                         .with_suppression(shared.suppressed.get(&source.id).cloned().unwrap_or_default())
                         .start();
                     let handle = SupervisorHandle {
-                        addr: addr.clone(),
-                        queued,
+                        recipient: addr.clone().recipient(),
+                        budget,
                     };
                     supervisors.insert(source.id.clone(), Arc::new(handle));
                     shared
@@ -618,12 +616,12 @@ impl Topology {
     }
 
     /// The running actor of one destination of one source.
-    pub fn destination(&self, source_id: &str, destination_id: &str) -> Option<Recipient<Routed>> {
+    pub fn destination(&self, source_id: &str, destination_id: &str) -> Option<(Recipient<Routed>, Budget)> {
         let shared = self.shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         shared
             .destinations
             .get(&(source_id.to_string(), destination_id.to_string()))
-            .map(|running| running.addr.clone().recipient())
+            .map(|running| (running.addr.clone().recipient(), running.route.budget.clone()))
     }
 
     /// Every running actor with its counters and state. An actor that doesn't answer

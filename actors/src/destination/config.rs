@@ -22,7 +22,8 @@ pub struct DestinationConfig {
     /// Requests in flight at once.
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,
-    /// Events buffered in memory for this destination (waiting or retrying).
+    /// Events this destination holds at once (on their way, waiting, retrying or in
+    /// flight): the room its senders wait for.
     #[serde(default = "default_max_buffered_events")]
     pub max_buffered_events: usize,
     /// Consecutive failed requests that open the circuit breaker.
