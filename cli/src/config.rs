@@ -183,6 +183,16 @@ impl Config {
         }
     }
 
+    /// What the process's roles need beyond [`Config::validate`]: a process serving
+    /// ingest (for the file's sources) needs TLS or plain HTTP asked for; a router on its
+    /// own, fed by Kafka producers, needs no ingest settings.
+    pub fn check_serving(&self, ingest: bool) -> anyhow::Result<()> {
+        if ingest && !self.sources.is_empty() {
+            self.ingest.check_listener()?;
+        }
+        Ok(())
+    }
+
     pub fn validate(&self) -> anyhow::Result<()> {
         // A file for the control commands alone needs no source.
         if self.sources.is_empty() && self.control.is_none() {
@@ -263,8 +273,12 @@ mod tests {
     fn plain_http_must_be_asked_for() {
         let text = "[[sources]]\nid = \"web\"\nwrite_key = \"0123456789abcdef\"\n";
         let config: Config = toml::from_str(text).expect("parses");
-        let error = config.validate().expect_err("no TLS and no opt-in");
+        config.validate().expect("the file itself is valid");
+        let error = config.check_serving(true).expect_err("no TLS and no opt-in");
         assert!(format!("{error:#}").contains("allow_plain_http"), "{error:#}");
+        config
+            .check_serving(false)
+            .expect("a router on its own needs no ingest listener");
     }
 }
 

@@ -15,6 +15,7 @@ mod topic;
 
 use std::path::PathBuf;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 
 /// Ingest allocates and frees many small JSON values per request across threads;
@@ -48,6 +49,32 @@ struct Common {
     kafka_brokers: Option<String>,
 }
 
+#[derive(Debug, clap::Args)]
+struct CheckConfigArgs {
+    #[command(flatten)]
+    common: Common,
+    /// The process the file is for: a router on its own needs no ingest listener.
+    #[arg(long, value_enum, default_value = "run")]
+    role: Role,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Role {
+    Run,
+    Ingest,
+    Router,
+}
+
+impl Role {
+    fn roles(self) -> serve::Roles {
+        match self {
+            Role::Run => serve::Roles::ALL,
+            Role::Ingest => serve::Roles::INGEST,
+            Role::Router => serve::Roles::ROUTER,
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Ingest and router in one process. Without a Kafka cluster configured, starts an
@@ -58,7 +85,7 @@ enum Command {
     /// The router only (needs a Kafka cluster).
     Router(Common),
     /// Checks a configuration file and exits.
-    CheckConfig(Common),
+    CheckConfig(CheckConfigArgs),
     /// Creates the ingest topic on a Kafka cluster.
     CreateTopic(topic::CreateTopic),
     /// An in-memory Kafka broker (librdkafka's mock cluster) for local runs of separate
@@ -108,9 +135,13 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Run(common) => serve::start(common.config, common.kafka_brokers, serve::Roles::ALL),
         Command::Ingest(common) => serve::start(common.config, common.kafka_brokers, serve::Roles::INGEST),
         Command::Router(common) => serve::start(common.config, common.kafka_brokers, serve::Roles::ROUTER),
-        Command::CheckConfig(common) => {
-            let config = config::Config::load(&common.config)?;
-            println!("{}: valid, {} source(s)", common.config.display(), config.sources.len());
+        Command::CheckConfig(args) => {
+            let path = &args.common.config;
+            let config = config::Config::load(path)?;
+            config
+                .check_serving(args.role.roles().ingest)
+                .with_context(|| format!("config file {} is not valid", path.display()))?;
+            println!("{}: valid, {} source(s)", path.display(), config.sources.len());
             Ok(())
         }
         Command::CreateTopic(args) => topic::create(args),

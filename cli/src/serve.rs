@@ -19,8 +19,8 @@ use switchyard_control::store::LiveConfig;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Roles {
-    ingest: bool,
-    router: bool,
+    pub ingest: bool,
+    pub router: bool,
 }
 
 impl Roles {
@@ -43,6 +43,9 @@ pub fn start(config_path: PathBuf, kafka_brokers: Option<String>, roles: Roles) 
     let bytes =
         std::fs::read(&config_path).with_context(|| format!("cannot read config file {}", config_path.display()))?;
     let config = Config::from_bytes(&bytes, &config_path)?;
+    config
+        .check_serving(roles.ingest)
+        .with_context(|| format!("config file {} is not valid", config_path.display()))?;
     let loaded = Loaded {
         bytes,
         path: config_path,
@@ -157,7 +160,8 @@ async fn serve(config_path: Loaded, config: Config, kafka_brokers: Option<String
     } else {
         None
     };
-    if !config.ops.listen.is_empty() {
+    let ops_listen = config.ops.listen_for(roles.router && !roles.ingest).to_string();
+    if !ops_listen.is_empty() {
         let ops = Ops {
             ingest: ingest.clone(),
             topology: topology.clone(),
@@ -165,7 +169,7 @@ async fn serve(config_path: Loaded, config: Config, kafka_brokers: Option<String
             readiness: Arc::new(Readiness::new(&kafka.brokers, &kafka.options, &kafka.topic)),
             max_producer_queue: config.ops.max_producer_queue,
         };
-        let (server, addr) = switchyard_ops::bind(&config.ops.listen, ops)?;
+        let (server, addr) = switchyard_ops::bind(&ops_listen, ops)?;
         actix_web::rt::spawn(server);
         tracing::info!(%addr, "ops listening: /metrics /healthz /readyz /actors");
         // A line on stdout for scripts and tests that start us on port 0.

@@ -94,12 +94,12 @@ async fn records_trimmed_before_the_router_read_them_are_reported_and_readiness_
         &config,
         format!(
             "[kafka]\nbrokers = \"{brokers}\"\ntopic = \"{TOPIC}\"\n\n[ops]\nlisten = \"127.0.0.1:0\"\n\n\
-             [ingest]\nallow_plain_http = true\n\n\
              [router]\ngroup_id = \"{GROUP}\"\ndead_letter_topic = \"{TOPIC}.dead\"\nretry_topic = \"\"\n\n\
              [[sources]]\nid = \"shop\"\nwrite_key = \"trimmed-write-key-0123456789\"\n"
         ),
     )
     .expect("write config");
+    // A router on its own, fed by Kafka producers: no [ingest] settings, no TLS.
     let router = Switchyard::start("router", &config);
     let ops = router.ops_url.clone().expect("ops address");
     let client = awc::Client::builder().timeout(Duration::from_secs(10)).finish();

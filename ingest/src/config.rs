@@ -112,12 +112,18 @@ impl IngestConfig {
         self.tls_cert_path.as_ref().zip(self.tls_key_path.as_ref())
     }
 
+    /// What a process serving ingest needs beyond [`IngestConfig::validate`]: TLS, or
+    /// plain HTTP asked for. A router on its own serves no ingest and needs neither.
+    pub fn check_listener(&self) -> Result<(), IngestConfigError> {
+        if self.tls_paths().is_none() && !self.allow_plain_http {
+            return Err(IngestConfigError::NoTls);
+        }
+        Ok(())
+    }
+
     pub fn validate(&self) -> Result<(), IngestConfigError> {
         if self.tls_cert_path.is_some() != self.tls_key_path.is_some() {
             return Err(IngestConfigError::HalfTls);
-        }
-        if self.tls_paths().is_none() && !self.allow_plain_http {
-            return Err(IngestConfigError::NoTls);
         }
         if let Some(url) = &self.public_url
             && (!matches!(url.scheme(), "http" | "https")

@@ -18,9 +18,11 @@ use crate::metrics;
 #[serde(deny_unknown_fields)]
 pub struct OpsConfig {
     /// Where `/metrics`, `/healthz`, `/readyz` and `/actors` are served; empty turns the
-    /// server off. Loopback by default; use `0.0.0.0:9464` in a container.
-    #[serde(default = "default_listen")]
-    pub listen: String,
+    /// server off. Unset: loopback, port 9464, or 9465 for a router on its own, so an
+    /// ingest and a router started on one host don't both claim it ([`OpsConfig::listen_for`]).
+    /// Use `0.0.0.0:9464` in a container.
+    #[serde(default)]
+    pub listen: Option<String>,
     /// Ingest reports not ready while more than this many records wait for the broker.
     #[serde(default = "default_max_producer_queue")]
     pub max_producer_queue: i32,
@@ -29,14 +31,26 @@ pub struct OpsConfig {
 impl Default for OpsConfig {
     fn default() -> Self {
         OpsConfig {
-            listen: default_listen(),
+            listen: None,
             max_producer_queue: default_max_producer_queue(),
         }
     }
 }
 
-fn default_listen() -> String {
-    "127.0.0.1:9464".into()
+/// The ops port of a process that serves ingest (alone or with a router).
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9464";
+/// The ops port of a router started on its own.
+pub const DEFAULT_ROUTER_LISTEN: &str = "127.0.0.1:9465";
+
+impl OpsConfig {
+    /// Where this process serves ops: the file's `listen`, or the default of its role.
+    pub fn listen_for(&self, router_only: bool) -> &str {
+        match &self.listen {
+            Some(listen) => listen,
+            None if router_only => DEFAULT_ROUTER_LISTEN,
+            None => DEFAULT_LISTEN,
+        }
+    }
 }
 
 fn default_max_producer_queue() -> i32 {
@@ -172,4 +186,22 @@ async fn overview_route(ops: web::Data<Ops>) -> HttpResponse {
         None => Vec::new(),
     };
     HttpResponse::Ok().json(crate::overview::overview(reports))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_router_on_its_own_defaults_to_another_ops_port_than_ingest() {
+        let unset = OpsConfig::default();
+        assert_eq!(unset.listen_for(false), DEFAULT_LISTEN);
+        assert_eq!(unset.listen_for(true), DEFAULT_ROUTER_LISTEN);
+        assert_ne!(DEFAULT_LISTEN, DEFAULT_ROUTER_LISTEN);
+        let set = OpsConfig {
+            listen: Some(String::new()),
+            ..OpsConfig::default()
+        };
+        assert_eq!(set.listen_for(true), "", "an explicit setting (here: off) wins");
+    }
 }
