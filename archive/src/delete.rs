@@ -20,15 +20,14 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use futures::TryStreamExt;
 use object_store::path::Path as ObjectPath;
-use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 use switchyard_actors::suppress::{Suppression, digest};
 
 use crate::config::ArchiveError;
 use crate::keys::KeyRing;
-use crate::object::{fetch, open, seal};
+use crate::object::{delete_under, fetch, list, open, seal, store_error};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -54,29 +53,6 @@ pub struct DeletionRecord {
     pub keys_deleted: usize,
     /// Whether a replica was part of it.
     pub replica: bool,
-}
-
-fn store_error(path: &ObjectPath) -> impl Fn(object_store::Error) -> ArchiveError + '_ {
-    move |source| ArchiveError::Store {
-        path: path.to_string(),
-        source,
-    }
-}
-
-async fn list(store: &dyn ObjectStore, base: &ObjectPath) -> Result<Vec<ObjectMeta>, ArchiveError> {
-    store.list(Some(base)).try_collect().await.map_err(store_error(base))
-}
-
-/// Deletes every object under `base`; returns how many.
-pub async fn delete_under(store: &dyn ObjectStore, base: &ObjectPath) -> Result<usize, ArchiveError> {
-    let objects = list(store, base).await?;
-    for meta in &objects {
-        store
-            .delete(&meta.location)
-            .await
-            .map_err(store_error(&meta.location))?;
-    }
-    Ok(objects.len())
 }
 
 async fn put_everywhere(keys: &KeyRing, path: &ObjectPath, bytes: Vec<u8>) -> Result<(), ArchiveError> {

@@ -272,7 +272,7 @@ impl KeyRing {
         let base = self.base(source_id);
         let mut deleted = 0;
         for store in self.stores() {
-            deleted += crate::delete::delete_under(store.as_ref(), &base).await?;
+            deleted += crate::object::delete_under(store.as_ref(), &base).await?;
         }
         self.lock().remove(source_id);
         Ok(deleted)

@@ -4,8 +4,36 @@ use std::io::{Read, Write};
 
 use age::x25519::{Identity, Recipient};
 use chrono::{DateTime, Utc};
+use futures::TryStreamExt;
 use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStore, ObjectStoreExt};
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
+
+use crate::config::ArchiveError;
+
+/// An object-store error, with the path it concerns.
+pub fn store_error(path: &ObjectPath) -> impl Fn(object_store::Error) -> ArchiveError + '_ {
+    move |source| ArchiveError::Store {
+        path: path.to_string(),
+        source,
+    }
+}
+
+/// Every object under `base`.
+pub async fn list(store: &dyn ObjectStore, base: &ObjectPath) -> Result<Vec<ObjectMeta>, ArchiveError> {
+    store.list(Some(base)).try_collect().await.map_err(store_error(base))
+}
+
+/// Deletes every object under `base`; returns how many.
+pub async fn delete_under(store: &dyn ObjectStore, base: &ObjectPath) -> Result<usize, ArchiveError> {
+    let objects = list(store, base).await?;
+    for meta in &objects {
+        store
+            .delete(&meta.location)
+            .await
+            .map_err(store_error(&meta.location))?;
+    }
+    Ok(objects.len())
+}
 
 /// The whole body of an object.
 pub async fn fetch(store: &dyn ObjectStore, path: &ObjectPath) -> Result<bytes::Bytes, object_store::Error> {

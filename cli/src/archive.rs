@@ -10,7 +10,8 @@ use switchyard_archive::config::StoreConfig;
 use switchyard_archive::keys::{keygen_text, master_from_env, parse_identities};
 use switchyard_archive::{ArchiveConfig, KeyRing, delete};
 
-use crate::config::Config;
+use crate::config::{Config, ConfigArgs};
+use crate::files::write_private;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum ArchiveCommand {
@@ -31,12 +32,6 @@ pub enum ArchiveCommand {
     DeleteSource(DeleteSourceArgs),
     /// Lists the deletion records (JSON lines), oldest first.
     Deletions(ConfigArgs),
-}
-
-#[derive(Debug, clap::Args)]
-pub struct ConfigArgs {
-    #[arg(long, short, env = "SWITCHYARD_CONFIG", default_value = "examples/switchyard.toml")]
-    pub config: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]
@@ -142,19 +137,6 @@ pub fn run(command: ArchiveCommand) -> anyhow::Result<()> {
             Ok(())
         }),
     }
-}
-
-/// Writes a new file only its owner can read (refusing to overwrite one).
-pub fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("cannot create {}", path.display()))?;
-    file.write_all(bytes)?;
-    Ok(())
 }
 
 #[derive(Debug, clap::Args)]

@@ -40,6 +40,13 @@ pub struct Config {
     pub egress: EgressPolicy,
 }
 
+/// `--config FILE`, for the commands that read the file.
+#[derive(Debug, clap::Args)]
+pub struct ConfigArgs {
+    #[arg(long, short, env = "SWITCHYARD_CONFIG", default_value = "examples/switchyard.toml")]
+    pub config: std::path::PathBuf,
+}
+
 /// A source and its own transforms. Read as a table whose `transforms` are taken out
 /// and the rest read as a [`SourceConfig`], which refuses unknown keys: serde ignores
 /// `deny_unknown_fields` under `flatten`, so a flattened entry took `bogus_key = 5`

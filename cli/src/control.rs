@@ -16,8 +16,8 @@ use switchyard_control::store::{Password, Reserved};
 use switchyard_control::{Control, ControlConfig, Db, audit, backup};
 use switchyard_router::tap::TapSink;
 
-pub use crate::archive::ConfigArgs;
 use crate::config::Config;
+pub use crate::config::ConfigArgs;
 
 /// Where the first owner's password comes from (never a command-line argument).
 const PASSWORD_ENV: &str = "SWITCHYARD_ADMIN_PASSWORD";
@@ -103,7 +103,7 @@ fn master_key(config: &ControlConfig) -> anyhow::Result<age::x25519::Identity> {
             if let Some(parent) = path.parent() {
                 std::fs::create_dir_all(parent)?;
             }
-            crate::archive::write_private(path, keygen_text(std::slice::from_ref(&identity)).as_bytes())?;
+            crate::files::write_private(path, keygen_text(std::slice::from_ref(&identity)).as_bytes())?;
             tracing::warn!(
                 path = %path.display(),
                 "made a master key file: keep a copy safe; in production set SWITCHYARD_MASTER_KEY_FILE from a secret store"

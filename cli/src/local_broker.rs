@@ -80,7 +80,7 @@ pub fn serve(args: LocalBrokerArgs) -> anyhow::Result<()> {
     println!("{address}");
     tracing::info!(%address, "local broker serving (in memory: nothing survives exit)");
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    runtime.block_on(crate::serve::shutdown_signal())
+    runtime.block_on(crate::signals::shutdown_signal())
 }
 
 fn parse_topic(spec: &str) -> anyhow::Result<(&str, i32)> {

@@ -5,11 +5,13 @@ mod actors;
 mod archive;
 mod config;
 mod control;
+mod files;
 mod live;
 mod local_broker;
 mod logging;
 mod replay;
 mod serve;
+mod signals;
 mod sink;
 mod topic;
 

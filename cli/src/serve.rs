@@ -216,7 +216,7 @@ async fn serve(config_path: Loaded, config: Config, kafka_brokers: Option<String
             live_now,
         };
         actix_web::rt::spawn(reload_on_change(watch, topology, None));
-        shutdown_signal().await?;
+        crate::signals::shutdown_signal().await?;
     }
 
     if let Some((router, _)) = router {
@@ -225,18 +225,6 @@ async fn serve(config_path: Loaded, config: Config, kafka_brokers: Option<String
             .await
             .context("router stop panicked")??;
     }
-    Ok(())
-}
-
-/// SIGINT (a terminal) or SIGTERM (Kubernetes, systemd): either starts a clean stop.
-pub(crate) async fn shutdown_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
-    tokio::select! {
-        result = tokio::signal::ctrl_c() => result.context("cannot listen for SIGINT")?,
-        _ = terminate.recv() => {}
-    }
-    tracing::info!("stopping");
     Ok(())
 }
 

@@ -15,6 +15,8 @@ pub mod health;
 pub mod metrics;
 pub mod overview;
 pub mod server;
+pub mod state;
 
 pub use health::Readiness;
-pub use server::{Ops, OpsConfig, bind};
+pub use server::{OpsConfig, bind};
+pub use state::Ops;

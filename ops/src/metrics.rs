@@ -9,7 +9,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use switchyard_router::{ActorReport, Detail};
 
-use crate::server::Ops;
+use crate::state::Ops;
 
 type Labels = Vec<(&'static str, String)>;
 

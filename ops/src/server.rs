@@ -2,16 +2,15 @@
 //! network; in Kubernetes it is the pod's metrics and probe port).
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use actix_web::dev::Server;
 use actix_web::{App, HttpResponse, HttpServer, web};
 use serde::{Deserialize, Serialize};
-use switchyard_ingest::IngestState;
-use switchyard_router::{ActorReport, ConsumerStats, Topology};
+use switchyard_router::ActorReport;
 
-use crate::health::{Readiness, ReadyReport};
+use crate::health::ReadyReport;
 use crate::metrics;
+use crate::state::Ops;
 
 /// `[ops]` in the configuration file.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -55,24 +54,6 @@ impl OpsConfig {
 
 fn default_max_producer_queue() -> i32 {
     80_000
-}
-
-/// What the ops endpoints read: the parts this process runs.
-pub struct Ops {
-    pub ingest: Option<Arc<IngestState>>,
-    pub topology: Option<Topology>,
-    pub consumer: Option<Arc<ConsumerStats>>,
-    pub readiness: Arc<Readiness>,
-    pub max_producer_queue: i32,
-}
-
-impl std::fmt::Debug for Ops {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Ops")
-            .field("ingest", &self.ingest.is_some())
-            .field("router", &self.topology.is_some())
-            .finish_non_exhaustive()
-    }
 }
 
 /// `/actors`: the consumer's figures and every actor's.
