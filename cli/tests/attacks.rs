@@ -188,6 +188,14 @@ async fn a_member_cannot_widen_egress_or_point_a_destination_inside_the_network(
         assert_eq!(status, 400, "{param}: {body}");
         assert!(error_text(&body).contains("is not allowed"), "{param}: {body}");
     }
+    // Nor hold a router's memory: a destination's buffer is bounded.
+    let greedy = webhook(
+        "greedy",
+        json!({"url": "https://93.184.216.34/hook", "max_buffered_events": 1_000_000_000u64}),
+    );
+    let (status, body) = call(&client, "POST", &destinations, &member, greedy).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(error_text(&body).contains("max_buffered_events"), "{body}");
     // An export endpoint inside the network.
     let export = json!({"id": "export", "kind": "object_storage_export", "sources": ["web"],
         "settings": {"bucket": "b", "endpoint": "https://169.254.169.254"},

@@ -196,6 +196,9 @@ impl Default for RetryConfig {
 fn default_concurrency() -> usize {
     8
 }
+/// The most events one (source, destination) may hold: ten times the default.
+pub const MAX_BUFFERED_EVENTS: usize = 100_000;
+
 fn default_max_buffered_events() -> usize {
     10_000
 }
@@ -306,6 +309,12 @@ pub enum DestinationConfigError {
     BadBrokers { index: usize, reason: String },
     #[error("destinations[{index}].{field} must be greater than zero")]
     Zero { index: usize, field: &'static str },
+    #[error("destinations[{index}].{field} must be at most {max}: the router holds that many events in memory")]
+    TooLarge {
+        index: usize,
+        field: &'static str,
+        max: usize,
+    },
     #[error("destinations[{index}].sources names unknown source {source_id:?}")]
     UnknownSource { index: usize, source_id: String },
 }
@@ -345,6 +354,15 @@ impl DestinationConfig {
             if value == 0 {
                 return Err(DestinationConfigError::Zero { index, field });
             }
+        }
+        // A tenant sets it through the admin API, and it is the destination's budget: the
+        // events a router holds for it. Unbounded, one destination could fill the router's memory.
+        if self.max_buffered_events > MAX_BUFFERED_EVENTS {
+            return Err(DestinationConfigError::TooLarge {
+                index,
+                field: "max_buffered_events",
+                max: MAX_BUFFERED_EVENTS,
+            });
         }
         if self
             .integration_name
