@@ -101,7 +101,7 @@ fn webhook(url: &str, tls: DestinationTls) -> WebhookConfig {
         .expect("webhook config")
 }
 
-async fn post(config: WebhookConfig) -> Result<(), switchyard_actors::destination::webhook::DeliveryError> {
+async fn post(config: WebhookConfig) -> Result<(), switchyard_actors::destination::DeliveryError> {
     let loopback = EgressPolicy::default().allowing(&["127.0.0.0/8"]);
     let client = WebhookClient::new(Arc::new(config), Arc::new(loopback)).expect("client");
     client.send(br#"{"type":"track","event":"TLS"}"#.to_vec()).await

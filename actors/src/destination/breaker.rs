@@ -66,6 +66,14 @@ impl Breaker {
         }
     }
 
+    /// A trial that got no answer (nothing to send after all, or its request abandoned
+    /// by a restart): the next request may be the trial.
+    pub fn trial_abandoned(&mut self) {
+        if let BreakerState::HalfOpen { trial_in_flight: true } = self.state {
+            self.state = BreakerState::HalfOpen { trial_in_flight: false };
+        }
+    }
+
     pub fn success(&mut self) {
         self.consecutive_failures = 0;
         self.state = BreakerState::Closed;
@@ -102,6 +110,8 @@ mod tests {
         let later = now + Duration::from_secs(6);
         assert!(breaker.try_acquire(later), "the trial");
         assert!(!breaker.try_acquire(later), "only one trial at a time");
+        breaker.trial_abandoned();
+        assert!(breaker.try_acquire(later), "a trial that got no answer is tried again");
         breaker.failure(later);
         assert!(
             !breaker.try_acquire(later + Duration::from_secs(1)),

@@ -1,19 +1,24 @@
 //! Destination actors: one per (source, destination), each holding that integration's
 //! credentials and retry state, so one failing or slow destination never holds up
-//! another.
+//! another. The actor (`actor/`) is a shell over a [`queue::DeliveryQueue`] and a
+//! kind's [`Delivery`] client (`kinds/`, one folder per kind).
 
 mod actor;
 mod breaker;
-mod client;
 pub mod config;
+pub mod delivery;
 pub mod gate;
-pub mod kafka;
+pub mod kinds;
+pub mod queue;
 mod retry;
+mod stats;
 pub mod tls;
-pub mod webhook;
 
-pub use actor::{ActorState, DestinationActor, DestinationStats, GetDestinationStats, Retire, latency_histogram};
+pub use actor::{Connect, DestinationActor, GetDestinationStats, Retire};
 pub use config::{
     BlackholeConfig, DestinationConfig, DestinationKind, DestinationTls, KafkaDestinationConfig, Ordering, RetryConfig,
     TlsVersion, WebhookConfig,
 };
+pub use delivery::{Batching, Delivery, DeliveryError, Kind, Outcome};
+pub use kinds::{kafka, webhook};
+pub use stats::{ActorState, DestinationStats, latency_histogram};

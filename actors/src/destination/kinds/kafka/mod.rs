@@ -9,8 +9,10 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use switchyard_schemas::{Event, RecordHeaders, record_key};
 
-use super::config::{EgressPolicy, KafkaDestinationConfig, broker_addresses};
-use super::webhook::DeliveryError;
+use futures::future::LocalBoxFuture;
+
+use crate::destination::config::{EgressPolicy, KafkaDestinationConfig, broker_addresses};
+use crate::destination::delivery::{Batching, Delivery, DeliveryError, Kind, Outcome};
 
 #[derive(Clone)]
 pub struct KafkaClient {
@@ -98,18 +100,30 @@ impl KafkaClient {
         Ok(())
     }
 
-    pub fn batch_max_events(&self) -> usize {
-        self.batch_max_events
-    }
-
-    /// Writes the batch and waits for every acknowledgement. A failure fails the batch,
-    /// which is retried whole: records written before it are written again (at-least-once).
-    pub async fn send(self, source_id: Arc<str>, events: Vec<Arc<Event>>) -> Result<(), DeliveryError> {
-        self.check_cluster().await?;
+    /// Writes the batch and waits for every acknowledgement. Each record has its own
+    /// answer: only those the cluster did not take are retried (or dead-lettered, when
+    /// the refusal is about the record), so nothing it took is written twice.
+    pub async fn send(self, source_id: Arc<str>, events: Vec<Arc<Event>>) -> Outcome {
+        if let Err(error) = self.check_cluster().await {
+            return Outcome::Failed(error);
+        }
         let mut deliveries = Vec::with_capacity(events.len());
+        // Once the producer refused a record (its queue full, say), the rest wait for
+        // the retry with it rather than overtake it.
+        let mut refused: Option<DeliveryError> = None;
         for event in &events {
-            let value = serde_json::to_vec(event.as_ref())
-                .map_err(|error| DeliveryError::permanent(format!("event could not be encoded: {error}")))?;
+            if let Some(error) = &refused {
+                deliveries.push(Err(error.clone()));
+                continue;
+            }
+            let value = match serde_json::to_vec(event.as_ref()) {
+                Ok(value) => value,
+                Err(error) => {
+                    let error = DeliveryError::permanent(format!("event could not be encoded: {error}"));
+                    deliveries.push(Err(error));
+                    continue;
+                }
+            };
             let key = record_key(&source_id, event);
             let record_headers = RecordHeaders::new(&source_id, event, None);
             let pairs = record_headers.pairs();
@@ -121,19 +135,57 @@ impl KafkaClient {
                 });
             }
             let record = FutureRecord::to(&self.topic).key(&key).payload(&value).headers(headers);
-            match self.producer.send_result(record) {
-                Ok(delivery) => deliveries.push(delivery),
-                Err((error, _)) => return Err(classify(error)),
+            let delivery = self.producer.send_result(record).map_err(|(error, _)| classify(error));
+            if let Err(error) = &delivery {
+                refused = Some(error.clone());
+            }
+            deliveries.push(delivery);
+        }
+        let mut failed = Vec::new();
+        for (index, delivery) in deliveries.into_iter().enumerate() {
+            let answer = match delivery {
+                Ok(delivery) => match delivery.await {
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err((error, _))) => Err(classify(error)),
+                    Err(_) => Err(DeliveryError::retryable("the producer shut down".into())),
+                },
+                Err(error) => Err(error),
+            };
+            if let Err(error) = answer {
+                failed.push((index, error));
             }
         }
-        for delivery in deliveries {
-            match delivery.await {
-                Ok(Ok(_)) => {}
-                Ok(Err((error, _))) => return Err(classify(error)),
-                Err(_) => return Err(DeliveryError::retryable("the producer shut down".into())),
-            }
-        }
-        Ok(())
+        partial(failed, events.len())
+    }
+}
+
+/// Every record's answer as one outcome: all taken, none taken for one reason, or
+/// some of them.
+fn partial(mut failed: Vec<(usize, DeliveryError)>, total: usize) -> Outcome {
+    if failed.is_empty() {
+        return Outcome::Delivered;
+    }
+    if failed.len() == total && failed.iter().all(|(_, error)| *error == failed[0].1) {
+        return Outcome::Failed(failed.swap_remove(0).1);
+    }
+    Outcome::Partial(failed)
+}
+
+impl Kind for KafkaClient {
+    type Settings = KafkaDestinationConfig;
+
+    fn connect(settings: &KafkaDestinationConfig, egress: &Arc<EgressPolicy>) -> Result<Self, String> {
+        KafkaClient::new(settings, egress.clone())
+    }
+}
+
+impl Delivery for KafkaClient {
+    fn batching(&self) -> Batching {
+        Batching::events(self.batch_max_events)
+    }
+
+    fn deliver(&self, source_id: Arc<str>, events: Vec<Arc<Event>>) -> LocalBoxFuture<'static, Outcome> {
+        Box::pin(self.clone().send(source_id, events))
     }
 }
 
@@ -160,4 +212,31 @@ fn classify(error: KafkaError) -> DeliveryError {
         classified.retry_after = Some(Duration::from_millis(100));
     }
     classified
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_records_answer_counts_on_its_own() {
+        let full = DeliveryError::retryable("kafka: queue full".into());
+        let large = DeliveryError::permanent("kafka: message too large".into());
+        assert_eq!(partial(Vec::new(), 3), Outcome::Delivered);
+        assert_eq!(
+            partial(vec![(0, full.clone()), (1, full.clone())], 2),
+            Outcome::Failed(full.clone()),
+            "all refused alike: the batch failed"
+        );
+        assert_eq!(
+            partial(vec![(1, large.clone())], 3),
+            Outcome::Partial(vec![(1, large.clone())]),
+            "one refused: the other two were written and are not sent again"
+        );
+        assert_eq!(
+            partial(vec![(0, full.clone()), (1, large.clone())], 2),
+            Outcome::Partial(vec![(0, full), (1, large)]),
+            "all failed, for different reasons: each gets its own"
+        );
+    }
 }

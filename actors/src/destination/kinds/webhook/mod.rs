@@ -9,46 +9,15 @@ use actix_http::error::ParseError;
 use awc::error::{ConnectError, SendRequestError};
 use awc::http::StatusCode;
 use awc::http::header::{self, HeaderName, HeaderValue};
+use futures::future::LocalBoxFuture;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use switchyard_schemas::Event;
 
-use super::config::{EgressError, EgressPolicy, WebhookConfig};
+use crate::destination::config::{EgressPolicy, WebhookConfig};
+use crate::destination::delivery::{Batching, Delivery, DeliveryError, Kind, Outcome};
 
 pub const SIGNATURE_HEADER: &str = "x-switchyard-signature";
-
-/// Why a request failed, and whether trying again can help.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeliveryError {
-    pub retryable: bool,
-    pub reason: String,
-    pub retry_after: Option<Duration>,
-}
-
-impl DeliveryError {
-    pub fn retryable(reason: String) -> Self {
-        DeliveryError {
-            retryable: true,
-            reason,
-            retry_after: None,
-        }
-    }
-    pub fn permanent(reason: String) -> Self {
-        DeliveryError {
-            retryable: false,
-            reason,
-            retry_after: None,
-        }
-    }
-    /// An address the egress policy refused (for good) or a lookup that failed (retried).
-    pub fn egress(reason: String, error: &EgressError) -> Self {
-        DeliveryError {
-            retryable: error.is_retriable(),
-            reason,
-            retry_after: None,
-        }
-    }
-}
 
 /// How long an address the policy passed is used before the host is looked up again.
 const CHECKED_ADDRESS_FOR: Duration = Duration::from_secs(30);
@@ -83,7 +52,7 @@ impl WebhookClient {
         egress.check_scheme(&url).map_err(|e| e.to_string())?;
         let host: Arc<str> = Arc::from(url.host_str().ok_or("url: no host")?);
         let port = url.port_or_known_default().unwrap_or(443);
-        let tls = super::tls::client_config(&config.tls).map_err(|e| e.to_string())?;
+        let tls = crate::destination::tls::client_config(&config.tls).map_err(|e| e.to_string())?;
         let client = awc::Client::builder()
             .connector(awc::Connector::new().rustls_0_23(tls))
             .timeout(Duration::from_millis(config.timeout_ms))
@@ -117,10 +86,6 @@ impl WebhookClient {
             .map_err(|error| DeliveryError::egress(error.to_string(), &error))?;
         *self.checked.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), addrs[0]));
         Ok(addrs[0])
-    }
-
-    pub fn batch_max_events(&self) -> usize {
-        self.config.batch_max_events
     }
 
     /// The request body for these events: one event as itself, several as a batch.
@@ -205,6 +170,32 @@ impl WebhookClient {
     }
 }
 
+impl Kind for WebhookClient {
+    type Settings = WebhookConfig;
+
+    fn connect(settings: &WebhookConfig, egress: &Arc<EgressPolicy>) -> Result<Self, String> {
+        WebhookClient::new(Arc::new(settings.clone()), egress.clone())
+    }
+}
+
+impl Delivery for WebhookClient {
+    fn batching(&self) -> Batching {
+        Batching::events(self.config.batch_max_events)
+    }
+
+    fn deliver(&self, _: Arc<str>, events: Vec<Arc<Event>>) -> LocalBoxFuture<'static, Outcome> {
+        let body = match self.body(&events) {
+            Ok(body) => body,
+            Err(error) => {
+                let error = DeliveryError::permanent(format!("event could not be encoded: {error}"));
+                return Box::pin(futures::future::ready(Outcome::Failed(error)));
+            }
+        };
+        let client = self.clone();
+        Box::pin(async move { client.send(body).await.into() })
+    }
+}
+
 fn classify_send_error(error: SendRequestError) -> DeliveryError {
     match error {
         SendRequestError::Url(url) => DeliveryError::permanent(format!("invalid URL: {url}")),
@@ -219,7 +210,7 @@ fn classify_send_error(error: SendRequestError) -> DeliveryError {
 
 /// A failed TLS handshake is permanent: the next attempt meets the same certificate.
 fn io_failure(stage: &str, error: std::io::Error) -> DeliveryError {
-    match super::tls::tls_failure(&error) {
+    match crate::destination::tls::tls_failure(&error) {
         Some(reason) => DeliveryError::permanent(reason),
         None => DeliveryError::retryable(format!("{stage}: {error}")),
     }

@@ -1,0 +1,310 @@
+//! Sending: requests started within the concurrency limit and the breaker, each answer
+//! acted on per event, and the client restarted when it can't start or a request stalls.
+
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use switchyard_schemas::Event;
+use switchyard_telemetry::TARGET;
+
+use super::{DestinationActor, Pending, Request};
+use crate::destination::breaker::BreakerState;
+use crate::destination::delivery::{DeliveryError, Outcome};
+use crate::destination::kinds;
+use crate::destination::retry;
+
+/// How often in-flight requests are checked for a stall.
+pub(super) const STALL_CHECK_EVERY: Duration = Duration::from_secs(1);
+/// Restart backoff: doubling from the first wait up to the last.
+const RESTART_FIRST_WAIT: Duration = Duration::from_millis(100);
+const RESTART_MAX_WAIT: Duration = Duration::from_secs(60);
+
+impl DestinationActor {
+    /// Builds the client; on failure restarts with backoff, the events kept.
+    pub(super) fn start_client(&mut self, ctx: &mut Context<Self>) {
+        let client = match &self.connect {
+            Some(connect) => connect(),
+            None => kinds::connect(&self.config.kind, &self.egress),
+        };
+        match client {
+            Ok(client) => {
+                self.client = Some(Rc::from(client));
+                self.pump(ctx);
+            }
+            Err(error) => self.restart(ctx, &error),
+        }
+    }
+
+    /// Restarts the delivery side in place: in-flight requests are abandoned and their
+    /// events go back to the front of the line, the client is dropped and built again
+    /// after a backoff that doubles with each restart until a delivery succeeds. The
+    /// queue, retry times and breaker survive, so no event is lost or reordered.
+    fn restart(&mut self, ctx: &mut Context<Self>, reason: &str) {
+        self.stats.restarts += 1;
+        self.restart_streak += 1;
+        let wait = RESTART_FIRST_WAIT
+            .saturating_mul(2u32.saturating_pow(self.restart_streak - 1))
+            .min(RESTART_MAX_WAIT);
+        tracing::error!(
+            source_id = %self.source_id, destination_id = %self.config.id, %reason,
+            restarts = self.stats.restarts, ?wait, "destination restarting"
+        );
+        for id in self.queue.abandon_in_flight() {
+            if let Some(request) = self.requests.remove(&id) {
+                ctx.cancel_future(request.handle);
+            }
+        }
+        self.breaker.trial_abandoned();
+        self.client = None;
+        ctx.run_later(wait, |actor, ctx| {
+            if actor.retired.is_none() {
+                actor.start_client(ctx);
+            }
+        });
+    }
+
+    /// A request older than `stall_after_secs` has hung (every client has a shorter
+    /// timeout): restart.
+    pub(super) fn check_stalled(&mut self, ctx: &mut Context<Self>) {
+        let limit = Duration::from_secs(self.config.stall_after_secs);
+        let stalled = self.requests.values().any(|request| request.since.elapsed() >= limit);
+        if stalled && self.retired.is_none() {
+            self.stats.stalls += 1;
+            self.restart(ctx, &format!("a request got no answer within {limit:?}"));
+        }
+    }
+
+    /// Moves due retries to the front of the line and starts as many requests as the
+    /// concurrency limit and the breaker allow.
+    pub(super) fn pump(&mut self, ctx: &mut Context<Self>) {
+        let now = Instant::now();
+        self.queue.promote_due(now);
+        let Some(client) = self.client.clone() else {
+            self.relieve();
+            return;
+        };
+        let batching = client.batching();
+        self.linger_until = None;
+        while self.queue.requests() < self.config.concurrency && self.queue.ready() > 0 {
+            if let Some(until) = self.queue.lingering(&batching, now) {
+                self.linger_until = Some(until);
+                break;
+            }
+            if !self.breaker.try_acquire(now) {
+                break;
+            }
+            let Some((id, batch)) = self.queue.start(&batching) else {
+                // Every ready event's user has one out (per-user ordering).
+                self.breaker.trial_abandoned();
+                break;
+            };
+            let events: Vec<Arc<Event>> = batch.iter().map(|pending| pending.event.clone()).collect();
+            let span = tracing::info_span!(
+                target: TARGET, "deliver",
+                source_id = %self.source_id,
+                destination_id = %self.config.id,
+                events = batch.len(),
+                attempt = batch.first().map_or(1, |p| p.attempts + 1),
+                outcome = tracing::field::Empty,
+            );
+            if let Some(parent) = batch.first().and_then(|p| p.trace) {
+                switchyard_telemetry::set_parent(&span, parent);
+            }
+            let handle = ctx.spawn(
+                client
+                    .deliver(Arc::from(self.source_id.as_str()), events)
+                    .into_actor(self)
+                    .map(move |outcome, actor, ctx| actor.finished(id, outcome, ctx)),
+            );
+            let request = Request {
+                handle,
+                since: now,
+                span,
+            };
+            self.requests.insert(id, request);
+        }
+        self.relieve();
+        self.schedule_wakeup(ctx, now);
+    }
+
+    /// One timer for the earliest moment something can move again.
+    fn schedule_wakeup(&mut self, ctx: &mut Context<Self>, now: Instant) {
+        let reopen = if self.queue.ready() == 0 {
+            None
+        } else {
+            self.breaker.reopens_at()
+        };
+        let Some(at) = [self.queue.next_retry(), reopen, self.linger_until]
+            .into_iter()
+            .flatten()
+            .min()
+        else {
+            return;
+        };
+        if let Some((scheduled, handle)) = self.wakeup {
+            if scheduled <= at {
+                return;
+            }
+            ctx.cancel_future(handle);
+        }
+        let handle = ctx.run_later(at.saturating_duration_since(now), |actor, ctx| {
+            actor.wakeup = None;
+            actor.pump(ctx);
+        });
+        self.wakeup = Some((at, handle));
+    }
+
+    fn finished(&mut self, id: u64, outcome: Outcome, ctx: &mut Context<Self>) {
+        let (Some(Request { span, .. }), Some(batch)) = (self.requests.remove(&id), self.queue.finish(id)) else {
+            return;
+        };
+        span.record(
+            "outcome",
+            match &outcome {
+                Outcome::Delivered => "delivered",
+                Outcome::Failed(error) if error.retryable => "retry",
+                Outcome::Failed(_) => "refused",
+                Outcome::Partial(_) => "partial",
+            },
+        );
+        self.last_progress = Instant::now();
+        if self.retired.is_some() {
+            let mut failed = failed_indexes(&outcome, batch.len());
+            for (index, pending) in batch.into_iter().enumerate() {
+                if failed.next_if_eq(&index).is_some() {
+                    self.hand_on(pending);
+                } else {
+                    pending.ack.done();
+                }
+            }
+            if self.queue.in_flight() == 0 {
+                ctx.stop();
+            }
+            return;
+        }
+        match outcome {
+            Outcome::Delivered => {
+                self.restart_streak = 0;
+                self.breaker.success();
+                self.delivered(batch);
+            }
+            Outcome::Failed(error) if error.retryable => {
+                self.breaker.failure(Instant::now());
+                self.note_error(&error, &batch);
+                tracing::warn!(
+                    source_id = %self.source_id, destination_id = %self.config.id,
+                    reason = %error.reason, events = batch.len(), "delivery failed, will retry"
+                );
+                self.retry(batch, &error);
+            }
+            Outcome::Failed(error) => {
+                // The destination answered, so it is up: a refusal is about the events.
+                self.breaker.success();
+                self.note_error(&error, &batch);
+                for pending in batch {
+                    self.refused(pending, &error);
+                }
+            }
+            Outcome::Partial(failures) => {
+                self.restart_streak = 0;
+                self.breaker.success();
+                self.partial(batch, failures);
+            }
+        }
+        self.pump(ctx);
+    }
+
+    fn delivered(&mut self, batch: Vec<Pending>) {
+        self.stats.delivered += batch.len() as u64;
+        for pending in batch {
+            self.latency
+                .observe(pending.first_seen.elapsed().unwrap_or_default().as_secs_f64());
+            self.queue.done(&pending);
+            pending.ack.done();
+        }
+    }
+
+    /// Some events arrived: the rest are retried together (after the longest wait any
+    /// of them was given) or dead-lettered, each with its own reason.
+    fn partial(&mut self, batch: Vec<Pending>, mut failures: Vec<(usize, DeliveryError)>) {
+        failures.sort_by_key(|(index, _)| *index);
+        failures.dedup_by_key(|(index, _)| *index);
+        let mut failures = failures.into_iter().peekable();
+        let mut delivered = Vec::new();
+        let mut retry: Vec<(Pending, DeliveryError)> = Vec::new();
+        for (index, pending) in batch.into_iter().enumerate() {
+            match failures.next_if(|(at, _)| *at == index) {
+                None => delivered.push(pending),
+                Some((_, error)) if error.retryable => retry.push((pending, error)),
+                Some((_, error)) => {
+                    self.note_error(&error, std::slice::from_ref(&pending));
+                    self.refused(pending, &error);
+                }
+            }
+        }
+        tracing::warn!(
+            source_id = %self.source_id, destination_id = %self.config.id,
+            delivered = delivered.len(), retried = retry.len(), "delivery partly failed"
+        );
+        self.delivered(delivered);
+        if let Some((_, first)) = retry.first() {
+            let mut error = first.clone();
+            error.retry_after = retry.iter().filter_map(|(_, error)| error.retry_after).max();
+            let events: Vec<Pending> = retry.into_iter().map(|(pending, _)| pending).collect();
+            self.note_error(&error, &events);
+            self.retry(events, &error);
+        }
+    }
+
+    /// One retry time for the events of one request: they come back together and in
+    /// their order, which per-user ordering relies on. An event past its retry window
+    /// is dead-lettered instead.
+    fn retry(&mut self, batch: Vec<Pending>, error: &DeliveryError) {
+        let window = Duration::from_secs(self.config.retry.retry_window_secs);
+        let attempts = batch.iter().map(|p| p.attempts + 1).max().unwrap_or(1);
+        let at = Instant::now() + retry::delay(&self.config.retry, attempts, error.retry_after);
+        let mut waiting = Vec::with_capacity(batch.len());
+        for mut pending in batch {
+            pending.attempts += 1;
+            pending.last_error = Some(error.reason.clone());
+            if pending.first_seen.elapsed().unwrap_or_default() >= window {
+                let reason = format!("retry window of {window:?} ran out; last error: {}", error.reason);
+                self.dead_letter(pending, reason);
+                continue;
+            }
+            self.stats.retried += 1;
+            waiting.push(pending);
+        }
+        self.queue.retry_at(waiting, at);
+    }
+
+    fn refused(&mut self, mut pending: Pending, error: &DeliveryError) {
+        pending.attempts += 1;
+        self.dead_letter(pending, error.reason.clone());
+    }
+
+    fn note_error(&mut self, error: &DeliveryError, batch: &[Pending]) {
+        self.stats.last_error = Some(error.reason.clone());
+        let first = batch.first().and_then(|p| p.event.message_id());
+        self.stats.recent_errors.push(&error.reason, first, batch.len());
+    }
+
+    /// Whether the breaker is open now (for parking and the operator's view).
+    pub(super) fn breaker_open(&self) -> bool {
+        matches!(self.breaker.state(), BreakerState::Open { .. })
+    }
+}
+
+/// The indexes of the events of a batch that did not arrive, in order.
+fn failed_indexes(outcome: &Outcome, len: usize) -> std::iter::Peekable<std::vec::IntoIter<usize>> {
+    let mut failed: Vec<usize> = match outcome {
+        Outcome::Delivered => Vec::new(),
+        Outcome::Failed(_) => (0..len).collect(),
+        Outcome::Partial(failures) => failures.iter().map(|(index, _)| *index).collect(),
+    };
+    failed.sort_unstable();
+    failed.dedup();
+    failed.into_iter().peekable()
+}

@@ -1,0 +1,23 @@
+//! Every destination kind, one folder each, all behind [`Delivery`].
+
+pub mod blackhole;
+pub mod kafka;
+pub mod object_storage_export;
+pub mod postgres_warehouse;
+pub mod webhook;
+
+use std::sync::Arc;
+
+use super::config::{DestinationKind, EgressPolicy};
+use super::delivery::{Delivery, boxed};
+
+/// The client for a destination's kind. Must run on the actor's thread.
+pub fn connect(kind: &DestinationKind, egress: &Arc<EgressPolicy>) -> Result<Box<dyn Delivery>, String> {
+    match kind {
+        DestinationKind::Webhook(settings) => boxed::<webhook::WebhookClient>(settings, egress),
+        DestinationKind::Kafka(settings) => boxed::<kafka::KafkaClient>(settings, egress),
+        DestinationKind::PostgresWarehouse(settings) => boxed::<postgres_warehouse::Loader>(settings, egress),
+        DestinationKind::ObjectStorageExport(settings) => boxed::<object_storage_export::Export>(settings, egress),
+        DestinationKind::Blackhole(settings) => boxed::<blackhole::Blackhole>(settings, egress),
+    }
+}
