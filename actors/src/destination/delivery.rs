@@ -47,7 +47,7 @@ impl DeliveryError {
 
 /// The answer to one batch, as the destination actor acts on it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
+pub enum Answer {
     /// Every event arrived.
     Delivered,
     /// None arrived: retried (after the error's `retry_after` at least) or
@@ -58,11 +58,11 @@ pub enum Outcome {
     Partial(Vec<(usize, DeliveryError)>),
 }
 
-impl From<Result<(), DeliveryError>> for Outcome {
+impl From<Result<(), DeliveryError>> for Answer {
     fn from(result: Result<(), DeliveryError>) -> Self {
         match result {
-            Ok(()) => Outcome::Delivered,
-            Err(error) => Outcome::Failed(error),
+            Ok(()) => Answer::Delivered,
+            Err(error) => Answer::Failed(error),
         }
     }
 }
@@ -95,8 +95,8 @@ pub trait Delivery {
     fn batching(&self) -> Batching;
 
     /// Sends one batch (its events in the order they came) and classifies the answer.
-    /// Never panics on an event or an answer: every failure is an [`Outcome`].
-    fn deliver(&self, source_id: Arc<str>, events: Vec<Arc<Event>>) -> LocalBoxFuture<'static, Outcome>;
+    /// Never panics on an event or an answer: every failure is an [`Answer`].
+    fn deliver(&self, source_id: Arc<str>, events: Vec<Arc<Event>>) -> LocalBoxFuture<'static, Answer>;
 }
 
 /// A destination kind: its settings (the `kind`'s table in the configuration) and how

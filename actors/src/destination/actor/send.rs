@@ -11,7 +11,7 @@ use switchyard_telemetry::TARGET;
 
 use super::{DestinationActor, Pending, Request};
 use crate::destination::breaker::BreakerState;
-use crate::destination::delivery::{DeliveryError, Outcome};
+use crate::destination::delivery::{DeliveryError, Answer};
 use crate::destination::kinds;
 use crate::destination::retry;
 
@@ -156,17 +156,17 @@ impl DestinationActor {
         self.wakeup = Some((at, handle));
     }
 
-    fn finished(&mut self, id: u64, outcome: Outcome, ctx: &mut Context<Self>) {
+    fn finished(&mut self, id: u64, outcome: Answer, ctx: &mut Context<Self>) {
         let (Some(Request { span, .. }), Some(batch)) = (self.requests.remove(&id), self.queue.finish(id)) else {
             return;
         };
         span.record(
             "outcome",
             match &outcome {
-                Outcome::Delivered => "delivered",
-                Outcome::Failed(error) if error.retryable => "retry",
-                Outcome::Failed(_) => "refused",
-                Outcome::Partial(_) => "partial",
+                Answer::Delivered => "delivered",
+                Answer::Failed(error) if error.retryable => "retry",
+                Answer::Failed(_) => "refused",
+                Answer::Partial(_) => "partial",
             },
         );
         self.last_progress = Instant::now();
@@ -185,12 +185,12 @@ impl DestinationActor {
             return;
         }
         match outcome {
-            Outcome::Delivered => {
+            Answer::Delivered => {
                 self.restart_streak = 0;
                 self.breaker.success();
                 self.delivered(batch);
             }
-            Outcome::Failed(error) if error.retryable => {
+            Answer::Failed(error) if error.retryable => {
                 self.breaker.failure(Instant::now());
                 self.note_error(&error, &batch);
                 tracing::warn!(
@@ -199,7 +199,7 @@ impl DestinationActor {
                 );
                 self.retry(batch, &error);
             }
-            Outcome::Failed(error) => {
+            Answer::Failed(error) => {
                 // The destination answered, so it is up: a refusal is about the events.
                 self.breaker.success();
                 self.note_error(&error, &batch);
@@ -207,7 +207,7 @@ impl DestinationActor {
                     self.refused(pending, &error);
                 }
             }
-            Outcome::Partial(failures) => {
+            Answer::Partial(failures) => {
                 self.restart_streak = 0;
                 self.breaker.success();
                 self.partial(batch, failures);
@@ -298,11 +298,11 @@ impl DestinationActor {
 }
 
 /// The indexes of the events of a batch that did not arrive, in order.
-fn failed_indexes(outcome: &Outcome, len: usize) -> std::iter::Peekable<std::vec::IntoIter<usize>> {
+fn failed_indexes(outcome: &Answer, len: usize) -> std::iter::Peekable<std::vec::IntoIter<usize>> {
     let mut failed: Vec<usize> = match outcome {
-        Outcome::Delivered => Vec::new(),
-        Outcome::Failed(_) => (0..len).collect(),
-        Outcome::Partial(failures) => failures.iter().map(|(index, _)| *index).collect(),
+        Answer::Delivered => Vec::new(),
+        Answer::Failed(_) => (0..len).collect(),
+        Answer::Partial(failures) => failures.iter().map(|(index, _)| *index).collect(),
     };
     failed.sort_unstable();
     failed.dedup();

@@ -8,7 +8,7 @@ use switchyard_schemas::Event;
 use super::park::{PARK_MAX_WAIT, PARK_MIN_WAIT, park_wait};
 use super::*;
 use crate::destination::config::{DestinationKind, Ordering as Order, RetryConfig, WebhookConfig};
-use crate::destination::delivery::{Batching, DeliveryError, Outcome};
+use crate::destination::delivery::{Batching, DeliveryError, Answer};
 use crate::test_support::{Collect, Count};
 
 /// The test receivers listen on loopback, which the operator allows here.
@@ -348,7 +348,7 @@ async fn a_replaced_destination_hands_its_waiting_events_to_the_replacement() {
 /// A client that answers from a script, one outcome per request, and records the
 /// messageIds of each request.
 struct Scripted {
-    answers: Arc<Mutex<std::collections::VecDeque<Outcome>>>,
+    answers: Arc<Mutex<std::collections::VecDeque<Answer>>>,
     requests: Arc<Mutex<Vec<Vec<String>>>>,
 }
 
@@ -357,14 +357,14 @@ impl Delivery for Scripted {
         Batching::events(10)
     }
 
-    fn deliver(&self, _: Arc<str>, events: Vec<Arc<Event>>) -> futures::future::LocalBoxFuture<'static, Outcome> {
+    fn deliver(&self, _: Arc<str>, events: Vec<Arc<Event>>) -> futures::future::LocalBoxFuture<'static, Answer> {
         let ids = events
             .iter()
             .map(|e| e.message_id().unwrap_or_default().to_string())
             .collect();
         self.requests.lock().expect("not poisoned").push(ids);
         let answer = self.answers.lock().expect("not poisoned").pop_front();
-        Box::pin(futures::future::ready(answer.unwrap_or(Outcome::Delivered)))
+        Box::pin(futures::future::ready(answer.unwrap_or(Answer::Delivered)))
     }
 }
 
@@ -382,7 +382,7 @@ async fn a_partial_answer_delivers_retries_and_dead_letters_each_event_as_answer
         retry: retry_soon,
         ..unreachable_webhook()
     };
-    let answers = Arc::new(Mutex::new(std::collections::VecDeque::from([Outcome::Partial(vec![
+    let answers = Arc::new(Mutex::new(std::collections::VecDeque::from([Answer::Partial(vec![
         (1, DeliveryError::retryable("throttled".into())),
         (3, DeliveryError::permanent("invalid event name".into())),
     ])])));

@@ -8,7 +8,7 @@ use futures::future::LocalBoxFuture;
 use switchyard_schemas::Event;
 
 use crate::destination::config::{BlackholeConfig, EgressPolicy};
-use crate::destination::delivery::{Batching, Delivery, Kind, Outcome};
+use crate::destination::delivery::{Batching, Delivery, Kind, Answer};
 
 /// Events per (instant) request: large, so the blackhole costs the router little.
 const BATCH: usize = 1_000;
@@ -29,7 +29,7 @@ impl Delivery for Blackhole {
         Batching::events(BATCH)
     }
 
-    fn deliver(&self, _: Arc<str>, _: Vec<Arc<Event>>) -> LocalBoxFuture<'static, Outcome> {
-        Box::pin(futures::future::ready(Outcome::Delivered))
+    fn deliver(&self, _: Arc<str>, _: Vec<Arc<Event>>) -> LocalBoxFuture<'static, Answer> {
+        Box::pin(futures::future::ready(Answer::Delivered))
     }
 }

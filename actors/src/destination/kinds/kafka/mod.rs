@@ -12,7 +12,7 @@ use switchyard_schemas::{Event, RecordHeaders, record_key};
 use futures::future::LocalBoxFuture;
 
 use crate::destination::config::{EgressPolicy, KafkaDestinationConfig, broker_addresses};
-use crate::destination::delivery::{Batching, Delivery, DeliveryError, Kind, Outcome};
+use crate::destination::delivery::{Batching, Delivery, DeliveryError, Kind, Answer};
 
 #[derive(Clone)]
 pub struct KafkaClient {
@@ -103,9 +103,9 @@ impl KafkaClient {
     /// Writes the batch and waits for every acknowledgement. Each record has its own
     /// answer: only those the cluster did not take are retried (or dead-lettered, when
     /// the refusal is about the record), so nothing it took is written twice.
-    pub async fn send(self, source_id: Arc<str>, events: Vec<Arc<Event>>) -> Outcome {
+    pub async fn send(self, source_id: Arc<str>, events: Vec<Arc<Event>>) -> Answer {
         if let Err(error) = self.check_cluster().await {
-            return Outcome::Failed(error);
+            return Answer::Failed(error);
         }
         let mut deliveries = Vec::with_capacity(events.len());
         // Once the producer refused a record (its queue full, say), the rest wait for
@@ -161,14 +161,14 @@ impl KafkaClient {
 
 /// Every record's answer as one outcome: all taken, none taken for one reason, or
 /// some of them.
-fn partial(mut failed: Vec<(usize, DeliveryError)>, total: usize) -> Outcome {
+fn partial(mut failed: Vec<(usize, DeliveryError)>, total: usize) -> Answer {
     if failed.is_empty() {
-        return Outcome::Delivered;
+        return Answer::Delivered;
     }
     if failed.len() == total && failed.iter().all(|(_, error)| *error == failed[0].1) {
-        return Outcome::Failed(failed.swap_remove(0).1);
+        return Answer::Failed(failed.swap_remove(0).1);
     }
-    Outcome::Partial(failed)
+    Answer::Partial(failed)
 }
 
 impl Kind for KafkaClient {
@@ -184,7 +184,7 @@ impl Delivery for KafkaClient {
         Batching::events(self.batch_max_events)
     }
 
-    fn deliver(&self, source_id: Arc<str>, events: Vec<Arc<Event>>) -> LocalBoxFuture<'static, Outcome> {
+    fn deliver(&self, source_id: Arc<str>, events: Vec<Arc<Event>>) -> LocalBoxFuture<'static, Answer> {
         Box::pin(self.clone().send(source_id, events))
     }
 }
@@ -222,20 +222,20 @@ mod tests {
     fn each_records_answer_counts_on_its_own() {
         let full = DeliveryError::retryable("kafka: queue full".into());
         let large = DeliveryError::permanent("kafka: message too large".into());
-        assert_eq!(partial(Vec::new(), 3), Outcome::Delivered);
+        assert_eq!(partial(Vec::new(), 3), Answer::Delivered);
         assert_eq!(
             partial(vec![(0, full.clone()), (1, full.clone())], 2),
-            Outcome::Failed(full.clone()),
+            Answer::Failed(full.clone()),
             "all refused alike: the batch failed"
         );
         assert_eq!(
             partial(vec![(1, large.clone())], 3),
-            Outcome::Partial(vec![(1, large.clone())]),
+            Answer::Partial(vec![(1, large.clone())]),
             "one refused: the other two were written and are not sent again"
         );
         assert_eq!(
             partial(vec![(0, full.clone()), (1, large.clone())], 2),
-            Outcome::Partial(vec![(0, full), (1, large)]),
+            Answer::Partial(vec![(0, full), (1, large)]),
             "all failed, for different reasons: each gets its own"
         );
     }

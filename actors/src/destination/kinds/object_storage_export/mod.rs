@@ -11,7 +11,7 @@ use switchyard_warehouse::Exporter;
 
 use super::postgres_warehouse::load_error;
 use crate::destination::config::{EgressPolicy, ExportConfig};
-use crate::destination::delivery::{Batching, Delivery, Kind, Outcome};
+use crate::destination::delivery::{Batching, Delivery, Kind, Answer};
 
 pub struct Export {
     exporter: Arc<Exporter>,
@@ -37,12 +37,12 @@ impl Delivery for Export {
         self.batching
     }
 
-    fn deliver(&self, source_id: Arc<str>, events: Vec<Arc<Event>>) -> LocalBoxFuture<'static, Outcome> {
+    fn deliver(&self, source_id: Arc<str>, events: Vec<Arc<Event>>) -> LocalBoxFuture<'static, Answer> {
         let exporter = self.exporter.clone();
         Box::pin(async move {
             match exporter.export(&source_id, &events).await {
-                Ok(_) => Outcome::Delivered,
-                Err(error) => Outcome::Failed(load_error(error)),
+                Ok(_) => Answer::Delivered,
+                Err(error) => Answer::Failed(load_error(error)),
             }
         })
     }

@@ -10,7 +10,7 @@ use switchyard_schemas::Event;
 use switchyard_warehouse::{LoadError, Warehouse};
 
 use crate::destination::config::{EgressPolicy, WarehouseConfig};
-use crate::destination::delivery::{Batching, Delivery, DeliveryError, Kind, Outcome};
+use crate::destination::delivery::{Batching, Delivery, DeliveryError, Kind, Answer};
 
 pub struct Loader {
     warehouse: Arc<Warehouse>,
@@ -36,15 +36,15 @@ impl Delivery for Loader {
         self.batching
     }
 
-    fn deliver(&self, source_id: Arc<str>, events: Vec<Arc<Event>>) -> LocalBoxFuture<'static, Outcome> {
+    fn deliver(&self, source_id: Arc<str>, events: Vec<Arc<Event>>) -> LocalBoxFuture<'static, Answer> {
         let warehouse = self.warehouse.clone();
         Box::pin(async move {
             match warehouse.load(&source_id, &events).await {
                 Ok(loaded) => {
                     tracing::debug!(%source_id, rows = loaded.rows, existing = loaded.existing, "warehouse batch loaded");
-                    Outcome::Delivered
+                    Answer::Delivered
                 }
-                Err(error) => Outcome::Failed(load_error(error)),
+                Err(error) => Answer::Failed(load_error(error)),
             }
         })
     }

@@ -15,7 +15,7 @@ use sha2::Sha256;
 use switchyard_schemas::Event;
 
 use crate::destination::config::{EgressPolicy, WebhookConfig};
-use crate::destination::delivery::{Batching, Delivery, DeliveryError, Kind, Outcome};
+use crate::destination::delivery::{Batching, Delivery, DeliveryError, Kind, Answer};
 
 pub const SIGNATURE_HEADER: &str = "x-switchyard-signature";
 
@@ -183,12 +183,12 @@ impl Delivery for WebhookClient {
         Batching::events(self.config.batch_max_events)
     }
 
-    fn deliver(&self, _: Arc<str>, events: Vec<Arc<Event>>) -> LocalBoxFuture<'static, Outcome> {
+    fn deliver(&self, _: Arc<str>, events: Vec<Arc<Event>>) -> LocalBoxFuture<'static, Answer> {
         let body = match self.body(&events) {
             Ok(body) => body,
             Err(error) => {
                 let error = DeliveryError::permanent(format!("event could not be encoded: {error}"));
-                return Box::pin(futures::future::ready(Outcome::Failed(error)));
+                return Box::pin(futures::future::ready(Answer::Failed(error)));
             }
         };
         let client = self.clone();
