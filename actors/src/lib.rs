@@ -14,6 +14,7 @@ pub mod park;
 pub mod protocol;
 pub mod samples;
 pub mod source;
+pub mod supervise;
 pub mod suppress;
 pub mod transform;
 

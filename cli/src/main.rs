@@ -163,12 +163,18 @@ fn run(command: Command) -> anyhow::Result<()> {
     }
 }
 
-/// A panic on any thread ends the process. Actors run on shared threads, so a panic
-/// would otherwise leave a half-dead actor system holding offsets uncommitted forever;
-/// a restarted process (Kubernetes, systemd) redelivers everything uncommitted instead.
+/// A panic ends the process, unless it is inside an actor's boundary (a destination's
+/// client or transforms, see `switchyard_actors::supervise`), where it is caught and
+/// becomes that call's failure. Actors run on shared threads, so any other panic would
+/// leave a half-dead actor system holding offsets uncommitted forever; a restarted
+/// process (Kubernetes, systemd) redelivers everything uncommitted instead.
 fn exit_on_panic() {
     let report = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
+        if switchyard_actors::supervise::contained() {
+            tracing::error!(%info, "panic caught at an actor's boundary; the actor goes on");
+            return;
+        }
         report(info);
         tracing::error!(%info, "panic: exiting so that a restart redelivers what was in flight");
         std::process::exit(101);

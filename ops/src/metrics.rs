@@ -215,6 +215,11 @@ fn actor_metrics(registry: &mut Registry, reports: &[ActorReport], errors: &Fami
         "destination_stalls",
         "Requests abandoned for getting no answer",
     );
+    let panics = counter_family(
+        registry,
+        "destination_panics",
+        "Panics of a destination's client or transforms, caught at the actor's boundary",
+    );
     let filtered = counter_family(
         registry,
         "destination_events_filtered",
@@ -265,6 +270,7 @@ fn actor_metrics(registry: &mut Registry, reports: &[ActorReport], errors: &Fami
                 gauge(&mailbox, vec![source(), destination()], stats.queued as i64);
                 set(&restarts, vec![source(), destination()], stats.restarts);
                 set(&stalls, vec![source(), destination()], stats.stalls);
+                set(&panics, vec![source(), destination()], stats.panics);
                 let state_name = stats.state.as_str().to_string();
                 gauge(&state, vec![source(), destination(), ("state", state_name)], 1);
                 retryable += stats.retried;

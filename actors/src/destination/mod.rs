@@ -19,6 +19,6 @@ pub use config::{
     BlackholeConfig, DestinationConfig, DestinationKind, DestinationTls, KafkaDestinationConfig, Ordering, RetryConfig,
     TlsVersion, WebhookConfig,
 };
-pub use delivery::{Batching, Delivery, DeliveryError, Kind, Answer};
+pub use delivery::{Answer, Batching, Delivery, DeliveryError, Kind};
 pub use kinds::{kafka, webhook};
 pub use stats::{ActorState, DestinationStats, latency_histogram};

@@ -20,6 +20,10 @@ pub trait Queued {
     fn arrived(&self) -> Instant;
     /// Its encoded size; asked only when the kind has a byte limit.
     fn size(&self) -> usize;
+    /// Sent in a request of its own (suspected of breaking the client).
+    fn alone(&self) -> bool {
+        false
+    }
 }
 
 #[derive(Debug)]
@@ -119,6 +123,9 @@ impl<T: Queued> DeliveryQueue<T> {
             let mut bytes = 0;
             let mut take = 0;
             while take < batching.max_events.max(1) && take < self.ready.len() {
+                if take > 0 && (self.ready[take].alone() || self.ready[0].alone()) {
+                    break;
+                }
                 if let Some(limit) = batching.max_bytes {
                     bytes += self.ready[take].size();
                     if take > 0 && bytes > limit {
@@ -153,9 +160,10 @@ impl<T: Queued> DeliveryQueue<T> {
                     bytes += item.size();
                     full = !taken.is_empty() && bytes > limit;
                 }
+                full |= !taken.is_empty() && item.alone();
                 if !full {
+                    full = taken.len() + 1 >= batching.max_events.max(1) || item.alone();
                     taken.push(item);
-                    full = taken.len() >= batching.max_events.max(1);
                     continue;
                 }
             }
@@ -258,6 +266,7 @@ mod tests {
         tried: bool,
         arrived: Instant,
         size: usize,
+        alone: bool,
     }
 
     impl Queued for Item {
@@ -273,6 +282,9 @@ mod tests {
         fn size(&self) -> usize {
             self.size
         }
+        fn alone(&self) -> bool {
+            self.alone
+        }
     }
 
     fn item(id: u32, user: &'static str, arrived: Instant) -> Item {
@@ -282,6 +294,7 @@ mod tests {
             tried: false,
             arrived,
             size: 100,
+            alone: false,
         }
     }
 
@@ -476,5 +489,22 @@ mod tests {
         assert_eq!(queue.pop_last_ready().map(|item| item.id), Some(3));
         assert_eq!(ids(&queue.drain_waiting()), vec![2, 1], "the line, then the retries");
         assert!(queue.is_empty());
+    }
+
+    #[test]
+    fn an_event_suspected_of_breaking_the_client_goes_alone() {
+        let start = Instant::now();
+        for per_user in [false, true] {
+            let mut queue = filled(per_user, &[], start);
+            queue.push(item(0, "a", start));
+            queue.push(Item {
+                alone: true,
+                ..item(1, "b", start)
+            });
+            queue.push(item(2, "c", start));
+            let ten = Batching::events(10);
+            let sent: Vec<Vec<u32>> = std::iter::from_fn(|| started(&mut queue, &ten).map(|(_, ids)| ids)).collect();
+            assert_eq!(sent, vec![vec![0], vec![1], vec![2]], "per user: {per_user}");
+        }
     }
 }

@@ -25,6 +25,8 @@ pub struct DestinationStats {
     pub restarts: u64,
     /// Requests abandoned for getting no answer within `stall_after_secs`.
     pub stalls: u64,
+    /// Panics of its client or transforms, caught at the actor's boundary.
+    pub panics: u64,
     pub buffered: usize,
     /// Handed over and still in the mailbox (they hold room in its budget).
     pub queued: usize,

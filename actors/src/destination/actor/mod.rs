@@ -31,6 +31,7 @@ use crate::ack::Ack;
 use crate::dead_letter::{DeadLetter, Stage};
 use crate::park::{Park, Parked};
 use crate::protocol::{Budget, Permit, Routed, RoutedBatch};
+use crate::supervise::guard;
 use crate::transform::{Transform, Transformed};
 
 struct Pending {
@@ -48,6 +49,9 @@ struct Pending {
     permit: Permit,
     /// Its encoded size, measured once if the kind has a byte limit.
     size: OnceCell<usize>,
+    /// Sent alone since a request it was in panicked; the panics of its own requests.
+    suspect: bool,
+    panics: u32,
 }
 
 impl Pending {
@@ -71,6 +75,8 @@ impl Pending {
             trace: message.trace,
             permit: message.permit,
             size: OnceCell::new(),
+            suspect: false,
+            panics: 0,
         }
     }
 
@@ -91,6 +97,9 @@ impl Queued for Pending {
     }
     fn size(&self) -> usize {
         *self.size.get_or_init(|| encoded_len(&self.event))
+    }
+    fn alone(&self) -> bool {
+        self.suspect
     }
 }
 
@@ -278,34 +287,62 @@ impl DestinationActor {
             return false;
         }
         // A parked event passed the gate and its transforms when it was first taken.
-        if message.parked.is_none()
-            && let Some(skip) = self.gate.as_ref().and_then(|gate| gate.check(&message.event))
-        {
+        if message.parked.is_none() {
+            match self.admit(message) {
+                Some(admitted) => message = admitted,
+                None => return false,
+            }
+        }
+        self.queue.push(Pending::new(message));
+        true
+    }
+
+    /// The gate and the transforms: the event to put in line, or `None` when it was
+    /// filtered or dead-lettered. They meet tenants' data, so a panic in them is
+    /// caught here and is this event's failure (dead-lettered), not the actor's.
+    fn admit(&mut self, mut message: Routed) -> Option<Routed> {
+        let skip = match &self.gate {
+            Some(gate) => guard(|| gate.check(&message.event)),
+            None => Ok(None),
+        };
+        let skip = match skip {
+            Ok(skip) => skip,
+            Err(panic) => return self.panicked_on(message, "the integrations and consent gate", panic),
+        };
+        if let Some(skip) = skip {
             self.stats.filtered += 1;
             match skip {
                 Skip::Integrations => self.stats.filtered_integrations += 1,
                 Skip::Consent => self.stats.filtered_consent += 1,
             }
             message.ack.done();
-            return false;
+            return None;
         }
-        if message.parked.is_none() && !self.transform.is_empty() {
-            match self.transform.apply(message.event.as_ref().clone()) {
-                Ok(Transformed::Keep(event)) => message.event = Arc::new(event),
-                Ok(Transformed::Filtered) => {
+        if !self.transform.is_empty() {
+            let event = message.event.as_ref().clone();
+            match guard(|| self.transform.apply(event)) {
+                Ok(Ok(Transformed::Keep(event))) => message.event = Arc::new(event),
+                Ok(Ok(Transformed::Filtered)) => {
                     self.stats.filtered += 1;
                     message.ack.done();
-                    return false;
+                    return None;
                 }
-                Err(error) => {
+                Ok(Err(error)) => {
                     let pending = Pending::new(message);
                     self.dead_letter_at(pending, Stage::Transform, error.to_string());
-                    return false;
+                    return None;
                 }
+                Err(panic) => return self.panicked_on(message, "a transform", panic),
             }
         }
-        self.queue.push(Pending::new(message));
-        true
+        Some(message)
+    }
+
+    fn panicked_on(&mut self, message: Routed, what: &str, panic: String) -> Option<Routed> {
+        self.stats.panics += 1;
+        let reason = format!("{what} panicked on this event: {panic}");
+        self.dead_letter_at(Pending::new(message), Stage::Transform, reason);
+        None
     }
 
     /// Hands an event on after retirement: to the replacement, or finished.

@@ -6,15 +6,19 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use futures::FutureExt;
 use switchyard_schemas::Event;
 use switchyard_telemetry::TARGET;
 
 use super::{DestinationActor, Pending, Request};
 use crate::destination::breaker::BreakerState;
-use crate::destination::delivery::{DeliveryError, Answer};
+use crate::destination::delivery::{Answer, DeliveryError};
 use crate::destination::kinds;
 use crate::destination::retry;
+use crate::supervise::{guard, guarded};
 
+/// An event on which the client panicked this many times, sent alone, is dead-lettered.
+pub(super) const PANICS_TO_DEAD_LETTER: u32 = 3;
 /// How often in-flight requests are checked for a stall.
 pub(super) const STALL_CHECK_EVERY: Duration = Duration::from_secs(1);
 /// Restart backoff: doubling from the first wait up to the last.
@@ -24,16 +28,20 @@ const RESTART_MAX_WAIT: Duration = Duration::from_secs(60);
 impl DestinationActor {
     /// Builds the client; on failure restarts with backoff, the events kept.
     pub(super) fn start_client(&mut self, ctx: &mut Context<Self>) {
-        let client = match &self.connect {
+        let client = guard(|| match &self.connect {
             Some(connect) => connect(),
             None => kinds::connect(&self.config.kind, &self.egress),
-        };
+        });
         match client {
-            Ok(client) => {
+            Ok(Ok(client)) => {
                 self.client = Some(Rc::from(client));
                 self.pump(ctx);
             }
-            Err(error) => self.restart(ctx, &error),
+            Ok(Err(error)) => self.restart(ctx, &error),
+            Err(panic) => {
+                self.stats.panics += 1;
+                self.restart(ctx, &format!("the client panicked while starting: {panic}"));
+            }
         }
     }
 
@@ -112,11 +120,17 @@ impl DestinationActor {
             if let Some(parent) = batch.first().and_then(|p| p.trace) {
                 switchyard_telemetry::set_parent(&span, parent);
             }
+            // The client meets vendors' answers and tenants' events: a panic building the
+            // request or in any poll of it is this request's failure, not the actor's.
+            let source_id: Arc<str> = Arc::from(self.source_id.as_str());
+            let request = match guard(|| client.deliver(source_id, events)) {
+                Ok(request) => guarded(request).boxed_local(),
+                Err(panic) => futures::future::ready(Err(panic)).boxed_local(),
+            };
             let handle = ctx.spawn(
-                client
-                    .deliver(Arc::from(self.source_id.as_str()), events)
+                request
                     .into_actor(self)
-                    .map(move |outcome, actor, ctx| actor.finished(id, outcome, ctx)),
+                    .map(move |answer, actor, ctx| actor.finished(id, answer, ctx)),
             );
             let request = Request {
                 handle,
@@ -156,9 +170,16 @@ impl DestinationActor {
         self.wakeup = Some((at, handle));
     }
 
-    fn finished(&mut self, id: u64, outcome: Answer, ctx: &mut Context<Self>) {
+    fn finished(&mut self, id: u64, answer: Result<Answer, String>, ctx: &mut Context<Self>) {
         let (Some(Request { span, .. }), Some(batch)) = (self.requests.remove(&id), self.queue.finish(id)) else {
             return;
+        };
+        let outcome = match answer {
+            Ok(answer) => answer,
+            Err(panic) => {
+                span.record("outcome", "panicked");
+                return self.panicked(batch, panic, ctx);
+            }
         };
         span.record(
             "outcome",
@@ -214,6 +235,45 @@ impl DestinationActor {
             }
         }
         self.pump(ctx);
+    }
+
+    /// The client panicked on this request: it is rebuilt (with the restart backoff), the
+    /// events go back in line, each alone from now on so that one that breaks the client
+    /// is told from the others, and one that has broken it alone [`PANICS_TO_DEAD_LETTER`]
+    /// times is dead-lettered with the panic's message.
+    fn panicked(&mut self, batch: Vec<Pending>, panic: String, ctx: &mut Context<Self>) {
+        self.stats.panics += 1;
+        let error = DeliveryError::retryable(format!("the destination's client panicked: {panic}"));
+        self.note_error(&error, &batch);
+        let alone = batch.len() == 1;
+        let mut again = Vec::with_capacity(batch.len());
+        for mut pending in batch {
+            pending.suspect = true;
+            if alone {
+                pending.panics += 1;
+            }
+            if pending.panics >= PANICS_TO_DEAD_LETTER {
+                pending.attempts += 1;
+                let reason = format!(
+                    "the destination's client panicked on this event {} times: {panic}",
+                    pending.panics
+                );
+                self.dead_letter(pending, reason);
+            } else {
+                again.push(pending);
+            }
+        }
+        self.queue.retry_at(again, Instant::now());
+        if self.retired.is_some() {
+            for pending in self.queue.drain_waiting() {
+                self.hand_on(pending);
+            }
+            if self.queue.in_flight() == 0 {
+                ctx.stop();
+            }
+            return;
+        }
+        self.restart(ctx, &error.reason);
     }
 
     fn delivered(&mut self, batch: Vec<Pending>) {

@@ -8,7 +8,7 @@ use switchyard_schemas::Event;
 use super::park::{PARK_MAX_WAIT, PARK_MIN_WAIT, park_wait};
 use super::*;
 use crate::destination::config::{DestinationKind, Ordering as Order, RetryConfig, WebhookConfig};
-use crate::destination::delivery::{Batching, DeliveryError, Answer};
+use crate::destination::delivery::{Answer, Batching, DeliveryError};
 use crate::test_support::{Collect, Count};
 
 /// The test receivers listen on loopback, which the operator allows here.

@@ -8,7 +8,7 @@ use futures::future::LocalBoxFuture;
 use switchyard_schemas::Event;
 
 use crate::destination::config::{BlackholeConfig, EgressPolicy};
-use crate::destination::delivery::{Batching, Delivery, Kind, Answer};
+use crate::destination::delivery::{Answer, Batching, Delivery, Kind};
 
 /// Events per (instant) request: large, so the blackhole costs the router little.
 const BATCH: usize = 1_000;

@@ -12,7 +12,7 @@ use switchyard_schemas::{Event, RecordHeaders, record_key};
 use futures::future::LocalBoxFuture;
 
 use crate::destination::config::{EgressPolicy, KafkaDestinationConfig, broker_addresses};
-use crate::destination::delivery::{Batching, Delivery, DeliveryError, Kind, Answer};
+use crate::destination::delivery::{Answer, Batching, Delivery, DeliveryError, Kind};
 
 #[derive(Clone)]
 pub struct KafkaClient {

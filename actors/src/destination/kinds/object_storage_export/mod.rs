@@ -11,7 +11,7 @@ use switchyard_warehouse::Exporter;
 
 use super::postgres_warehouse::load_error;
 use crate::destination::config::{EgressPolicy, ExportConfig};
-use crate::destination::delivery::{Batching, Delivery, Kind, Answer};
+use crate::destination::delivery::{Answer, Batching, Delivery, Kind};
 
 pub struct Export {
     exporter: Arc<Exporter>,

@@ -10,7 +10,7 @@ use switchyard_schemas::Event;
 use switchyard_warehouse::{LoadError, Warehouse};
 
 use crate::destination::config::{EgressPolicy, WarehouseConfig};
-use crate::destination::delivery::{Batching, Delivery, DeliveryError, Kind, Answer};
+use crate::destination::delivery::{Answer, Batching, Delivery, DeliveryError, Kind};
 
 pub struct Loader {
     warehouse: Arc<Warehouse>,

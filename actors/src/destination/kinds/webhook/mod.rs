@@ -15,7 +15,7 @@ use sha2::Sha256;
 use switchyard_schemas::Event;
 
 use crate::destination::config::{EgressPolicy, WebhookConfig};
-use crate::destination::delivery::{Batching, Delivery, DeliveryError, Kind, Answer};
+use crate::destination::delivery::{Answer, Batching, Delivery, DeliveryError, Kind};
 
 pub const SIGNATURE_HEADER: &str = "x-switchyard-signature";
 
