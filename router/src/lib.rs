@@ -8,6 +8,7 @@
 pub mod consumer;
 pub mod dead_letter;
 pub mod offsets;
+pub mod plan;
 pub mod retry;
 pub mod tap;
 pub mod topology;

@@ -5,8 +5,8 @@
 //! destinations start, update or stop, and events buffered by a changed destination
 //! move to its replacement.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Arc, Mutex, RwLock};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use actix::prelude::*;
 use futures::future::join_all;
@@ -20,6 +20,9 @@ use switchyard_actors::{DestinationStats, GetDestinationStats, GetStats, Supervi
 use switchyard_archive::actor::{ArchiveStats, GetArchiveStats};
 use switchyard_archive::{ArchiveActor, ArchiveConfig, KeyRing};
 use switchyard_schemas::config::SourceConfig;
+
+pub use crate::plan::ReloadSummary;
+use crate::plan::{Plan, Running, SourceChange, Target, diff};
 
 /// How long an actor may take to report before it is listed as unresponsive.
 pub const INSPECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
@@ -74,18 +77,6 @@ where
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct TopologyError(pub String);
-
-/// What a reload changed. Destinations count once per source they serve.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ReloadSummary {
-    pub sources_added: usize,
-    pub sources_changed: usize,
-    pub sources_removed: usize,
-    pub added: usize,
-    pub changed: usize,
-    pub removed: usize,
-    pub unchanged: usize,
-}
 
 struct RunningDestination {
     config: Arc<DestinationConfig>,
@@ -235,69 +226,68 @@ impl Shared {
         configs
     }
 
-    /// The routes `source_id` should have now (`wanted`, in order): running destinations
-    /// kept when their settings are the same, others started; the ones replaced or gone
-    /// retire.
-    fn routes_for(
-        &mut self,
-        source_id: &str,
-        wanted: &[&Arc<DestinationConfig>],
-        compiled: &HashMap<String, Transform>,
-        summary: &mut ReloadSummary,
-        retire: &mut Vec<Retiring>,
-    ) -> Vec<Route> {
-        let mut routes = Vec::new();
-        for destination in wanted {
-            let key = (source_id.to_string(), destination.id.clone());
-            if let Some(running) = self.destinations.get(&key)
-                && (Arc::ptr_eq(&running.config, destination) || running.config == **destination)
-            {
-                summary.unchanged += 1;
-                routes.push(running.route.clone());
-                continue;
-            }
-            let transform = compiled.get(&destination.id).cloned().unwrap_or_default();
-            let running = self.start_destination(source_id, destination, transform);
+    /// Carries out one source's part of a plan: its routes (kept actors, new ones
+    /// started), and the actors that retire (a replaced one forwards its events to its
+    /// replacement).
+    fn apply_targets(&mut self, change: &SourceChange, compiled: &Compiled) -> (Vec<Route>, Vec<Retiring>) {
+        let source_id = change.source_id.as_str();
+        let mut routes = Vec::with_capacity(change.targets.len() + 1);
+        let mut retire = Vec::new();
+        for target in &change.targets {
+            let config = match target {
+                Target::Keep(id) => {
+                    if let Some(running) = self.destinations.get(&(source_id.to_string(), id.clone())) {
+                        routes.push(running.route.clone());
+                    }
+                    continue;
+                }
+                Target::Start(config) | Target::Replace(config) => config,
+            };
+            let transform = compiled.get(&config.id).cloned().unwrap_or_default();
+            let running = self.start_destination(source_id, config, transform);
             let recipient = running.addr.clone().recipient();
             routes.push(running.route.clone());
-            match self.destinations.insert(key, running) {
-                Some(old) => {
-                    summary.changed += 1;
-                    retire.push((old.addr, Some(recipient)));
-                }
-                None => summary.added += 1,
+            if let Some(old) = self
+                .destinations
+                .insert((source_id.to_string(), config.id.clone()), running)
+            {
+                retire.push((old.addr, Some(recipient)));
             }
         }
-        self.retire_except(source_id, wanted, summary, retire);
-        if routes.is_empty() {
-            routes.push(log_route());
-        }
-        routes
-    }
-
-    /// Retires the destinations of `source_id` not in `wanted`: no longer wanted, so
-    /// their buffered events are finished.
-    fn retire_except(
-        &mut self,
-        source_id: &str,
-        wanted: &[&Arc<DestinationConfig>],
-        summary: &mut ReloadSummary,
-        retire: &mut Vec<Retiring>,
-    ) {
-        let gone: Vec<(String, String)> = self
-            .destinations
-            .range((source_id.to_string(), String::new())..)
-            .map(|(key, _)| key)
-            .take_while(|(source, _)| source == source_id)
-            .filter(|(_, id)| !wanted.iter().any(|d| d.id == *id))
-            .cloned()
-            .collect();
-        for key in gone {
-            if let Some(old) = self.destinations.remove(&key) {
-                summary.removed += 1;
+        for id in &change.retire {
+            if let Some(old) = self.destinations.remove(&(source_id.to_string(), id.clone())) {
                 retire.push((old.addr, None));
             }
         }
+        if routes.is_empty() {
+            routes.push(log_route());
+        }
+        (routes, retire)
+    }
+}
+
+impl Running for Shared {
+    fn source(&self, source_id: &str) -> Option<&[TransformConfig]> {
+        self.sources.get(source_id).map(|running| running.transforms.as_slice())
+    }
+
+    fn source_ids(&self) -> Vec<String> {
+        self.sources.keys().cloned().collect()
+    }
+
+    fn destination(&self, source_id: &str, destination_id: &str) -> Option<&Arc<DestinationConfig>> {
+        self.destinations
+            .get(&(source_id.to_string(), destination_id.to_string()))
+            .map(|running| &running.config)
+    }
+
+    fn destinations_of(&self, source_id: &str) -> Vec<String> {
+        self.destinations
+            .range((source_id.to_string(), String::new())..)
+            .map(|(key, _)| key)
+            .take_while(|(source, _)| source == source_id)
+            .map(|(_, id)| id.clone())
+            .collect()
     }
 }
 
@@ -443,8 +433,7 @@ impl Topology {
         Ok(summary)
     }
 
-    /// Compiles, then starts what is new and works out what running supervisors must
-    /// be told. Removed sources leave the routing table here.
+    /// Compiles, works out the plan ([`diff`]) and carries it out ([`Topology::apply`]).
     fn plan(
         &self,
         sources: &[SourceConfig],
@@ -452,86 +441,75 @@ impl Topology {
         destinations: &[DestinationConfig],
     ) -> Result<(Vec<Update>, ReloadSummary), TopologyError> {
         let (compiled_sources, compiled_destinations) = compile_all(source_transforms, destinations)?;
-        let mut summary = ReloadSummary::default();
-        let mut updates = Vec::new();
-        let mut shared = self.shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut shared = self.shared();
+        let configs = shared.actor_configs(destinations);
+        let plan = diff(&*shared, sources, source_transforms, destinations, &configs);
+        let summary = plan.summary.clone();
+        let updates = self.apply(&mut shared, plan, &compiled_sources, &compiled_destinations)?;
+        Ok((updates, summary))
+    }
+
+    /// Starts what the plan starts and edits the routing table; returns what running
+    /// supervisors must be told (sent by [`Topology::reload`] once the locks are released).
+    /// Removed sources leave the routing table here.
+    fn apply(
+        &self,
+        shared: &mut Shared,
+        plan: Plan,
+        compiled_sources: &Compiled,
+        compiled_destinations: &Compiled,
+    ) -> Result<Vec<Update>, TopologyError> {
         let mut supervisors = self
             .supervisors
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let configs = shared.actor_configs(destinations);
-        // Each source's destinations, in configuration order: one pass over the lists,
-        // not one per source.
-        let mut wanted_by_source: HashMap<&str, Vec<&Arc<DestinationConfig>>> = HashMap::new();
-        for (destination, config) in destinations.iter().zip(&configs) {
-            for source_id in &destination.sources {
-                let wanted = wanted_by_source.entry(source_id.as_str()).or_default();
-                // A source listed twice still gets one actor.
-                if !wanted.last().is_some_and(|last| Arc::ptr_eq(last, config)) {
-                    wanted.push(config);
-                }
-            }
-        }
-        for source in sources {
-            let transforms = source_transforms.get(&source.id).cloned().unwrap_or_default();
-            let transform = compiled_sources.get(&source.id).cloned().unwrap_or_default();
-            let mut retire = Vec::new();
-            let mut routes = shared.routes_for(
-                &source.id,
-                wanted_by_source.get(source.id.as_str()).map_or(&[], Vec::as_slice),
-                &compiled_destinations,
-                &mut summary,
-                &mut retire,
-            );
+        let mut updates = Vec::new();
+        for change in plan.sources {
+            let (mut routes, retire) = shared.apply_targets(&change, compiled_destinations);
             // The archive is one more target of every source, beside its destinations.
-            routes.extend(shared.archive_route(&source.id)?);
-            match shared.sources.get_mut(&source.id) {
-                Some(running) => {
-                    let changed = running.transforms != transforms;
-                    if changed {
-                        summary.sources_changed += 1;
-                        running.transforms = transforms;
-                    }
-                    updates.push(Update {
-                        source_id: source.id.clone(),
-                        addr: running.addr.clone(),
-                        routes,
-                        transform: changed.then_some(transform),
-                        retire,
-                    });
+            routes.extend(shared.archive_route(&change.source_id)?);
+            let transform = change
+                .transforms
+                .as_ref()
+                .map(|_| compiled_sources.get(&change.source_id).cloned().unwrap_or_default());
+            if change.start {
+                let budget = Budget::new(switchyard_actors::SOURCE_BUDGET);
+                let suppression = shared.suppressed.get(&change.source_id).cloned().unwrap_or_default();
+                let addr = SourceSupervisor::new(&change.source_id, routes, shared.dead_letters.clone(), shared.dedup)
+                    .with_budget(budget.clone())
+                    .with_transform(transform.unwrap_or_default())
+                    .with_suppression(suppression)
+                    .start();
+                let handle = SupervisorHandle {
+                    recipient: addr.clone().recipient(),
+                    budget,
+                };
+                supervisors.insert(change.source_id.clone(), Arc::new(handle));
+                let transforms = change.transforms.unwrap_or_default();
+                shared
+                    .sources
+                    .insert(change.source_id, RunningSource { transforms, addr });
+            } else if let Some(running) = shared.sources.get_mut(&change.source_id) {
+                if let Some(transforms) = change.transforms {
+                    running.transforms = transforms;
                 }
-                None => {
-                    summary.sources_added += 1;
-                    let budget = Budget::new(switchyard_actors::SOURCE_BUDGET);
-                    let addr = SourceSupervisor::new(&source.id, routes, shared.dead_letters.clone(), shared.dedup)
-                        .with_budget(budget.clone())
-                        .with_transform(transform)
-                        .with_suppression(shared.suppressed.get(&source.id).cloned().unwrap_or_default())
-                        .start();
-                    let handle = SupervisorHandle {
-                        recipient: addr.clone().recipient(),
-                        budget,
-                    };
-                    supervisors.insert(source.id.clone(), Arc::new(handle));
-                    shared
-                        .sources
-                        .insert(source.id.clone(), RunningSource { transforms, addr });
-                }
+                updates.push(Update {
+                    source_id: change.source_id,
+                    addr: running.addr.clone(),
+                    routes,
+                    transform,
+                    retire,
+                });
             }
         }
-        let kept: HashSet<&str> = sources.iter().map(|s| s.id.as_str()).collect();
-        let gone: Vec<String> = shared
-            .sources
-            .keys()
-            .filter(|id| !kept.contains(id.as_str()))
-            .cloned()
-            .collect();
-        for source_id in gone {
-            summary.sources_removed += 1;
+        for (source_id, destinations) in plan.removed {
             supervisors.remove(&source_id);
             shared.archives.remove(&source_id);
-            let mut retire = Vec::new();
-            shared.retire_except(&source_id, &[], &mut summary, &mut retire);
+            let retire = destinations
+                .into_iter()
+                .filter_map(|id| shared.destinations.remove(&(source_id.clone(), id)))
+                .map(|old| (old.addr, None))
+                .collect();
             if let Some(running) = shared.sources.remove(&source_id) {
                 // No routes left: what the supervisor still holds finishes as not wanted.
                 updates.push(Update {
@@ -543,7 +521,13 @@ impl Topology {
                 });
             }
         }
-        Ok((updates, summary))
+        Ok(updates)
+    }
+
+    /// The state behind the routing table; a panic elsewhere while holding it leaves
+    /// nothing half-done that matters here, so a poisoned lock is taken as it is.
+    fn shared(&self) -> MutexGuard<'_, Shared> {
+        self.shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Reads the suppression lists from the archive's primary store and hands each
@@ -552,7 +536,7 @@ impl Topology {
     /// sources changed; without an archive, none.
     pub async fn refresh_suppression(&self) -> Result<usize, TopologyError> {
         let Some((store, prefix)) = ({
-            let shared = self.shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let shared = self.shared();
             shared
                 .archive
                 .as_ref()
@@ -565,7 +549,7 @@ impl Topology {
             .map_err(|error| TopologyError(error.to_string()))?;
         let mut sends = Vec::new();
         {
-            let mut shared = self.shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut shared = self.shared();
             let mut ids: Vec<String> = lists.keys().chain(shared.suppressed.keys()).cloned().collect();
             ids.sort();
             ids.dedup();
@@ -595,7 +579,7 @@ impl Topology {
 
     /// Asks every archive actor to write what it buffers now (a clean stop).
     pub fn write_archives_now(&self) {
-        let shared = self.shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let shared = self.shared();
         for (_, addr) in shared.archives.values() {
             addr.do_send(switchyard_archive::actor::WriteNow);
         }
@@ -603,7 +587,7 @@ impl Topology {
 
     /// How often [`Topology::refresh_suppression`] should run, when the archive is on.
     pub fn suppression_refresh(&self) -> Option<std::time::Duration> {
-        let shared = self.shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let shared = self.shared();
         shared.archive.as_ref().map(|setup| setup.config.suppression_refresh())
     }
 
@@ -617,7 +601,7 @@ impl Topology {
 
     /// The running actor of one destination of one source.
     pub fn destination(&self, source_id: &str, destination_id: &str) -> Option<(Recipient<Routed>, Budget)> {
-        let shared = self.shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let shared = self.shared();
         shared
             .destinations
             .get(&(source_id.to_string(), destination_id.to_string()))
@@ -628,7 +612,7 @@ impl Topology {
     /// within [`INSPECT_TIMEOUT`] is listed as unresponsive.
     pub async fn inspect(&self) -> Vec<ActorReport> {
         let (sources, destinations, archives) = {
-            let shared = self.shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let shared = self.shared();
             let sources: Vec<(String, Addr<SourceSupervisor>)> = shared
                 .sources
                 .iter()
@@ -670,7 +654,7 @@ impl Topology {
 
     /// Each destination's delivery latency histogram, by (source id, destination id).
     pub fn latencies(&self) -> Vec<(String, String, Histogram)> {
-        let shared = self.shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let shared = self.shared();
         let mut out: Vec<(String, String, Histogram)> = shared
             .destinations
             .iter()
