@@ -14,18 +14,11 @@ const PASSWORD: &str = "owner password 0123";
 const MEMBER_PASSWORD: &str = "member password 0123";
 
 struct Server {
-    child: Child,
+    _child: support::KillOnDrop,
     api: String,
     workspace: String,
     config: std::path::PathBuf,
     _dir: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// `control serve` on SQLite, plain HTTP on loopback, no `[egress]` section.
@@ -62,7 +55,7 @@ fn control_server_with(extra: impl Fn(&str) -> (String, String)) -> Server {
     std::fs::write(&config, format!("{}{in_control}\n{after}", control_lines(dir.path()))).expect("write config");
     let (child, api) = serve_control(&config);
     Server {
-        child,
+        _child: support::KillOnDrop(child),
         api,
         workspace,
         config,
@@ -519,15 +512,7 @@ async fn a_stranger_cannot_probe_write_keys_poison_settings_or_store_telemetry()
         .await
         .expect("answer");
     assert_eq!(huge.status().as_u16(), 413);
-    let metrics = client
-        .get(format!("{ops}/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .body()
-        .await
-        .expect("body");
-    let metrics = String::from_utf8_lossy(&metrics);
+    let (_, metrics) = support::get_text(&client, &format!("{ops}/metrics")).await;
     assert!(
         metrics.contains("switchyard_ingest_browser_telemetry_requests_total 3"),
         "{metrics}"

@@ -5,7 +5,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::{Behaviour, Receiver, Switchyard, broker_with_topics, send_batch, track};
+use support::{Behaviour, Receiver, Switchyard, broker_with_topics, get_text, send_batch, track};
 use switchyard_testkit::Tansu;
 
 const KEY: &str = "ops-write-key-0123456789";
@@ -45,12 +45,6 @@ fn webhook(id: &str, receiver: &Receiver, extra: &str) -> String {
          {extra}\n",
         receiver.url()
     )
-}
-
-async fn get(client: &awc::Client, url: &str) -> (u16, String) {
-    let mut response = client.get(url).send().await.expect("ops answers");
-    let body = response.body().limit(16 << 20).await.expect("body");
-    (response.status().as_u16(), String::from_utf8_lossy(&body).into_owned())
 }
 
 /// The value of the sample of `name` whose labels include all of `labels`.
@@ -99,7 +93,7 @@ async fn metrics_count_exactly_the_traffic_sent_including_failures() {
 
     let deadline = Instant::now() + Duration::from_secs(30);
     let text = loop {
-        let (status, text) = get(&client, &format!("{ops}/metrics")).await;
+        let (status, text) = get_text(&client, &format!("{ops}/metrics")).await;
         assert_eq!(status, 200);
         let dead = sample(
             &text,
@@ -212,7 +206,7 @@ async fn metrics_count_exactly_the_traffic_sent_including_failures() {
     }
     assert!(queried >= 10, "{queried}");
 
-    let (status, body) = get(&client, &format!("{ops}/overview")).await;
+    let (status, body) = get_text(&client, &format!("{ops}/overview")).await;
     assert_eq!(status, 200);
     let overview: serde_json::Value = serde_json::from_str(&body).expect("JSON");
     let shop = &overview["sources"][0];
@@ -256,7 +250,7 @@ async fn actors_show_a_backing_off_destination_and_readiness_follows_the_broker(
     // A probe asks again; the first answer may come before the broker knows the topic.
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        let (status, body) = get(&client, &format!("{ops}/readyz")).await;
+        let (status, body) = get_text(&client, &format!("{ops}/readyz")).await;
         if status == 200 {
             break;
         }
@@ -268,7 +262,7 @@ async fn actors_show_a_backing_off_destination_and_readiness_follows_the_broker(
     send_batch(&client, &ingest, KEY, &events).await;
     let deadline = Instant::now() + Duration::from_secs(30);
     let actor = loop {
-        let (_, body) = get(&client, &format!("{ops}/actors")).await;
+        let (_, body) = get_text(&client, &format!("{ops}/actors")).await;
         let body: serde_json::Value = serde_json::from_str(&body).expect("JSON");
         let actor = body["actors"]
             .as_array()
@@ -293,7 +287,7 @@ async fn actors_show_a_backing_off_destination_and_readiness_follows_the_broker(
     setup.broker.stop();
     let deadline = Instant::now() + Duration::from_secs(30);
     let body = loop {
-        let (status, body) = get(&client, &format!("{ops}/readyz")).await;
+        let (status, body) = get_text(&client, &format!("{ops}/readyz")).await;
         if status == 503 {
             break body;
         }
@@ -301,6 +295,6 @@ async fn actors_show_a_backing_off_destination_and_readiness_follows_the_broker(
         actix_web::rt::time::sleep(Duration::from_millis(500)).await;
     };
     assert!(body.contains("broker"), "{body}");
-    let (status, _) = get(&client, &format!("{ops}/healthz")).await;
+    let (status, _) = get_text(&client, &format!("{ops}/healthz")).await;
     assert_eq!(status, 200, "alive, only not ready");
 }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use rdkafka::Message;
-use support::{Behaviour, Receiver, Switchyard, percentile, received_event, send_batch, track};
+use support::{Behaviour, Receiver, Switchyard, get_text, percentile, received_event, send_batch, track};
 use switchyard_testkit::{Tansu, header, produce_events, read_records, read_until, unique_topic};
 
 const KEY: &str = "route-write-key-0123456789";
@@ -771,15 +771,7 @@ async fn the_integrations_object_and_consent_route_events_sent_by_both_server_sd
 
     // Each skip is counted with its reason.
     let ops = switchyard.ops_url.as_deref().expect("ops");
-    let metrics = awc::Client::default()
-        .get(format!("{ops}/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .body()
-        .await
-        .expect("body");
-    let metrics = String::from_utf8_lossy(&metrics);
+    let (_, metrics) = get_text(&awc::Client::default(), &format!("{ops}/metrics")).await;
     let filtered = |destination: &str, reason: &str| {
         metrics
             .lines()

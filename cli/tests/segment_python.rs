@@ -1,29 +1,23 @@
 //! End to end: the real Segment Python library sends 1,000 mixed events to a running
 //! `switchyard ingest`, and every messageId must arrive in Kafka once, fields intact.
 
+mod support;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use rdkafka::Message;
 use serde_json::Value;
+use support::KillOnDrop;
 use switchyard_testkit::{Tansu, read_records, unique_topic};
 
 const WRITE_KEY: &str = "e2e-write-key-0123456789";
 const COUNT: usize = 1000;
 
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_ingest(config: &Path) -> (Running, String) {
+fn start_ingest(config: &Path) -> (KillOnDrop, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
         .args(["ingest", "--config"])
         .arg(config)
@@ -32,7 +26,7 @@ fn start_ingest(config: &Path) -> (Running, String) {
         .spawn()
         .expect("start switchyard ingest");
     let stdout = child.stdout.take().expect("stdout piped");
-    let running = Running(child);
+    let running = KillOnDrop(child);
     let mut lines = BufReader::new(stdout).lines();
     // Skips the ops line.
     let line = lines

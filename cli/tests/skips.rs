@@ -6,28 +6,19 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-use support::Switchyard;
+use support::{KillOnDrop, Switchyard, get_text};
 
 const TOPIC: &str = "trimmed";
 const GROUP: &str = "trimmed-group";
 
 /// `switchyard local-broker` in its own process; killed when dropped.
-struct LocalBroker(Child);
-
-impl Drop for LocalBroker {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn local_broker(dir: &Path) -> (LocalBroker, String) {
+fn local_broker(dir: &Path) -> (KillOnDrop, String) {
     let address_file = dir.join("broker.address");
     let child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
         .args(["local-broker", "--topic", &format!("{TOPIC}:1"), "--topic"])
@@ -37,7 +28,7 @@ fn local_broker(dir: &Path) -> (LocalBroker, String) {
         .stdout(Stdio::null())
         .spawn()
         .expect("start the local broker");
-    let broker = LocalBroker(child);
+    let broker = KillOnDrop(child);
     let deadline = Instant::now() + Duration::from_secs(30);
     while !address_file.exists() {
         assert!(Instant::now() < deadline, "the local broker wrote no address");
@@ -60,12 +51,6 @@ fn produce(brokers: &str, count: usize, bytes: usize) {
         producer.poll(Duration::ZERO);
     }
     producer.flush(Duration::from_secs(30)).expect("flushed");
-}
-
-async fn get(client: &awc::Client, url: &str) -> (u16, String) {
-    let mut response = client.get(url).send().await.expect("ops answers");
-    let body = response.body().limit(16 << 20).await.expect("body");
-    (response.status().as_u16(), String::from_utf8_lossy(&body).into_owned())
 }
 
 #[actix_web::test]
@@ -106,7 +91,7 @@ async fn records_trimmed_before_the_router_read_them_are_reported_and_readiness_
 
     let deadline = Instant::now() + Duration::from_secs(60);
     let (status, body) = loop {
-        let (status, body) = get(&client, &format!("{ops}/readyz")).await;
+        let (status, body) = get_text(&client, &format!("{ops}/readyz")).await;
         if body.contains("records skipped") || Instant::now() > deadline {
             break (status, body);
         }
@@ -115,7 +100,7 @@ async fn records_trimmed_before_the_router_read_them_are_reported_and_readiness_
     assert_eq!(status, 503, "{body}");
     assert!(body.contains(&format!("of {TOPIC}/0 (offsets 5..")), "{body}");
 
-    let (_, metrics) = get(&client, &format!("{ops}/metrics")).await;
+    let (_, metrics) = get_text(&client, &format!("{ops}/metrics")).await;
     let skipped: f64 = metrics
         .lines()
         .find_map(|line| line.strip_prefix("switchyard_consumer_skipped_records_total "))

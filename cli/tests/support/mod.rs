@@ -277,6 +277,24 @@ impl Drop for Switchyard {
     }
 }
 
+/// A child process killed (and reaped) when dropped, so a failing test leaves no
+/// server behind.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A GET's status and body as text (an ops page: `/metrics`, `/readyz`).
+pub async fn get_text(client: &awc::Client, url: &str) -> (u16, String) {
+    let mut response = client.get(url).send().await.expect("answers");
+    let body = response.body().limit(16 << 20).await.expect("body");
+    (response.status().as_u16(), String::from_utf8_lossy(&body).into_owned())
+}
+
 /// Posts a batch to ingest and insists on 200.
 pub async fn send_batch(client: &awc::Client, ingest_url: &str, write_key: &str, events: &[Value]) {
     let mut response = client
