@@ -15,7 +15,7 @@ use governor::{DefaultKeyedRateLimiter, Quota};
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
-use crate::api::{ApiError, ApiState, Caller, Json, WorkspacePath, access, allow};
+use crate::http::{ApiError, ApiState, Caller, Json, WorkspacePath, access, allow};
 use crate::model::*;
 use crate::signin::csrf_token;
 

@@ -10,11 +10,13 @@ pub mod producer;
 mod routes;
 pub mod server;
 pub mod sources;
+mod state;
 pub mod tls;
 pub mod webhooks;
 
 pub use config::IngestConfig;
 pub use error::IngestError;
 pub use producer::{KafkaSink, ProduceError};
-pub use routes::{IngestState, configure};
+pub use routes::configure;
 pub use sources::{SourceRegistry, SourceSpec};
+pub use state::{IngestState, Refused};

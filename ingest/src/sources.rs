@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use switchyard_schemas::config::{SourceConfig, WebhookSourceConfig};
 
-use crate::webhooks::Webhook;
+use crate::webhooks::source::Webhook;
 
 /// A source as ingest sees it: its id and, for comparison, the digests of its write
 /// keys (more than one while a rotated key is still allowed).

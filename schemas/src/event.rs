@@ -6,11 +6,10 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
+pub use crate::raw::Object;
 use crate::raw::RawObject;
-
-pub type Object = Map<String, Value>;
 
 /// One Segment message. The JSON `type` field selects the variant. Deserialization is
 /// hand-written for speed (see `de.rs`); it follows the derived rules.

@@ -6,8 +6,10 @@
 use serde::de::{self, Deserialize, Deserializer};
 use serde::{Serialize, Serializer};
 use serde_json::value::RawValue;
+use serde_json::{Map, Value};
 
-use crate::event::Object;
+/// A JSON object as a tree (the event types use it too, as `event::Object`).
+pub type Object = Map<String, Value>;
 
 /// A JSON object kept as its original text.
 #[derive(Clone)]

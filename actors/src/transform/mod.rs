@@ -5,9 +5,11 @@
 //! anything starts. A transform that fails on an event sends it to the dead-letter
 //! topic with the reason.
 
+mod chain;
 mod condition;
 mod ops;
 mod sections;
 
+pub use chain::Transform;
 pub use condition::Condition;
-pub use ops::{Transform, TransformConfig, TransformError, Transformed};
+pub use ops::{TransformConfig, TransformError, Transformed};

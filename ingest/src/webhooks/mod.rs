@@ -14,10 +14,9 @@
 
 mod map;
 mod remap;
+pub(crate) mod replays;
+pub(crate) mod source;
 mod verify;
-
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::Utc;
@@ -29,63 +28,16 @@ use switchyard_schemas::{EnrichContext, Event, validate};
 
 pub use map::{event_name, map};
 pub use remap::Remap;
+pub use replays::Replays;
+pub use source::Webhook;
 pub use verify::{Verified, verify};
 
 use crate::body::read_limited;
 use crate::error::IngestError;
-use crate::routes::{IngestState, client_ip, to_records};
+use crate::state::{IngestState, client_ip, to_records};
 
 /// The dead-letter stage of a delivery that couldn't be mapped.
 pub const MAPPING_STAGE: &str = "ingest_webhook_mapping";
-
-/// A webhook source's settings, its mapping compiled.
-#[derive(Debug)]
-pub struct Webhook {
-    pub config: WebhookSourceConfig,
-    remap: Option<Remap>,
-}
-
-impl Webhook {
-    /// Checks the settings (the mapping compiles).
-    pub fn new(config: &WebhookSourceConfig) -> Result<Webhook, String> {
-        Ok(Webhook {
-            config: config.clone(),
-            remap: config.mapping.as_deref().map(Remap::compile).transpose()?,
-        })
-    }
-
-    /// The delivery's event: None when the mapping dropped it; an error is the reason
-    /// it goes to the dead-letter topic.
-    pub fn event(&self, payload: &Value, request: &HttpRequest, body: &[u8]) -> Result<Option<Value>, String> {
-        let event = map(self.config.preset, payload, request.headers(), body)?;
-        let Some(remap) = &self.remap else {
-            return Ok(Some(event));
-        };
-        let headers: serde_json::Map<String, Value> = request
-            .headers()
-            .iter()
-            .filter_map(|(name, value)| Some((name.as_str().to_string(), Value::from(value.to_str().ok()?))))
-            .collect();
-        remap.run(event, payload, Value::Object(headers))
-    }
-}
-
-/// Stripe signatures seen within their tolerance, by (source, decoded signature bytes).
-#[derive(Debug, Default)]
-pub struct Replays(Mutex<HashMap<ReplayKey, i64>>);
-
-type ReplayKey = (Arc<str>, Vec<u8>);
-
-impl Replays {
-    /// True the first time a signature is seen; forgets those older than `tolerance`.
-    fn first_time(&self, source: &Arc<str>, signature: &[u8], timestamp: i64, now: i64, tolerance: i64) -> bool {
-        let mut seen = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if seen.len() >= 10_000 {
-            seen.retain(|_, at| now - *at <= tolerance);
-        }
-        seen.insert((source.clone(), signature.to_vec()), timestamp).is_none()
-    }
-}
 
 pub fn configure(config: &mut web::ServiceConfig) {
     config.service(web::resource("/v1/webhooks/{source_id}").route(web::post().to(receive)));
@@ -193,21 +145,4 @@ async fn accept(
 /// Checks a source's webhook settings as loading the configuration does.
 pub fn check(config: &WebhookSourceConfig) -> Result<(), String> {
     Webhook::new(config).map(drop)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_signature_is_taken_once_within_its_tolerance() {
-        let replays = Replays::default();
-        let source: Arc<str> = Arc::from("stripe");
-        assert!(replays.first_time(&source, b"abc", 100, 100, 300));
-        assert!(!replays.first_time(&source, b"abc", 100, 150, 300), "a replay");
-        assert!(
-            replays.first_time(&Arc::from("other"), b"abc", 100, 150, 300),
-            "per source"
-        );
-    }
 }
