@@ -6,14 +6,15 @@
 use std::sync::Arc;
 
 use actix_web::dev::Payload;
-use actix_web::http::StatusCode;
+use actix_web::http::{Method, StatusCode};
 use actix_web::{FromRequest, HttpRequest, HttpResponse, ResponseError, web};
 use futures::future::LocalBoxFuture;
 use serde::Deserialize;
+use subtle::ConstantTimeEq;
 
 use crate::debugger::Debugger;
 use crate::roles::Access;
-use crate::signin::Refusal;
+use crate::signin::{Refusal, csrf_token};
 use crate::{Control, ControlError};
 
 /// Largest request body accepted.
@@ -174,7 +175,7 @@ impl FromRequest for Caller {
 
     fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
         let state = request.app_data::<web::Data<ApiState>>().cloned();
-        let token = crate::session_api::request_token(request);
+        let token = request_token(request);
         let remote = request
             .peer_addr()
             .map_or_else(|| "unknown".into(), |addr| addr.ip().to_string());
@@ -229,4 +230,37 @@ pub(crate) type Json<T> = Result<web::Json<T>, ApiError>;
 #[derive(Debug, Deserialize)]
 pub(crate) struct WorkspacePath {
     pub(crate) workspace: String,
+}
+
+pub const SESSION_COOKIE: &str = "sy_session";
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// The token a request carries: the bearer header, or else the session cookie, which
+/// for a change must come with its CSRF token. `None` when there is neither.
+pub(crate) fn request_token(request: &HttpRequest) -> Option<Result<String, ApiError>> {
+    let bearer = request
+        .headers()
+        .get("authorization")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "));
+    if let Some(token) = bearer {
+        return Some(Ok(token.to_string()));
+    }
+    let token = request.cookie(SESSION_COOKIE)?.value().to_string();
+    if matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+        return Some(Ok(token));
+    }
+    let sent = request
+        .headers()
+        .get(CSRF_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("");
+    if bool::from(sent.as_bytes().ct_eq(csrf_token(&token).as_bytes())) {
+        Some(Ok(token))
+    } else {
+        Some(Err(ApiError::Policy(
+            "csrf",
+            "a change made with the session cookie needs the X-CSRF-Token header given at sign-in".into(),
+        )))
+    }
 }

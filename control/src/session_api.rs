@@ -16,12 +16,11 @@ use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
 use crate::http::{ApiError, ApiState, Caller, Json, WorkspacePath, access, allow};
+pub use crate::http::{CSRF_HEADER, SESSION_COOKIE};
 use crate::model::*;
 use crate::signin::csrf_token;
 
-pub const SESSION_COOKIE: &str = "sy_session";
 pub const CSRF_COOKIE: &str = "sy_csrf";
-pub const CSRF_HEADER: &str = "x-csrf-token";
 
 /// Sign-in attempts (password or SSO callback) per client address: a burst of 10, then
 /// one every 6 seconds. Account lockout stops guessing one account from many addresses.
@@ -53,36 +52,6 @@ fn remote(request: &HttpRequest) -> String {
     request
         .peer_addr()
         .map_or_else(|| "unknown".into(), |addr| addr.ip().to_string())
-}
-
-/// The token a request carries: the bearer header, or else the session cookie, which
-/// for a change must come with its CSRF token. `None` when there is neither.
-pub(crate) fn request_token(request: &HttpRequest) -> Option<Result<String, ApiError>> {
-    let bearer = request
-        .headers()
-        .get("authorization")
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "));
-    if let Some(token) = bearer {
-        return Some(Ok(token.to_string()));
-    }
-    let token = request.cookie(SESSION_COOKIE)?.value().to_string();
-    if matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
-        return Some(Ok(token));
-    }
-    let sent = request
-        .headers()
-        .get(CSRF_HEADER)
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or("");
-    if bool::from(sent.as_bytes().ct_eq(csrf_token(&token).as_bytes())) {
-        Some(Ok(token))
-    } else {
-        Some(Err(ApiError::Policy(
-            "csrf",
-            "a change made with the session cookie needs the X-CSRF-Token header given at sign-in".into(),
-        )))
-    }
 }
 
 /// The session as JSON, and as cookies for a browser.
