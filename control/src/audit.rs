@@ -73,6 +73,61 @@ fn chain_hash(
     }
 }
 
+/// What an audit row records. Stored as its name (`as_str`), which the hash chain
+/// covers: a name never changes once written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditAction {
+    UserCreate,
+    UserLogin,
+    UserLoginFailed,
+    UserLockout,
+    UserRecoveryCodeUsed,
+    UserMfaEnable,
+    UserSsoLink,
+    ApiTokenCreate,
+    ApiTokenRevoke,
+    WorkspaceCreate,
+    WorkspacePolicy,
+    MemberSet,
+    MemberRemove,
+    MemberSsoRole,
+    SourceCreate,
+    SourceUpdate,
+    SourceDelete,
+    SourceRotateWriteKey,
+    DestinationCreate,
+    DestinationUpdate,
+    DestinationDelete,
+}
+
+impl AuditAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditAction::UserCreate => "user.create",
+            AuditAction::UserLogin => "user.login",
+            AuditAction::UserLoginFailed => "user.login_failed",
+            AuditAction::UserLockout => "user.lockout",
+            AuditAction::UserRecoveryCodeUsed => "user.recovery_code_used",
+            AuditAction::UserMfaEnable => "user.mfa_enable",
+            AuditAction::UserSsoLink => "user.sso_link",
+            AuditAction::ApiTokenCreate => "api_token.create",
+            AuditAction::ApiTokenRevoke => "api_token.revoke",
+            AuditAction::WorkspaceCreate => "workspace.create",
+            AuditAction::WorkspacePolicy => "workspace.policy",
+            AuditAction::MemberSet => "member.set",
+            AuditAction::MemberRemove => "member.remove",
+            AuditAction::MemberSsoRole => "member.sso_role",
+            AuditAction::SourceCreate => "source.create",
+            AuditAction::SourceUpdate => "source.update",
+            AuditAction::SourceDelete => "source.delete",
+            AuditAction::SourceRotateWriteKey => "source.rotate_write_key",
+            AuditAction::DestinationCreate => "destination.create",
+            AuditAction::DestinationUpdate => "destination.update",
+            AuditAction::DestinationDelete => "destination.delete",
+        }
+    }
+}
+
 /// Appends a row; call inside the change's transaction.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn append(
@@ -80,11 +135,12 @@ pub(crate) async fn append(
     key: &AuditKey,
     workspace_id: &str,
     actor: &Actor,
-    action: &str,
+    action: AuditAction,
     target: &str,
     before: &Value,
     after: &Value,
 ) -> Result<(), ControlError> {
+    let action = action.as_str();
     let last = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
         .fetch_optional(&mut *conn)
         .await?;

@@ -10,7 +10,7 @@ use sqlx::any::AnyRow;
 use subtle::ConstantTimeEq;
 use totp_rs::{Algorithm, TOTP};
 
-use crate::audit;
+use crate::audit::{self, AuditAction};
 use crate::model::*;
 use crate::roles::Access;
 use crate::secrets::{digest, hash_password, new_secret, verify_password};
@@ -223,7 +223,7 @@ impl Control {
                     remote: remote.clone(),
                 };
                 let failed = json!({"email": email, "failed": what, "failed_logins": failures});
-                audit_for_user(tx, &key, &user, &actor, "user.login_failed", &email, &failed).await?;
+                audit_for_user(tx, &key, &user, &actor, AuditAction::UserLoginFailed, &email, &failed).await?;
                 if failures < MAX_FAILED_LOGINS {
                     return Ok(ControlError::BadLogin);
                 }
@@ -239,7 +239,7 @@ impl Control {
                     remote,
                 };
                 let after = json!({"email": email, "failed_logins": failures, "locked_until": until});
-                audit_for_user(tx, &key, &user, &actor, "user.lockout", &email, &after).await?;
+                audit_for_user(tx, &key, &user, &actor, AuditAction::UserLockout, &email, &after).await?;
                 Ok(ControlError::Locked { until })
             })
         })
@@ -304,7 +304,16 @@ impl Control {
                         .await?
                         .try_get("n")?;
                 let after = json!({"recovery_codes_left": left});
-                audit_for_user(tx, &key, &user, &actor, "user.recovery_code_used", &actor.email, &after).await?;
+                audit_for_user(
+                    tx,
+                    &key,
+                    &user,
+                    &actor,
+                    AuditAction::UserRecoveryCodeUsed,
+                    &actor.email,
+                    &after,
+                )
+                .await?;
                 Ok(true)
             })
         })
@@ -404,7 +413,7 @@ impl Control {
                     &key,
                     &user_id,
                     &actor,
-                    "user.mfa_enable",
+                    AuditAction::UserMfaEnable,
                     &email,
                     &json!({"email": email}),
                 )
@@ -469,13 +478,13 @@ impl Control {
                     ("api", Some(workspace)) => {
                         let role = scope.role.map(Role::as_str);
                         let after = json!({"id": id, "name": name, "role": role, "expires_at": expires_at});
-                        audit::append(tx, &key, workspace, &actor, "api_token.create", &name, &Value::Null, &after)
+                        audit::append(tx, &key, workspace, &actor, AuditAction::ApiTokenCreate, &name, &Value::Null, &after)
                             .await
                     }
                     _ => {
                         let after = json!({"session": id, "method": scope.method, "mfa": scope.mfa,
                                            "workspace": scope.workspace_id});
-                        audit_for_user(tx, &key, &user_id, &actor, "user.login", &actor.email, &after).await
+                        audit_for_user(tx, &key, &user_id, &actor, AuditAction::UserLogin, &actor.email, &after).await
                     }
                 }
             })
@@ -602,7 +611,7 @@ impl Control {
                         &key,
                         &workspace,
                         &actor,
-                        "api_token.revoke",
+                        AuditAction::ApiTokenRevoke,
                         &view.name,
                         &before,
                         &Value::Null,
@@ -710,7 +719,7 @@ impl Control {
                     &key,
                     &workspace,
                     &actor,
-                    "workspace.policy",
+                    AuditAction::WorkspacePolicy,
                     &workspace,
                     &before,
                     &after_json,
@@ -739,7 +748,7 @@ async fn audit_for_user(
     key: &audit::AuditKey,
     user_id: &str,
     actor: &Actor,
-    action: &str,
+    action: AuditAction,
     target: &str,
     after: &Value,
 ) -> Result<(), ControlError> {

@@ -30,7 +30,7 @@ use tokio::sync::Mutex;
 
 use subtle::ConstantTimeEq;
 
-use crate::audit;
+use crate::audit::{self, AuditAction};
 use crate::model::{Actor, Role, Session};
 use crate::secrets::digest;
 use crate::signin::{SESSION_MS, TokenScope};
@@ -430,7 +430,7 @@ async fn linked_user(
                         key,
                         workspace,
                         actor,
-                        "user.create",
+                        AuditAction::UserCreate,
                         &identity.email,
                         &Value::Null,
                         &after,
@@ -458,7 +458,7 @@ async fn linked_user(
         key,
         workspace,
         actor,
-        "user.sso_link",
+        AuditAction::UserSsoLink,
         &identity.email,
         &Value::Null,
         &after,
@@ -530,7 +530,7 @@ impl Control {
                             &key,
                             &workspace,
                             &actor,
-                            "member.sso_role",
+                            AuditAction::MemberSsoRole,
                             &email_owned,
                             &before,
                             &after,
