@@ -62,6 +62,12 @@ pub struct Guarded<F> {
     inner: Option<Pin<Box<F>>>,
 }
 
+impl<F> std::fmt::Debug for Guarded<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Guarded").field("done", &self.inner.is_none()).finish()
+    }
+}
+
 pub fn guarded<F: Future>(future: F) -> Guarded<F> {
     Guarded {
         inner: Some(Box::pin(future)),

@@ -19,6 +19,7 @@ use crate::debugger::{Recheck, Sampler};
 pub use crate::http::{ApiError, ApiState, Caller, FRESH_SIGN_IN_MS, MAX_BODY};
 use crate::http::{Json, WorkspacePath, access, allow};
 use crate::model::*;
+use crate::{Control, ControlError};
 
 #[derive(Debug, Deserialize)]
 struct ItemPath {

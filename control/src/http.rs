@@ -13,6 +13,7 @@ use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
 use crate::debugger::Debugger;
+use crate::model::{Actor, Principal};
 use crate::roles::Access;
 use crate::signin::{Refusal, csrf_token};
 use crate::{Control, ControlError};

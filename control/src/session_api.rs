@@ -9,16 +9,13 @@ use std::num::NonZeroU32;
 use std::sync::LazyLock;
 
 use actix_web::cookie::{Cookie, SameSite};
-use actix_web::http::Method;
 use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, web};
 use governor::{DefaultKeyedRateLimiter, Quota};
 use serde::Deserialize;
-use subtle::ConstantTimeEq;
 
 use crate::http::{ApiError, ApiState, Caller, Json, WorkspacePath, access, allow};
 pub use crate::http::{CSRF_HEADER, SESSION_COOKIE};
 use crate::model::*;
-use crate::signin::csrf_token;
 
 pub const CSRF_COOKIE: &str = "sy_csrf";
 

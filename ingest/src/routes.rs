@@ -1,6 +1,7 @@
 //! The collection endpoints, as Segment's server libraries and analytics.js call them.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -8,16 +9,12 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use chrono::Utc;
 use switchyard_schemas::trace::Traceparent;
-use switchyard_schemas::{
-    EnrichContext, EventType, Limits, ParsedRequest, RecordHeaders, enrich, parse, parse_batch, parse_single,
-    record_key,
-};
+use switchyard_schemas::{EnrichContext, EventType, ParsedRequest, parse, parse_batch, parse_single};
 use switchyard_telemetry::TARGET;
 use tracing::Instrument;
 
 use crate::body::{check_content_type, read_limited};
 use crate::error::IngestError;
-use crate::producer::{KafkaSink, OutRecord};
 use crate::sources::{RateDecision, Source, SourceRegistry};
 use crate::state::{IngestState, client_ip, to_records};
 

@@ -9,7 +9,8 @@ use actix_web::dev::Server;
 use actix_web::{App, HttpServer};
 
 use crate::config::IngestConfig;
-use crate::routes::{IngestState, configure};
+use crate::routes::configure;
+use crate::state::IngestState;
 use crate::tls::{TlsError, server_config};
 
 #[derive(Debug, thiserror::Error)]

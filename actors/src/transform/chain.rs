@@ -147,6 +147,8 @@ impl Transform {
 
 #[cfg(test)]
 mod tests {
+    use sha2::{Digest, Sha256};
+
     use super::*;
     use serde_json::json;
 

@@ -1,22 +1,17 @@
 //! Destinations: settings and credentials (sealed) stored apart, joined and checked
 //! as the router would run them.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::collections::HashSet;
 
 use serde_json::{Map, Value, json};
+use sqlx::Row;
 use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, Row};
-use switchyard_actors::{DestinationConfig, EgressPolicy, Transform, TransformConfig};
-use switchyard_schemas::config::{SourceConfig, SourceKind, WebhookSourceConfig, is_valid_id, validate_sources};
+use switchyard_actors::{DestinationConfig, Transform};
 
 use super::*;
 use crate::audit::{self, AuditAction};
-use crate::model::*;
-use crate::roles::Access;
 use crate::salts;
-use crate::secrets::{Sealer, digest, hash_password, is_password_hash, new_secret};
-use crate::{ControlError, Db, now_ms};
+use crate::{ControlError, now_ms};
 
 impl Control {
     pub async fn destinations(&self, workspace_id: &str) -> Result<Vec<DestinationView>, ControlError> {

@@ -1,21 +1,14 @@
 //! A workspace as ingest and routers run it.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::collections::HashMap;
 
-use serde_json::{Map, Value, json};
-use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, Row};
-use switchyard_actors::{DestinationConfig, EgressPolicy, Transform, TransformConfig};
-use switchyard_schemas::config::{SourceConfig, SourceKind, WebhookSourceConfig, is_valid_id, validate_sources};
+use serde_json::Value;
+use sqlx::Row;
+use switchyard_actors::{DestinationConfig, TransformConfig};
+use switchyard_schemas::config::WebhookSourceConfig;
 
 use super::*;
-use crate::audit::{self, AuditAction};
-use crate::model::*;
-use crate::roles::Access;
-use crate::salts;
-use crate::secrets::{Sealer, digest, hash_password, is_password_hash, new_secret};
-use crate::{ControlError, Db, now_ms};
+use crate::{ControlError, now_ms};
 
 impl Control {
     /// The workspace's sources and destinations as ingest and the router run them

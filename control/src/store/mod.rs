@@ -4,28 +4,28 @@
 //! this process; run one admin API replica) and each is written to the audit log in
 //! its own transaction.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
-use switchyard_actors::{DestinationConfig, EgressPolicy, Transform, TransformConfig};
-use switchyard_schemas::config::{SourceConfig, SourceKind, WebhookSourceConfig, is_valid_id, validate_sources};
+use switchyard_actors::EgressPolicy;
 
-use crate::audit::{self, AuditAction};
+use crate::audit;
 use crate::model::*;
-use crate::roles::Access;
 use crate::salts;
-use crate::secrets::{Sealer, digest, hash_password, is_password_hash, new_secret};
-use crate::{ControlError, Db, now_ms};
+use crate::secrets::Sealer;
+use crate::{ControlError, Db};
 
 mod destinations;
 mod live;
 mod sources;
 mod workspaces;
 
+use destinations::runnable;
 pub use live::{LiveConfig, LiveSource};
+use sources::{check_transforms, source_view};
 
 #[derive(Debug)]
 pub struct Control {

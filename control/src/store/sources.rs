@@ -1,22 +1,17 @@
 //! Sources: their write keys (stored as digests) and webhook settings (the signing
 //! secret sealed).
 
-use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
-
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
+use sqlx::Row;
 use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, Row};
-use switchyard_actors::{DestinationConfig, EgressPolicy, Transform, TransformConfig};
+use switchyard_actors::{Transform, TransformConfig};
 use switchyard_schemas::config::{SourceConfig, SourceKind, WebhookSourceConfig, is_valid_id, validate_sources};
 
 use super::*;
 use crate::audit::{self, AuditAction};
-use crate::model::*;
-use crate::roles::Access;
 use crate::salts;
-use crate::secrets::{Sealer, digest, hash_password, is_password_hash, new_secret};
-use crate::{ControlError, Db, now_ms};
+use crate::secrets::{Sealer, digest, new_secret};
+use crate::{ControlError, now_ms};
 
 impl Control {
     /// A webhook source's settings checked as ingest runs them, as stored: the JSON

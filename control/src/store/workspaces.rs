@@ -1,21 +1,14 @@
 //! Users, workspaces and their members.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
-
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
-use switchyard_actors::{DestinationConfig, EgressPolicy, Transform, TransformConfig};
-use switchyard_schemas::config::{SourceConfig, SourceKind, WebhookSourceConfig, is_valid_id, validate_sources};
 
 use super::*;
 use crate::audit::{self, AuditAction};
-use crate::model::*;
 use crate::roles::Access;
-use crate::salts;
-use crate::secrets::{Sealer, digest, hash_password, is_password_hash, new_secret};
-use crate::{ControlError, Db, now_ms};
+use crate::secrets::{hash_password, is_password_hash};
+use crate::{ControlError, now_ms};
 
 impl Control {
     pub async fn create_user(

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use futures::FutureExt;
+use futures::future::LocalBoxFuture;
 use switchyard_schemas::Event;
 use switchyard_telemetry::TARGET;
 
@@ -123,10 +123,11 @@ impl DestinationActor {
             // The client meets vendors' answers and tenants' events: a panic building the
             // request or in any poll of it is this request's failure, not the actor's.
             let source_id: Arc<str> = Arc::from(self.source_id.as_str());
-            let request = match guard(|| client.deliver(source_id, events)) {
-                Ok(request) => guarded(request).boxed_local(),
-                Err(panic) => futures::future::ready(Err(panic)).boxed_local(),
-            };
+            let request: LocalBoxFuture<'static, Result<Answer, String>> =
+                match guard(|| client.deliver(source_id, events)) {
+                    Ok(request) => Box::pin(guarded(request)),
+                    Err(panic) => Box::pin(futures::future::ready(Err(panic))),
+                };
             let handle = ctx.spawn(
                 request
                     .into_actor(self)

@@ -389,7 +389,7 @@ async fn a_partial_answer_delivers_retries_and_dead_letters_each_event_as_answer
     let requests = Arc::new(Mutex::new(Vec::new()));
     let (script, sent) = (answers.clone(), requests.clone());
     let actor = DestinationActor::new("web", config, dead.recipient(), Budget::new(100), local_egress()).with_delivery(
-        Box::new(move || {
+        Box::new(move || -> Result<Box<dyn Delivery>, String> {
             Ok(Box::new(Scripted {
                 answers: script.clone(),
                 requests: sent.clone(),

@@ -13,6 +13,7 @@ use super::postgres_warehouse::load_error;
 use crate::destination::config::{EgressPolicy, ExportConfig};
 use crate::destination::delivery::{Answer, Batching, Delivery, Kind};
 
+#[derive(Debug)]
 pub struct Export {
     exporter: Arc<Exporter>,
     batching: Batching,

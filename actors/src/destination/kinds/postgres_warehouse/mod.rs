@@ -12,6 +12,7 @@ use switchyard_warehouse::{LoadError, Warehouse};
 use crate::destination::config::{EgressPolicy, WarehouseConfig};
 use crate::destination::delivery::{Answer, Batching, Delivery, DeliveryError, Kind};
 
+#[derive(Debug)]
 pub struct Loader {
     warehouse: Arc<Warehouse>,
     batching: Batching,

@@ -192,7 +192,7 @@ impl Delivery for WebhookClient {
             }
         };
         let client = self.clone();
-        Box::pin(async move { client.send(body).await.into() })
+        Box::pin(async move { Answer::from(client.send(body).await) })
     }
 }
 
