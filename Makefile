@@ -38,6 +38,9 @@ lint: ## rustfmt check, clippy with warnings as errors, and the supply-chain pol
 	@# deny reads every package of every platform; the build downloads only this one's.
 	$(CARGO) fetch --locked --quiet
 	$(CARGO) deny --offline --log-level error check bans licenses sources
+	@# The control plane validates configuration without the data path (ARCHITECTURE.md).
+	@! $(CARGO) tree --locked --offline -p switchyard-control -e normal,build | grep -E 'rdkafka|switchyard-(actors|ingest|archive|warehouse|router) ' \
+	  || { echo "switchyard-control must not depend on the data path (above)"; exit 1; }
 
 fmt: ## format the code
 	$(CARGO) fmt --all

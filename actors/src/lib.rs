@@ -16,7 +16,7 @@ pub mod samples;
 pub mod source;
 pub mod supervise;
 pub mod suppress;
-pub mod transform;
+pub use switchyard_transform as transform;
 
 #[cfg(test)]
 mod test_support;

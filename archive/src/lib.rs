@@ -18,7 +18,7 @@ pub mod config;
 pub mod delete;
 pub mod export;
 pub mod keys;
-pub mod object;
+pub use switchyard_storage::object;
 pub mod verify;
 
 pub use actor::ArchiveActor;

@@ -8,9 +8,9 @@ use anyhow::{Context, bail};
 use serde::Deserialize;
 use switchyard_actors::{DedupSettings, DestinationConfig, EgressPolicy, Transform, TransformConfig};
 use switchyard_archive::ArchiveConfig;
+use switchyard_config::{KafkaConfig, SourceConfig, validate_sources};
 use switchyard_ingest::IngestConfig;
 use switchyard_ops::OpsConfig;
-use switchyard_schemas::config::{KafkaConfig, SourceConfig, validate_sources};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -210,7 +210,8 @@ impl Config {
         for (index, entry) in self.sources.iter().enumerate() {
             Transform::compile(&entry.transforms).map_err(|error| anyhow::anyhow!("sources[{index}].{error}"))?;
             if let Some(webhook) = &entry.source.webhook {
-                switchyard_ingest::webhooks::check(webhook)
+                webhook
+                    .check()
                     .map_err(|error| anyhow::anyhow!("sources[{index}].{error}"))?;
             }
         }

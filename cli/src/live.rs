@@ -8,10 +8,10 @@ use std::collections::HashMap;
 
 use anyhow::bail;
 use switchyard_actors::{DestinationConfig, TransformConfig};
+use switchyard_config::SourceConfig;
 use switchyard_control::Control;
 use switchyard_control::store::LiveConfig;
 use switchyard_ingest::SourceSpec;
-use switchyard_schemas::config::SourceConfig;
 
 use crate::config::Config;
 

@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use actix::Actor;
 use anyhow::Context;
+use switchyard_config::KafkaConfig;
 use switchyard_ingest::{IngestState, KafkaSink, SourceRegistry, server};
 use switchyard_ops::{Ops, Readiness};
 use switchyard_router::{ArchiveSetup, DeadLetterWriter, RouterConsumer, Topology, TopologyOptions};
-use switchyard_schemas::config::KafkaConfig;
 
 use crate::config::Config;
 use crate::live::{Effective, Live, effective};

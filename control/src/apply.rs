@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use switchyard_schemas::config::WebhookSourceConfig;
+use switchyard_config::WebhookSourceConfig;
 
 use crate::model::{Actor, DestinationPatch, NewDestination, NewSource, SourcePatch, SourceSettings};
 use crate::{Control, ControlError};

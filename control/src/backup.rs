@@ -14,8 +14,8 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use sqlx::Row;
-use switchyard_archive::config::StoreConfig;
-use switchyard_archive::object::{decrypt, encrypt};
+use switchyard_storage::StoreConfig;
+use switchyard_storage::object::{decrypt, encrypt};
 
 use crate::{ControlError, Db};
 
@@ -349,7 +349,7 @@ pub async fn read(
     master: &age::x25519::Identity,
 ) -> Result<Value, ControlError> {
     let location = ObjectPath::from(path);
-    let bytes = switchyard_archive::object::fetch(store.as_ref(), &location)
+    let bytes = switchyard_storage::object::fetch(store.as_ref(), &location)
         .await
         .map_err(store_error(&location))?;
     let plain = decrypt(&bytes, master)

@@ -4,7 +4,7 @@
 //! nothing non-secret hides there and nothing secret sits in plain settings.
 
 use serde_json::{Map, Value};
-use switchyard_actors::destination::config::KAFKA_SECRET_OPTIONS;
+use switchyard_config::KAFKA_SECRET_OPTIONS;
 
 use crate::ControlError;
 

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use switchyard_schemas::config::WebhookSourceConfig;
+use switchyard_config::WebhookSourceConfig;
 use utoipa::ToSchema;
 
 /// A member's role in a workspace.

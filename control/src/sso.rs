@@ -127,7 +127,7 @@ impl Sso {
     pub fn new(configs: &[SsoConfig]) -> Result<Sso, SsoError> {
         for (index, config) in configs.iter().enumerate() {
             let bad = |reason: String| SsoError::Provider(format!("control.sso[{index}] {reason}"));
-            if !switchyard_schemas::config::is_valid_id(&config.name) {
+            if !switchyard_config::is_valid_id(&config.name) {
                 return Err(bad(format!("name {:?}: 1-64 letters, digits, '-' or '_'", config.name)));
             }
             if configs[..index].iter().any(|other| other.name == config.name) {

@@ -16,7 +16,7 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
 use switchyard_ingest::{IngestState, KafkaSink, SourceRegistry, configure};
 use switchyard_schemas::Limits;
-use switchyard_schemas::config::{KafkaConfig, SourceConfig};
+use switchyard_config::{KafkaConfig, SourceConfig};
 
 const KEY: &str = "fuzz-write-key-0123456789";
 const PATHS: [&str; 9] = [

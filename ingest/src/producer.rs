@@ -5,8 +5,8 @@ use std::time::Duration;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use switchyard_config::KafkaConfig;
 use switchyard_schemas::RecordHeaders;
-use switchyard_schemas::config::KafkaConfig;
 
 /// How many records may wait in the producer's queue. A request that would go past it
 /// is answered 503 at once instead of queueing without bound.

@@ -9,7 +9,7 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-use switchyard_schemas::config::{SourceConfig, WebhookSourceConfig};
+use switchyard_config::{SourceConfig, WebhookSourceConfig};
 
 use crate::webhooks::source::Webhook;
 

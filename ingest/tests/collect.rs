@@ -9,9 +9,9 @@ use actix_web::http::{StatusCode, header};
 use actix_web::{App, test};
 use base64::Engine;
 use serde_json::{Value, json};
+use switchyard_config::{KafkaConfig, SourceConfig};
 use switchyard_ingest::{IngestState, KafkaSink, SourceRegistry, configure};
 use switchyard_schemas::Limits;
-use switchyard_schemas::config::{KafkaConfig, SourceConfig};
 use switchyard_testkit::{Tansu, header as record_header, read_records, read_until, unique_topic};
 
 const WEB_KEY: &str = "web-write-key-0123456789";

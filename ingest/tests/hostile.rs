@@ -10,9 +10,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
+use switchyard_config::{KafkaConfig, SourceConfig};
 use switchyard_ingest::{IngestConfig, IngestState, KafkaSink, SourceRegistry, server};
 use switchyard_schemas::Limits;
-use switchyard_schemas::config::{KafkaConfig, SourceConfig};
 use switchyard_testkit::{Tansu, unique_topic};
 
 const KEY: &str = "hostile-write-key-0123456789";

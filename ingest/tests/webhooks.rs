@@ -15,9 +15,9 @@ use rdkafka::Message;
 use rdkafka::message::OwnedMessage;
 use serde_json::{Value, json};
 use sha2::Sha256;
+use switchyard_config::{KafkaConfig, SourceConfig};
 use switchyard_ingest::{IngestState, KafkaSink, SourceRegistry, configure};
 use switchyard_schemas::Limits;
-use switchyard_schemas::config::{KafkaConfig, SourceConfig};
 use switchyard_testkit::{Tansu, header, read_until, unique_topic};
 
 const SECRET: &str = "whsec_switchyard_test_0123456789";

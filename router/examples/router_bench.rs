@@ -18,8 +18,8 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use switchyard_actors::destination::{BlackholeConfig, DestinationKind, RetryConfig, WebhookConfig};
 use switchyard_actors::{DedupSettings, DestinationConfig, TransformConfig};
+use switchyard_config::{KafkaConfig, SourceConfig};
 use switchyard_router::{DeadLetterWriter, RouterConsumer, Topology};
-use switchyard_schemas::config::{KafkaConfig, SourceConfig};
 
 const PARTITIONS: i32 = 4;
 

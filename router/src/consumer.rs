@@ -23,7 +23,7 @@ use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Offset, Statistics, TopicPartitionList};
 use switchyard_actors::{Ack, Budget, DeadLetter, Inbound, InboundBatch, Permit, Routed, Stage, SupervisorHandle};
-use switchyard_schemas::config::KafkaConfig;
+use switchyard_config::KafkaConfig;
 use switchyard_schemas::record::RecordHeaders;
 use tokio::sync::{mpsc, watch};
 

@@ -12,7 +12,7 @@ use rdkafka::util::Timeout;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use switchyard_actors::{DeadLetter, Park};
-use switchyard_schemas::config::KafkaConfig;
+use switchyard_config::KafkaConfig;
 
 pub mod header {
     pub use switchyard_schemas::record::dead_letter::{ATTEMPTS, DESTINATION_ID, REASON, STAGE};

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use switchyard_actors::{DestinationConfig, TransformConfig};
-use switchyard_schemas::config::SourceConfig;
+use switchyard_config::SourceConfig;
 
 /// What runs now, as the diff sees it.
 pub trait Running {

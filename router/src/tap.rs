@@ -11,7 +11,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
-use switchyard_schemas::config::KafkaConfig;
+use switchyard_config::KafkaConfig;
 use switchyard_schemas::record::header;
 
 /// How long the tap keeps reading with nobody watching (a reconnecting viewer finds it running).

@@ -19,7 +19,7 @@ use switchyard_actors::{
 use switchyard_actors::{DestinationStats, GetDestinationStats, GetStats, SupervisorHandle, SupervisorStats};
 use switchyard_archive::actor::{ArchiveStats, GetArchiveStats};
 use switchyard_archive::{ArchiveActor, ArchiveConfig, KeyRing};
-use switchyard_schemas::config::SourceConfig;
+use switchyard_config::SourceConfig;
 
 pub use crate::plan::ReloadSummary;
 use crate::plan::{Plan, Running, SourceChange, Target, diff};

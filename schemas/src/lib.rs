@@ -4,7 +4,6 @@
 //!
 //! This crate is pure: no IO, no clocks except where a caller passes them in.
 
-pub mod config;
 mod de;
 pub mod enrich;
 pub mod event;

@@ -6,7 +6,10 @@
 //! the destination actor (`switchyard-actors`) batches, retries and dead-letters.
 
 pub mod columns;
-pub mod config;
+/// The two kinds' settings, in the shared configuration crate.
+pub mod config {
+    pub use switchyard_config::destination::{ExportConfig, WarehouseConfig, redact_password};
+}
 mod egress_http;
 pub mod export;
 pub mod flatten;

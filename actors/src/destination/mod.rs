@@ -12,7 +12,6 @@ pub mod kinds;
 pub mod queue;
 mod retry;
 mod stats;
-pub mod tls;
 
 pub use actor::{Connect, DestinationActor, GetDestinationStats, Retire};
 pub use config::{

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use serde_json::{Map, Value, json};
 use sqlx::Row;
 use sqlx::any::AnyRow;
-use switchyard_actors::{DestinationConfig, Transform};
+use switchyard_config::{DestinationConfig, Transform};
 
 use super::*;
 use crate::audit::{self, AuditAction};

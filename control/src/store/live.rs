@@ -4,8 +4,8 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 use sqlx::Row;
-use switchyard_actors::{DestinationConfig, TransformConfig};
-use switchyard_schemas::config::WebhookSourceConfig;
+use switchyard_config::WebhookSourceConfig;
+use switchyard_config::{DestinationConfig, TransformConfig};
 
 use super::*;
 use crate::{ControlError, now_ms};

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use serde_json::Value;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
-use switchyard_actors::EgressPolicy;
+use switchyard_config::EgressPolicy;
 
 use crate::audit;
 use crate::model::*;

@@ -4,8 +4,8 @@
 use serde_json::{Value, json};
 use sqlx::Row;
 use sqlx::any::AnyRow;
-use switchyard_actors::{Transform, TransformConfig};
-use switchyard_schemas::config::{SourceConfig, SourceKind, WebhookSourceConfig, is_valid_id, validate_sources};
+use switchyard_config::{SourceConfig, SourceKind, WebhookSourceConfig, is_valid_id, validate_sources};
+use switchyard_config::{Transform, TransformConfig};
 
 use super::*;
 use crate::audit::{self, AuditAction};
@@ -32,7 +32,7 @@ impl Control {
         };
         validate_sources(&[as_file], u32::MAX)
             .map_err(|e| ControlError::invalid("webhook", e.to_string().replace("sources[0]: ", "")))?;
-        switchyard_ingest::webhooks::check(config).map_err(|e| ControlError::invalid("webhook", e))?;
+        config.check().map_err(|e| ControlError::invalid("webhook", e))?;
         let sealed = config
             .secret
             .as_deref()

@@ -22,7 +22,7 @@
 use actix_web::http::header::HeaderMap;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
-use switchyard_schemas::config::WebhookPreset;
+use switchyard_config::WebhookPreset;
 
 /// "charge.succeeded" → "Charge Succeeded"; "orders/create" → "Orders Create".
 pub fn event_name(code: &str) -> String {

@@ -13,7 +13,6 @@
 //! catches a replay sent to another one).
 
 mod map;
-mod remap;
 pub(crate) mod replays;
 pub(crate) mod source;
 mod verify;
@@ -21,13 +20,11 @@ mod verify;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::Utc;
 use serde_json::Value;
-use switchyard_schemas::config::WebhookSourceConfig;
 use switchyard_schemas::record::{dead_letter, header};
 use switchyard_schemas::trace::Traceparent;
 use switchyard_schemas::{EnrichContext, Event, validate};
 
 pub use map::{event_name, map};
-pub use remap::Remap;
 pub use replays::Replays;
 pub use source::Webhook;
 pub use verify::{Verified, verify};
@@ -140,9 +137,4 @@ async fn accept(
     state.sink.send_all(&records).await?;
     source.accepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     Ok(HttpResponse::Ok().json(serde_json::json!({"success": true})))
-}
-
-/// Checks a source's webhook settings as loading the configuration does.
-pub fn check(config: &WebhookSourceConfig) -> Result<(), String> {
-    Webhook::new(config).map(drop)
 }

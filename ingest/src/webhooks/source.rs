@@ -2,10 +2,10 @@
 
 use actix_web::HttpRequest;
 use serde_json::Value;
-use switchyard_schemas::config::WebhookSourceConfig;
+use switchyard_config::WebhookSourceConfig;
 
 use super::map::map;
-use super::remap::Remap;
+use switchyard_transform::Remap;
 
 /// A webhook source's settings, its mapping compiled.
 #[derive(Debug)]

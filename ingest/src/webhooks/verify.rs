@@ -8,7 +8,7 @@ use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, Mac};
 use sha1::Sha1;
 use sha2::Sha256;
-use switchyard_schemas::config::{WebhookPreset, WebhookSourceConfig};
+use switchyard_config::{WebhookPreset, WebhookSourceConfig};
 
 /// A checked signature: what replay protection remembers, for presets that sign a time.
 #[derive(Debug, Clone, PartialEq, Eq)]

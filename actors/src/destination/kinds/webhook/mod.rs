@@ -52,7 +52,7 @@ impl WebhookClient {
         egress.check_scheme(&url).map_err(|e| e.to_string())?;
         let host: Arc<str> = Arc::from(url.host_str().ok_or("url: no host")?);
         let port = url.port_or_known_default().unwrap_or(443);
-        let tls = crate::destination::tls::client_config(&config.tls).map_err(|e| e.to_string())?;
+        let tls = crate::destination::config::client_config(&config.tls).map_err(|e| e.to_string())?;
         let client = awc::Client::builder()
             .connector(awc::Connector::new().rustls_0_23(tls))
             .timeout(Duration::from_millis(config.timeout_ms))
@@ -210,7 +210,7 @@ fn classify_send_error(error: SendRequestError) -> DeliveryError {
 
 /// A failed TLS handshake is permanent: the next attempt meets the same certificate.
 fn io_failure(stage: &str, error: std::io::Error) -> DeliveryError {
-    match crate::destination::tls::tls_failure(&error) {
+    match tls_failure(&error) {
         Some(reason) => DeliveryError::permanent(reason),
         None => DeliveryError::retryable(format!("{stage}: {error}")),
     }
@@ -243,6 +243,28 @@ pub fn signature(secret: &str, timestamp: u64, body: &[u8]) -> String {
     mac.update(b".");
     mac.update(body);
     format!("t={timestamp},v1={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// The TLS failure behind a transport error, if there is one. A handshake that fails
+/// (untrusted or expired certificate, a client certificate refused, no common version)
+/// fails the same way on every attempt, so the caller treats it as permanent.
+pub fn tls_failure(error: &std::io::Error) -> Option<String> {
+    let tls = error.get_ref()?.downcast_ref::<rustls::Error>()?;
+    let hint = match tls {
+        rustls::Error::InvalidCertificate(_) => " (the destination's certificate is not trusted: check tls.ca_pem)",
+        rustls::Error::AlertReceived(
+            rustls::AlertDescription::CertificateRequired
+            | rustls::AlertDescription::BadCertificate
+            | rustls::AlertDescription::UnknownCA
+            | rustls::AlertDescription::CertificateUnknown,
+        ) => " (the destination refused our client certificate: check tls.client_cert_pem)",
+        rustls::Error::PeerIncompatible(_)
+        | rustls::Error::AlertReceived(rustls::AlertDescription::ProtocolVersion) => {
+            " (no TLS version both sides accept: check tls.min_version)"
+        }
+        _ => "",
+    };
+    Some(format!("TLS handshake failed: {tls}{hint}"))
 }
 
 #[cfg(test)]

@@ -142,28 +142,6 @@ fn certificates(field: &'static str, pem: &str) -> Result<Vec<CertificateDer<'st
     Ok(certificates)
 }
 
-/// The TLS failure behind a transport error, if there is one. A handshake that fails
-/// (untrusted or expired certificate, a client certificate refused, no common version)
-/// fails the same way on every attempt, so the caller treats it as permanent.
-pub fn tls_failure(error: &std::io::Error) -> Option<String> {
-    let tls = error.get_ref()?.downcast_ref::<rustls::Error>()?;
-    let hint = match tls {
-        rustls::Error::InvalidCertificate(_) => " (the destination's certificate is not trusted: check tls.ca_pem)",
-        rustls::Error::AlertReceived(
-            rustls::AlertDescription::CertificateRequired
-            | rustls::AlertDescription::BadCertificate
-            | rustls::AlertDescription::UnknownCA
-            | rustls::AlertDescription::CertificateUnknown,
-        ) => " (the destination refused our client certificate: check tls.client_cert_pem)",
-        rustls::Error::PeerIncompatible(_)
-        | rustls::Error::AlertReceived(rustls::AlertDescription::ProtocolVersion) => {
-            " (no TLS version both sides accept: check tls.min_version)"
-        }
-        _ => "",
-    };
-    Some(format!("TLS handshake failed: {tls}{hint}"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,53 +1,33 @@
-//! A webhook source's own mapping, in VRL (the language only, as transform conditions:
-//! paths, assignments, literals, operators, `if`). It runs after the preset's mapping
+//! A webhook source's own mapping, in VRL (see `program.rs`). It runs after the preset's mapping
 //! with `.event` (the mapped event), `.payload` (the provider's JSON) and `.headers`
 //! (the request's headers, lowercase), and the event is whatever `.event` holds after
 //! it: an object, or null to accept the delivery and drop it.
 
-use std::sync::Arc;
-
 use serde_json::Value as Json;
-use vrl::compiler::state::RuntimeState;
-use vrl::compiler::{Context, Program, TargetValue, TimeZone, compile};
-use vrl::diagnostic::Formatter;
-use vrl::value::{Secrets, Value};
 
-#[derive(Clone)]
+use crate::program::Program;
+
+#[derive(Debug, Clone)]
 pub struct Remap {
-    program: Arc<Program>,
-}
-
-impl std::fmt::Debug for Remap {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Remap").finish_non_exhaustive()
-    }
+    program: Program,
 }
 
 impl Remap {
     /// Compiles the program; the error shows where in it the problem is.
     pub fn compile(source: &str) -> Result<Remap, String> {
-        let compiled = compile(source, &[])
-            .map_err(|diagnostics| format!("webhook.mapping:\n{}", Formatter::new(source, diagnostics)))?;
         Ok(Remap {
-            program: Arc::new(compiled.program),
+            program: Program::compile("webhook.mapping", source)?,
         })
     }
 
     /// The event after the program; None when it set `.event` to null.
     pub fn run(&self, event: Json, payload: &Json, headers: Json) -> Result<Option<Json>, String> {
         let input = serde_json::json!({"event": event, "payload": payload, "headers": headers});
-        let mut target = TargetValue {
-            value: Value::from(input),
-            metadata: Value::Object(Default::default()),
-            secrets: Secrets::default(),
-        };
-        let mut state = RuntimeState::default();
-        let timezone = TimeZone::default();
-        let mut context = Context::new(&mut target, &mut state, &timezone);
-        self.program
-            .resolve(&mut context)
+        let run = self
+            .program
+            .run(input)
             .map_err(|error| format!("webhook mapping failed: {error}"))?;
-        let output = serde_json::to_value(&target.value).map_err(|error| format!("webhook mapping output: {error}"))?;
+        let output = serde_json::to_value(&run.target).map_err(|error| format!("webhook mapping output: {error}"))?;
         match output.get("event") {
             None | Some(Json::Null) => Ok(None),
             Some(event @ Json::Object(_)) => Ok(Some(event.clone())),

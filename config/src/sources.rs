@@ -143,6 +143,17 @@ impl std::fmt::Debug for WebhookSourceConfig {
     }
 }
 
+impl WebhookSourceConfig {
+    /// Checks the settings as loading the configuration does: the mapping compiles.
+    pub fn check(&self) -> Result<(), String> {
+        self.mapping
+            .as_deref()
+            .map(switchyard_transform::Remap::compile)
+            .transpose()
+            .map(drop)
+    }
+}
+
 fn default_signature_header() -> String {
     "x-signature".into()
 }

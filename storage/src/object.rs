@@ -8,23 +8,23 @@ use futures::TryStreamExt;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
 
-use crate::config::ArchiveError;
+use crate::store::StorageError;
 
 /// An object-store error, with the path it concerns.
-pub fn store_error(path: &ObjectPath) -> impl Fn(object_store::Error) -> ArchiveError + '_ {
-    move |source| ArchiveError::Store {
+pub fn store_error(path: &ObjectPath) -> impl Fn(object_store::Error) -> StorageError + '_ {
+    move |source| StorageError::Store {
         path: path.to_string(),
         source,
     }
 }
 
 /// Every object under `base`.
-pub async fn list(store: &dyn ObjectStore, base: &ObjectPath) -> Result<Vec<ObjectMeta>, ArchiveError> {
+pub async fn list(store: &dyn ObjectStore, base: &ObjectPath) -> Result<Vec<ObjectMeta>, StorageError> {
     store.list(Some(base)).try_collect().await.map_err(store_error(base))
 }
 
 /// Deletes every object under `base`; returns how many.
-pub async fn delete_under(store: &dyn ObjectStore, base: &ObjectPath) -> Result<usize, ArchiveError> {
+pub async fn delete_under(store: &dyn ObjectStore, base: &ObjectPath) -> Result<usize, StorageError> {
     let objects = list(store, base).await?;
     for meta in &objects {
         store
