@@ -3,7 +3,8 @@
 # `switchyard run`. Build: docker build -t switchyard:0.1.0 .
 
 FROM rust:1.95-bookworm AS build
-# librdkafka is built from source by rdkafka-sys (cmake-free build: gcc, make, zlib).
+# librdkafka is built from source by rdkafka-sys (cmake-free build: gcc, make, zlib), with
+# OpenSSL for Kafka over TLS built from source too (perl, in this image) and linked statically.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends build-essential zlib1g-dev python3 \
  && rm -rf /var/lib/apt/lists/*

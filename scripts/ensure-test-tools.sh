@@ -8,6 +8,7 @@
 #   chart    helm-python-sdk, kubernetes-validate, checkov (the Helm chart tests)
 #   deny     cargo-deny, the supply-chain check (licences, bans, sources; ~4 min once)
 #   oidc     node and npm oidc-provider, the OpenID Connect provider the SSO tests sign in with
+#   stunnel  Debian's stunnel4: the TLS terminator in front of tansu (Kafka over TLS tests)
 #   browser  Debian's chromium and tests/browser's npm packages (analytics.js, esbuild,
 #            playwright-core; pinned by its package-lock.json): the real-browser tests
 set -euo pipefail
@@ -66,6 +67,12 @@ need_oidc() {
   npm install --prefix "$dir" --no-audit --no-fund --silent oidc-provider@9
 }
 
+need_stunnel() {
+  if [ -x /usr/bin/stunnel4 ] || command -v stunnel >/dev/null 2>&1; then return; fi
+  echo "installing stunnel4 (TLS in front of the test broker)..." >&2
+  apt-get install -y --no-install-recommends stunnel4 >/dev/null
+}
+
 need_browser() {
   local dir
   dir="$(cd "$(dirname "$0")/../tests/browser" && pwd)"
@@ -85,6 +92,6 @@ need_browser() {
 
 case "$what" in
   tansu) need_tansu ;;
-  all) need_nextest; need_python; need_moto; need_chart_tools; need_oidc; need_browser; need_deny; need_tansu ;;
+  all) need_nextest; need_python; need_moto; need_chart_tools; need_oidc; need_stunnel; need_browser; need_deny; need_tansu ;;
   *) echo "usage: $0 [tansu|all]" >&2; exit 2 ;;
 esac

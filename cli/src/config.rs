@@ -159,6 +159,11 @@ impl Config {
         config
             .validate()
             .with_context(|| format!("config file {} is not valid", path.display()))?;
+        if let Some(kafka) = config.kafka.as_mut() {
+            kafka
+                .resolve()
+                .with_context(|| format!("config file {}: the kafka settings can't be used", path.display()))?;
+        }
         Ok(config)
     }
 

@@ -53,6 +53,29 @@ pub fn start(config_path: PathBuf, kafka_brokers: Option<String>, roles: Roles) 
     actix_web::rt::System::new().block_on(serve(loaded, config, kafka_brokers, roles))
 }
 
+/// How long the first connection to a TLS or SASL cluster may take at start.
+const KAFKA_PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A TLS or SASL cluster is asked for metadata once before anything starts: settings it
+/// refuses stop the process with the setting named; a cluster not up yet is only warned
+/// about, since every client reconnects on its own.
+pub fn check_kafka(kafka: &KafkaConfig) -> anyhow::Result<()> {
+    if !kafka.is_secured() {
+        return Ok(());
+    }
+    let client = switchyard_kafka::client(&kafka.brokers, &kafka.options);
+    match switchyard_kafka::probe(&client, KAFKA_PROBE_TIMEOUT) {
+        Ok(()) => Ok(()),
+        Err(error @ switchyard_kafka::ProbeError::Refused { .. }) => {
+            Err(anyhow::anyhow!("cannot connect to kafka at {}: {error}", kafka.brokers))
+        }
+        Err(error) => {
+            tracing::warn!(brokers = %kafka.brokers, %error, "kafka not reachable yet; clients keep trying");
+            Ok(())
+        }
+    }
+}
+
 /// The configuration file and the contents the running configuration came from.
 struct Loaded {
     path: PathBuf,
@@ -102,6 +125,8 @@ async fn serve(config_path: Loaded, config: Config, kafka_brokers: Option<String
             anyhow::bail!("kafka: no brokers configured; set --kafka-brokers or a [kafka] section")
         }
     };
+
+    check_kafka(&kafka)?;
 
     let router = if roles.router {
         let retry_topic = config.router.retry_topic();

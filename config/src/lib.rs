@@ -1,6 +1,6 @@
 //! The configuration every process shares, as plain serde types with their checks and
 //! no IO beyond resolving the host names a destination names (the egress check): the
-//! Kafka cluster and the sources (`sources.rs`), the destinations with each kind's
+//! Kafka cluster and how it is reached (`kafka.rs`), the sources (`sources.rs`), the destinations with each kind's
 //! settings (`destination/`), and the transform steps they carry. The control plane
 //! validates a workspace with this crate alone, without the data path's actors, Kafka
 //! clients or loaders; the router and ingest run what it describes.
@@ -8,12 +8,17 @@
 //! Every table refuses unknown keys, so a misspelt setting is an error, not a default.
 
 pub mod destination;
+mod kafka;
 mod sources;
 
 pub use destination::{
     BlackholeConfig, DestinationConfig, DestinationConfigError, DestinationKind, DestinationTls, ExportConfig,
     KAFKA_SECRET_OPTIONS, KafkaDestinationConfig, MAX_BUFFERED_EVENTS, Ordering, RetryConfig, TlsVersion,
     WarehouseConfig, WebhookConfig,
+};
+pub use kafka::{
+    KafkaConfig, KafkaSasl, KafkaSettingsError, KafkaTls, SASL_PASSWORD_ENV, SASL_USERNAME_ENV, SaslMechanism,
+    SecurityProtocol,
 };
 pub use sources::*;
 pub use switchyard_egress::{EgressError, EgressPolicy};

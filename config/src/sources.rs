@@ -1,44 +1,6 @@
-//! Configuration shared by every role: where the ingest topic lives and which sources
-//! exist. Loading and validating a file is the binary's job; these are the shapes.
-
-use std::collections::BTreeMap;
+//! The sources: apps and sites that send events with a write key, and webhook sources. Loading and validating a file is the binary's job; these are the shapes.
 
 use serde::{Deserialize, Serialize};
-
-/// The Kafka cluster and ingest topic.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KafkaConfig {
-    /// `host:port` list, as librdkafka's `bootstrap.servers`.
-    pub brokers: String,
-    #[serde(default = "default_topic")]
-    pub topic: String,
-    /// How long a produce may wait for the broker before the request is answered 503.
-    #[serde(default = "default_delivery_timeout_ms")]
-    pub delivery_timeout_ms: u64,
-    /// Extra librdkafka properties (e.g. `security.protocol`), applied last.
-    #[serde(default)]
-    pub options: BTreeMap<String, String>,
-}
-
-fn default_topic() -> String {
-    "switchyard.ingest".into()
-}
-
-fn default_delivery_timeout_ms() -> u64 {
-    10_000
-}
-
-impl KafkaConfig {
-    pub fn new(brokers: impl Into<String>) -> Self {
-        KafkaConfig {
-            brokers: brokers.into(),
-            topic: default_topic(),
-            delivery_timeout_ms: default_delivery_timeout_ms(),
-            options: BTreeMap::new(),
-        }
-    }
-}
 
 /// One source: an app or site that sends events with its write key.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -182,8 +144,6 @@ pub enum ConfigError {
     ZeroRate { index: usize, field: &'static str },
     #[error("sources[{index}].rate_limit_burst_events must be at least {min} so a full batch can pass")]
     BurstTooSmall { index: usize, min: u32 },
-    #[error("kafka.{field} must not be empty")]
-    EmptyKafkaField { field: &'static str },
 }
 
 /// Ids of sources and destinations: 1-64 letters, digits, `-` or `_`, because they
@@ -260,18 +220,6 @@ pub fn validate_sources(sources: &[SourceConfig], max_batch_events: u32) -> Resu
         }
     }
     Ok(())
-}
-
-impl KafkaConfig {
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.brokers.trim().is_empty() {
-            return Err(ConfigError::EmptyKafkaField { field: "brokers" });
-        }
-        if self.topic.trim().is_empty() {
-            return Err(ConfigError::EmptyKafkaField { field: "topic" });
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]

@@ -1,10 +1,27 @@
 //! The one place Switchyard's Kafka clients get their base settings: producers their
 //! durability (ingest, the dead-letter writer and Kafka destinations can't drift apart),
-//! consumers their manual commits (the router and the event debugger's tap).
+//! consumers their manual commits (the router and the event debugger's tap); and the
+//! probe that checks TLS and SASL settings at start (`probe.rs`).
+
+mod probe;
 
 use std::collections::BTreeMap;
 
 use rdkafka::ClientConfig;
+
+pub use probe::{ProbeError, probe};
+
+/// A plain client (admin, metadata checks): the brokers, then the operator's `options`.
+pub fn client(brokers: &str, options: &BTreeMap<String, String>) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", brokers)
+        .set("broker.address.family", "v4");
+    for (key, value) in options {
+        config.set(key, value);
+    }
+    config
+}
 
 /// A producer that loses nothing it acknowledged: idempotent, acks from all in-sync
 /// replicas. `message_timeout_ms` bounds how long a record may wait for the cluster

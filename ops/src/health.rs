@@ -4,7 +4,6 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use rdkafka::ClientConfig;
 use rdkafka::producer::{BaseProducer, Producer};
 use serde::Serialize;
 
@@ -38,14 +37,7 @@ impl std::fmt::Debug for Readiness {
 
 impl Readiness {
     pub fn new(brokers: &str, options: &std::collections::BTreeMap<String, String>, topic: &str) -> Self {
-        let mut config = ClientConfig::new();
-        config
-            .set("bootstrap.servers", brokers)
-            .set("broker.address.family", "v4");
-        for (key, value) in options {
-            config.set(key, value);
-        }
-        let client = match config.create::<BaseProducer>() {
+        let client = match switchyard_kafka::client(brokers, options).create::<BaseProducer>() {
             Ok(client) => Some(client),
             Err(error) => {
                 tracing::error!(%error, "cannot create the readiness kafka client");

@@ -39,11 +39,24 @@ impl Tansu {
 
     /// Starts a broker on `port` (to restart one where clients expect it).
     pub fn start_on(port: u16) -> Tansu {
+        Self::start_advertising(port, port)
+    }
+
+    /// Starts a broker on `port` that tells clients to connect to `advertised` (a TLS
+    /// terminator in front of it).
+    pub fn start_advertising(port: u16, advertised: u16) -> Tansu {
         let dir = tempfile::tempdir().expect("temp dir for tansu");
         let url = format!("tcp://127.0.0.1:{port}");
+        let advertised = format!("tcp://127.0.0.1:{advertised}");
         let binary = tansu_binary();
         let child = Command::new(&binary)
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &advertised,
+            ])
             .args(["--storage-engine", "memory://tansu/"])
             .current_dir(dir.path())
             .env_remove("STORAGE_ENGINE")
@@ -101,16 +114,21 @@ impl Tansu {
 
     /// Creates a topic through the Kafka admin API.
     pub async fn create_topic(&self, name: &str, partitions: i32) {
-        let admin: AdminClient<DefaultClientContext> = client_config(&self.brokers()).create().expect("admin client");
-        let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
-        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-        let results = admin
-            .create_topics([&topic], &options)
-            .await
-            .expect("create_topics request");
-        for result in results {
-            result.unwrap_or_else(|(topic, error)| panic!("create topic {topic}: {error}"));
-        }
+        create_topic(client_config(&self.brokers()), name, partitions).await;
+    }
+}
+
+/// Creates a topic with an admin client of `config`.
+pub(crate) async fn create_topic(config: ClientConfig, name: &str, partitions: i32) {
+    let admin: AdminClient<DefaultClientContext> = config.create().expect("admin client");
+    let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let results = admin
+        .create_topics([&topic], &options)
+        .await
+        .expect("create_topics request");
+    for result in results {
+        result.unwrap_or_else(|(topic, error)| panic!("create topic {topic}: {error}"));
     }
 }
 
@@ -123,7 +141,7 @@ impl Drop for Tansu {
     }
 }
 
-fn client_config(brokers: &str) -> ClientConfig {
+pub(crate) fn client_config(brokers: &str) -> ClientConfig {
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", brokers)

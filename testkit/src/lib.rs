@@ -13,6 +13,10 @@ pub use postgres::TestDatabase;
 mod kafka;
 #[cfg(feature = "kafka")]
 pub use kafka::*;
+#[cfg(feature = "kafka")]
+mod kafka_tls;
+#[cfg(feature = "kafka")]
+pub use kafka_tls::{TestCa, TlsBroker};
 
 fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
