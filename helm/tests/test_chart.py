@@ -47,9 +47,29 @@ def render(values):
     return docs
 
 
+def stand_in_kafka_tls(values, directory):
+    """check-config reads the TLS files the configuration names: a values file that mounts
+    a Kafka TLS Secret gets test files (openssl) at a mount path in `directory`."""
+    tls = values.get("kafka", {}).get("tls", {})
+    if not tls.get("existingSecret"):
+        return
+    tls["mountPath"] = str(directory)
+    cert, key = Path(directory) / "self.crt", Path(directory) / "self.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1",
+         "-subj", "/CN=kafka.test", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )
+    for setting, source in (("caKey", cert), ("certKey", cert), ("keyKey", key)):
+        if tls.get(setting, "ca.crt" if setting == "caKey" else ""):
+            (Path(directory) / tls.get(setting, "ca.crt")).write_bytes(source.read_bytes())
+
+
 def check_values_file(path):
     values = yaml.safe_load(path.read_text()) or {}
     name = path.stem
+    mounted = tempfile.mkdtemp(prefix="kafka-tls-")
+    stand_in_kafka_tls(values, mounted)
     try:
         docs = render(values)
     except helm_python.HelmError as error:
@@ -96,7 +116,11 @@ def check_values_file(path):
         if secret is not None:
             config = Path(tmp) / "switchyard.toml"
             config.write_text(secret["stringData"]["switchyard.toml"])
-            result = subprocess.run([str(SWITCHYARD), "check-config", "--config", str(config)], capture_output=True, text=True)
+            # The chart hands SASL credentials to the process in these variables.
+            env = {**os.environ, "SWITCHYARD_KAFKA_SASL_USERNAME": "switchyard", "SWITCHYARD_KAFKA_SASL_PASSWORD": "test"}
+            result = subprocess.run(
+                [str(SWITCHYARD), "check-config", "--config", str(config)], capture_output=True, text=True, env=env
+            )
             if result.returncode != 0:
                 fail(f"{name}: the rendered configuration is refused by switchyard:\n{result.stderr}")
 
@@ -124,6 +148,14 @@ def check_schema_refuses():
         "an archive store of an unknown encryption": (
             {**base, "archive": {"store": {"bucket": "b", "sse": "rot13"}}},
             "/archive/store/sse",
+        ),
+        "SASL_SSL without a mechanism": (
+            {**base, "kafka": {**base["kafka"], "securityProtocol": "SASL_SSL"}},
+            "mechanism",
+        ),
+        "an unknown Kafka security protocol": (
+            {**base, "kafka": {**base["kafka"], "securityProtocol": "TLS"}},
+            "/kafka/securityProtocol",
         ),
         "an unknown destination kind": (
             {**base, "config": {**base["config"], "destinations": [{"id": "d", "sources": ["web"], "kind": "ftp"}]}},

@@ -39,6 +39,23 @@ app.kubernetes.io/component: {{ .component }}
 {{/* The configuration file, from values; listen addresses are the chart's. */}}
 {{- define "switchyard.config" -}}
 {{- $kafka := dict "brokers" .Values.kafka.brokers "topic" .Values.kafka.topic "options" .Values.kafka.options -}}
+{{- with .Values.kafka.securityProtocol -}}
+{{- $_ := set $kafka "security_protocol" (lower .) -}}
+{{- end -}}
+{{- if .Values.kafka.allowPlaintextSasl -}}
+{{- $_ := set $kafka "allow_plaintext_sasl" true -}}
+{{- end -}}
+{{- $tls := .Values.kafka.tls -}}
+{{- if $tls.existingSecret -}}
+{{- $files := dict "verify_hostname" $tls.verifyHostname -}}
+{{- with $tls.caKey -}}{{- $_ := set $files "ca_file" (printf "%s/%s" $tls.mountPath .) -}}{{- end -}}
+{{- with $tls.certKey -}}{{- $_ := set $files "cert_file" (printf "%s/%s" $tls.mountPath .) -}}{{- end -}}
+{{- with $tls.keyKey -}}{{- $_ := set $files "key_file" (printf "%s/%s" $tls.mountPath .) -}}{{- end -}}
+{{- $_ := set $kafka "tls" $files -}}
+{{- end -}}
+{{- if and .Values.kafka.sasl.mechanism (include "switchyard.saslEnabled" .) -}}
+{{- $_ := set $kafka "sasl" (dict "mechanism" .Values.kafka.sasl.mechanism "username_env" "SWITCHYARD_KAFKA_SASL_USERNAME" "password_env" "SWITCHYARD_KAFKA_SASL_PASSWORD") -}}
+{{- end -}}
 {{- $ingest := dict "listen" (printf "0.0.0.0:%d" (int .Values.ingest.port)) "allow_plain_http" true "trusted_proxies" (ternary 1 0 .Values.ingress.enabled) -}}
 {{- $ops := dict "listen" (printf "0.0.0.0:%d" (int .Values.ops.port)) -}}
 {{- $config := dict "kafka" $kafka "ingest" $ingest "ops" $ops "router" .Values.config.router "sources" .Values.config.sources "destinations" .Values.config.destinations "egress" (.Values.config.egress | default dict) -}}
@@ -131,6 +148,24 @@ seccompProfile:
 {{- end }}
 {{- end -}}
 
+{{/* The Kafka TLS Secret, for the pods that talk to Kafka. */}}
+{{- define "switchyard.kafkaTlsVolume" -}}
+{{- if .Values.kafka.tls.existingSecret }}
+- name: kafka-tls
+  secret:
+    secretName: {{ .Values.kafka.tls.existingSecret }}
+    defaultMode: 0440
+{{- end }}
+{{- end -}}
+
+{{- define "switchyard.kafkaTlsMount" -}}
+{{- if .Values.kafka.tls.existingSecret }}
+- name: kafka-tls
+  mountPath: {{ .Values.kafka.tls.mountPath }}
+  readOnly: true
+{{- end }}
+{{- end -}}
+
 {{- define "switchyard.probes" -}}
 livenessProbe:
   httpGet:
@@ -152,6 +187,7 @@ readinessProbe:
     secretName: {{ include "switchyard.configSecret" . }}
 - name: tmp
   emptyDir: {}
+{{- include "switchyard.kafkaTlsVolume" . }}
 {{- end -}}
 
 {{- define "switchyard.volumeMounts" -}}
@@ -160,6 +196,7 @@ readinessProbe:
   readOnly: true
 - name: tmp
   mountPath: /tmp
+{{- include "switchyard.kafkaTlsMount" . }}
 {{- end -}}
 
 {{/* One Deployment per role: the same binary, the role as its subcommand. */}}
