@@ -173,6 +173,33 @@ async fn a_member_cannot_widen_egress_or_point_a_destination_inside_the_network(
     let (status, body) = call(&client, "POST", &destinations, &member, kafka).await;
     assert_eq!(status, 400, "{body}");
     assert!(error_text(&body).contains("options.bootstrap.servers"), "{body}");
+    // librdkafka has OpenSSL now: its options that load code or read the pod's files
+    // (the service account's CA and token directory, a shared object) stay out of reach.
+    for (option, value) in [
+        ("ssl.engine.location", "/tmp/evil.so"),
+        ("ssl.providers", "legacy,evil"),
+        (
+            "ssl.ca.location",
+            "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt",
+        ),
+        ("ssl.certificate.location", "/etc/switchyard-kafka/client.pem"),
+        ("ssl.key.location", "/etc/switchyard-kafka/client.key"),
+        ("ssl.keystore.location", "/etc/switchyard-kafka/keystore.p12"),
+        (
+            "ssl.crl.location",
+            "/var/run/secrets/kubernetes.io/serviceaccount/token",
+        ),
+    ] {
+        let kafka = json!({"id": "topic", "kind": "kafka", "sources": ["web"],
+            "settings": {"brokers": "93.184.216.34:9092", "topic": "events",
+                         "options": {"security.protocol": "ssl", option: value}}});
+        let (status, body) = call(&client, "POST", &destinations, &member, kafka).await;
+        assert_eq!(status, 400, "{option}: {body}");
+        assert!(
+            error_text(&body).contains(&format!("options.{option}")),
+            "{option}: {body}"
+        );
+    }
     // Nor a warehouse URL connect elsewhere than the host that was checked.
     for param in ["host=10.0.0.5", "hostaddr=169.254.169.254", "port=6379"] {
         let warehouse = json!({"id": "wh", "kind": "postgres_warehouse", "sources": ["web"],
