@@ -155,7 +155,6 @@ impl Config {
         let text =
             std::str::from_utf8(bytes).with_context(|| format!("config file {} is not UTF-8", path.display()))?;
         let mut config = parse(text).with_context(|| format!("config file {} is not valid", path.display()))?;
-        config.sasl_from_env();
         config
             .validate()
             .with_context(|| format!("config file {} is not valid", path.display()))?;
@@ -178,21 +177,6 @@ impl Config {
     /// Whether the file itself configures `source_id`.
     pub fn has_source(&self, source_id: &str) -> bool {
         self.sources.iter().any(|entry| entry.source.id == source_id)
-    }
-
-    /// Kafka SASL credentials from the environment (a Kubernetes Secret), so they need
-    /// not be written into the file.
-    fn sasl_from_env(&mut self) {
-        for (variable, option) in [
-            ("SWITCHYARD_KAFKA_SASL_USERNAME", "sasl.username"),
-            ("SWITCHYARD_KAFKA_SASL_PASSWORD", "sasl.password"),
-        ] {
-            if let (Ok(value), Some(kafka)) = (std::env::var(variable), self.kafka.as_mut())
-                && !value.is_empty()
-            {
-                kafka.options.insert(option.to_string(), value);
-            }
-        }
     }
 
     /// What the process's roles need beyond [`Config::validate`]: a process serving

@@ -267,12 +267,25 @@ impl KafkaConfig {
         Ok(())
     }
 
-    /// Reads the files and variables the settings name, checks what they hold (PEM
-    /// that parses, a password that is there), and folds the librdkafka properties
-    /// into `options` under what the operator wrote there. Every Kafka client of the
+    /// Reads the files and variables the settings name (and the SASL variables the
+    /// chart sets), checks what they hold (PEM that parses, a password that is there),
+    /// and folds the librdkafka properties into `options` under what the operator
+    /// wrote there. Every Kafka client of the
     /// process is then built from `options`. Running it again changes nothing.
     pub fn resolve(&mut self) -> Result<(), KafkaSettingsError> {
         self.validate()?;
+        // The chart's credential Secret arrives in these variables; with raw SASL options
+        // (no `[kafka.sasl]`) they are the credentials, and they win over the file.
+        for (variable, option) in [
+            (SASL_USERNAME_ENV, "sasl.username"),
+            (SASL_PASSWORD_ENV, "sasl.password"),
+        ] {
+            if let Ok(value) = std::env::var(variable)
+                && !value.is_empty()
+            {
+                self.options.insert(option.to_string(), value);
+            }
+        }
         let mut properties = BTreeMap::new();
         properties.insert(
             "security.protocol".to_string(),
@@ -300,44 +313,93 @@ impl KafkaConfig {
     }
 }
 
-/// One of a file or a variable, never both.
+/// One of a file or a variable, never both; `fields` are the two settings' names.
 fn one_of<'a>(
     file: &'a Option<PathBuf>,
     env: &'a Option<String>,
-    field: &'static str,
+    fields: (&'static str, &'static str),
 ) -> Result<Option<Secret<'a>>, KafkaSettingsError> {
     match (file, env) {
-        (Some(_), Some(_)) => Err(bad(field, "set either the _file or the _env setting, not both")),
-        (Some(path), None) => Ok(Some(Secret::File(path))),
-        (None, Some(name)) => Ok(Some(Secret::Env(name))),
+        (Some(_), Some(_)) => Err(bad(fields.0, "set either the _file or the _env setting, not both")),
+        (Some(path), None) => Ok(Some(Secret::file(path, fields.0))),
+        (None, Some(name)) => Ok(Some(Secret::env(name, fields.1))),
         (None, None) => Ok(None),
     }
 }
 
-enum Secret<'a> {
+/// Where a secret comes from, and the setting that named it (for errors).
+struct Secret<'a> {
+    from: Source<'a>,
+    field: &'static str,
+}
+
+enum Source<'a> {
     File(&'a Path),
     Env(&'a str),
 }
 
-impl Secret<'_> {
-    fn read(&self, field: &'static str) -> Result<String, KafkaSettingsError> {
-        match self {
-            Secret::File(path) => std::fs::read_to_string(path)
-                .map_err(|error| bad(field, format!("cannot read {}: {error}", path.display()))),
-            Secret::Env(name) => match std::env::var(name) {
+impl<'a> Secret<'a> {
+    fn file(path: &'a Path, field: &'static str) -> Self {
+        Secret {
+            from: Source::File(path),
+            field,
+        }
+    }
+
+    fn env(name: &'a str, field: &'static str) -> Self {
+        Secret {
+            from: Source::Env(name),
+            field,
+        }
+    }
+
+    fn read(&self) -> Result<String, KafkaSettingsError> {
+        match self.from {
+            Source::File(path) => std::fs::read_to_string(path)
+                .map_err(|error| bad(self.field, format!("cannot read {}: {error}", path.display()))),
+            Source::Env(name) => match std::env::var(name) {
                 Ok(value) if !value.is_empty() => Ok(value),
-                _ => Err(bad(field, format!("the environment variable {name} is not set"))),
+                _ => Err(bad(self.field, format!("the environment variable {name} is not set"))),
             },
         }
     }
+
+    /// A one-line value (a password, a passphrase): a file written by `echo` or a Secret
+    /// editor ends with a newline the broker would take as part of it.
+    fn read_line(&self) -> Result<String, KafkaSettingsError> {
+        Ok(self.read()?.trim_end_matches(['\r', '\n']).to_string())
+    }
+
+    /// A PEM, checked by `check`, handed to librdkafka by path when it is a file (it
+    /// re-reads it on reconnect) or inline when it is a variable.
+    fn pem(
+        &self,
+        check: impl FnOnce(&'static str, &str) -> Result<(), KafkaSettingsError>,
+        (location, inline): (&str, &str),
+        properties: &mut BTreeMap<String, String>,
+    ) -> Result<(), KafkaSettingsError> {
+        let pem = self.read()?;
+        check(self.field, &pem)?;
+        match self.from {
+            Source::File(path) => properties.insert(location.into(), path.display().to_string()),
+            Source::Env(_) => properties.insert(inline.into(), pem),
+        };
+        Ok(())
+    }
 }
+
+const CA: (&str, &str) = ("tls.ca_file", "tls.ca_env");
+const CERT: (&str, &str) = ("tls.cert_file", "tls.cert_env");
+const KEY: (&str, &str) = ("tls.key_file", "tls.key_env");
+const KEY_PASSWORD: (&str, &str) = ("tls.key_password_file", "tls.key_password_env");
+const SASL_PASSWORD: (&str, &str) = ("sasl.password_file", "sasl.password_env");
 
 impl KafkaTls {
     fn validate(&self) -> Result<(), KafkaSettingsError> {
-        one_of(&self.ca_file, &self.ca_env, "tls.ca_file")?;
-        let cert = one_of(&self.cert_file, &self.cert_env, "tls.cert_file")?;
-        let key = one_of(&self.key_file, &self.key_env, "tls.key_file")?;
-        one_of(&self.key_password_file, &self.key_password_env, "tls.key_password_file")?;
+        one_of(&self.ca_file, &self.ca_env, CA)?;
+        let cert = one_of(&self.cert_file, &self.cert_env, CERT)?;
+        let key = one_of(&self.key_file, &self.key_env, KEY)?;
+        one_of(&self.key_password_file, &self.key_password_env, KEY_PASSWORD)?;
         match (cert.is_some(), key.is_some()) {
             (true, false) => Err(bad("tls.key_file", "is required with a client certificate")),
             (false, true) => Err(bad("tls.cert_file", "is required with a client key")),
@@ -345,68 +407,36 @@ impl KafkaTls {
         }
     }
 
+    /// Every PEM is parsed here first, so a broken one fails at start.
     fn properties(&self, properties: &mut BTreeMap<String, String>) -> Result<(), KafkaSettingsError> {
-        // A file is handed to librdkafka by path (it re-reads it on reconnect), a
-        // variable as inline PEM; both are parsed here first, so a broken one fails at start.
-        if let Some(ca) = one_of(&self.ca_file, &self.ca_env, "tls.ca_file")? {
-            let field = if self.ca_file.is_some() {
-                "tls.ca_file"
-            } else {
-                "tls.ca_env"
-            };
-            let pem = ca.read(field)?;
-            certificates(field, &pem)?;
-            set_pem(properties, &ca, "ssl.ca.location", "ssl.ca.pem", pem);
+        if let Some(ca) = one_of(&self.ca_file, &self.ca_env, CA)? {
+            ca.pem(certificates, ("ssl.ca.location", "ssl.ca.pem"), properties)?;
         }
-        if let Some(cert) = one_of(&self.cert_file, &self.cert_env, "tls.cert_file")? {
-            let field = if self.cert_file.is_some() {
-                "tls.cert_file"
-            } else {
-                "tls.cert_env"
-            };
-            let pem = cert.read(field)?;
-            certificates(field, &pem)?;
-            set_pem(
+        if let Some(cert) = one_of(&self.cert_file, &self.cert_env, CERT)? {
+            cert.pem(
+                certificates,
+                ("ssl.certificate.location", "ssl.certificate.pem"),
                 properties,
-                &cert,
-                "ssl.certificate.location",
-                "ssl.certificate.pem",
-                pem,
-            );
+            )?;
         }
-        let password = one_of(&self.key_password_file, &self.key_password_env, "tls.key_password_file")?;
-        if let Some(key) = one_of(&self.key_file, &self.key_env, "tls.key_file")? {
-            let field = if self.key_file.is_some() {
-                "tls.key_file"
-            } else {
-                "tls.key_env"
-            };
-            let pem = key.read(field)?;
+        let password = one_of(&self.key_password_file, &self.key_password_env, KEY_PASSWORD)?;
+        if let Some(key) = one_of(&self.key_file, &self.key_env, KEY)? {
             // An encrypted key only librdkafka can open, with its passphrase.
-            if password.is_none() && PrivateKeyDer::from_pem_slice(pem.as_bytes()).is_err() {
-                return Err(bad(field, "holds no PEM private key (PKCS#8, PKCS#1 or SEC1)"));
-            }
-            set_pem(properties, &key, "ssl.key.location", "ssl.key.pem", pem);
+            let encrypted = password.is_some();
+            let check = |field: &'static str, pem: &str| match PrivateKeyDer::from_pem_slice(pem.as_bytes()) {
+                Err(_) if !encrypted => Err(bad(field, "holds no PEM private key (PKCS#8, PKCS#1 or SEC1)")),
+                _ => Ok(()),
+            };
+            key.pem(check, ("ssl.key.location", "ssl.key.pem"), properties)?;
         }
         if let Some(password) = password {
-            let value = password.read("tls.key_password_file")?;
-            properties.insert(
-                "ssl.key.password".into(),
-                value.trim_end_matches(['\r', '\n']).to_string(),
-            );
+            properties.insert("ssl.key.password".into(), password.read_line()?);
         }
         if !self.verify_hostname {
             properties.insert("ssl.endpoint.identification.algorithm".into(), "none".into());
         }
         Ok(())
     }
-}
-
-fn set_pem(properties: &mut BTreeMap<String, String>, from: &Secret, location: &str, inline: &str, pem: String) {
-    match from {
-        Secret::File(path) => properties.insert(location.into(), path.display().to_string()),
-        Secret::Env(_) => properties.insert(inline.into(), pem),
-    };
 }
 
 fn certificates(field: &'static str, pem: &str) -> Result<(), KafkaSettingsError> {
@@ -424,7 +454,7 @@ impl KafkaSasl {
         if self.username.is_some() && self.username_env.is_some() {
             return Err(bad("sasl.username", "set either username or username_env, not both"));
         }
-        one_of(&self.password_file, &self.password_env, "sasl.password_file")?;
+        one_of(&self.password_file, &self.password_env, SASL_PASSWORD)?;
         Ok(())
     }
 
@@ -432,21 +462,13 @@ impl KafkaSasl {
         properties.insert("sasl.mechanism".into(), self.mechanism.property().into());
         let username = match (&self.username, &self.username_env) {
             (Some(name), _) => name.clone(),
-            (None, Some(variable)) => Secret::Env(variable).read("sasl.username_env")?,
-            (None, None) => Secret::Env(SASL_USERNAME_ENV).read("sasl.username")?,
+            (None, Some(variable)) => Secret::env(variable, "sasl.username_env").read()?,
+            (None, None) => Secret::env(SASL_USERNAME_ENV, "sasl.username").read()?,
         };
-        let password = match one_of(&self.password_file, &self.password_env, "sasl.password_file")? {
-            Some(secret @ Secret::File(_)) => secret.read("sasl.password_file")?,
-            Some(secret @ Secret::Env(_)) => secret.read("sasl.password_env")?,
-            None => Secret::Env(SASL_PASSWORD_ENV).read("sasl.password_file")?,
-        };
+        let password = one_of(&self.password_file, &self.password_env, SASL_PASSWORD)?
+            .unwrap_or_else(|| Secret::env(SASL_PASSWORD_ENV, SASL_PASSWORD.0));
         properties.insert("sasl.username".into(), username);
-        // A file written by `echo` or a Secret editor ends with a newline the broker
-        // would take as part of the password.
-        properties.insert(
-            "sasl.password".into(),
-            password.trim_end_matches(['\r', '\n']).to_string(),
-        );
+        properties.insert("sasl.password".into(), password.read_line()?);
         Ok(())
     }
 }
