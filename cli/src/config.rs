@@ -12,6 +12,9 @@ use switchyard_config::{KafkaConfig, SourceConfig, validate_sources};
 use switchyard_ingest::IngestConfig;
 use switchyard_ops::OpsConfig;
 
+/// The metadata database's URL, over `[control] database_url`.
+pub const DATABASE_URL_ENV: &str = "SWITCHYARD_DATABASE_URL";
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -150,18 +153,38 @@ impl Config {
         Config::from_bytes(&bytes, path)
     }
 
+    /// The file for a command that never talks to Kafka (`apply`, `backup`, `control
+    /// migrate`...): `[kafka]` is left out, so its TLS files and SASL variables need not
+    /// be there. A Kubernetes Job running such a command mounts the configuration only.
+    pub fn load_without_kafka(path: &Path) -> anyhow::Result<Self> {
+        let bytes = std::fs::read(path).with_context(|| format!("cannot read config file {}", path.display()))?;
+        Config::read(&bytes, path, false)
+    }
+
     /// The configuration in `bytes`, read from `path` (named in errors).
     pub fn from_bytes(bytes: &[u8], path: &Path) -> anyhow::Result<Self> {
+        Config::read(bytes, path, true)
+    }
+
+    fn read(bytes: &[u8], path: &Path, kafka: bool) -> anyhow::Result<Self> {
         let text =
             std::str::from_utf8(bytes).with_context(|| format!("config file {} is not UTF-8", path.display()))?;
         let mut config = parse(text).with_context(|| format!("config file {} is not valid", path.display()))?;
         config
             .validate()
             .with_context(|| format!("config file {} is not valid", path.display()))?;
+        if !kafka {
+            config.kafka = None;
+        }
         if let Some(kafka) = config.kafka.as_mut() {
             kafka
                 .resolve()
                 .with_context(|| format!("config file {}: the kafka settings can't be used", path.display()))?;
+        }
+        // A database URL holds a password: a Secret hands it over in the environment,
+        // and it wins over the file's.
+        if let Some(url) = std::env::var(DATABASE_URL_ENV).ok().filter(|url| !url.is_empty()) {
+            config.control.get_or_insert_default().database_url = url;
         }
         Ok(config)
     }

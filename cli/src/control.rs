@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use switchyard_actors::EgressPolicy;
 use switchyard_archive::keys::{keygen_text, master_from_env, parse_identities};
-use switchyard_control::api::{ApiState, routes};
+use switchyard_control::api::{ApiState, TrustedProxies, routes};
 use switchyard_control::debugger::Debugger;
 use switchyard_control::model::Actor;
 use switchyard_control::secrets::Sealer;
@@ -27,6 +27,9 @@ pub enum ControlCommand {
     /// Creates the metadata database (when missing), a workspace and its owner; the
     /// owner's password comes from SWITCHYARD_ADMIN_PASSWORD.
     Init(InitArgs),
+    /// Brings the metadata database's schema up to date, then exits (a deployment's
+    /// pre-upgrade step; every other command also migrates when it opens the database).
+    Migrate(ConfigArgs),
     /// Serves the admin API (HTTPS) and its OpenAPI document at /openapi.json.
     Serve(ConfigArgs),
 }
@@ -81,10 +84,18 @@ pub struct InitArgs {
     email: String,
     #[arg(long, default_value = "Default")]
     workspace: String,
+    /// The workspace's id (lowercase letters, digits, dashes), for a deployment that
+    /// names it in `[control] workspace` before the database exists; random when absent.
+    #[arg(long)]
+    workspace_id: Option<String>,
+    /// Succeed without a change when the workspace already exists, and make an owner
+    /// who already has an account the owner: a deployment runs this on every upgrade.
+    #[arg(long, requires = "workspace_id")]
+    if_missing: bool,
 }
 
 fn section(path: &Path) -> anyhow::Result<ControlConfig> {
-    Ok(Config::load(path)?.control.unwrap_or_default())
+    Ok(Config::load_without_kafka(path)?.control.unwrap_or_default())
 }
 
 /// The master key: from the environment, else the configured file (made on first use).
@@ -123,7 +134,7 @@ pub async fn open(config: &ControlConfig, egress: &EgressPolicy) -> anyhow::Resu
 /// [`open`] with the `[control]` and `[egress]` of the file at `path`, its own sources'
 /// and destinations' ids kept from tenants.
 async fn open_file(path: &Path) -> anyhow::Result<Control> {
-    let file = Config::load(path)?;
+    let file = Config::load_without_kafka(path)?;
     open_config(&file).await
 }
 
@@ -145,6 +156,7 @@ pub fn run(command: ControlCommand) -> anyhow::Result<()> {
     let runtime = actix_web::rt::System::new();
     match command {
         ControlCommand::Init(args) => runtime.block_on(init(args)),
+        ControlCommand::Migrate(args) => runtime.block_on(migrate(args)),
         ControlCommand::Serve(args) => runtime.block_on(serve(args)),
     }
 }
@@ -277,6 +289,15 @@ pub fn audit(command: AuditCommand) -> anyhow::Result<()> {
     })
 }
 
+async fn migrate(args: ConfigArgs) -> anyhow::Result<()> {
+    let config = section(&args.config)?;
+    Db::open(&config.database_url).await?;
+    let url = switchyard_control::db::redact_url(&config.database_url);
+    println!("{}", serde_json::json!({"migrated": url}));
+    eprintln!("metadata database {url} is up to date");
+    Ok(())
+}
+
 async fn init(args: InitArgs) -> anyhow::Result<()> {
     let password = std::env::var(PASSWORD_ENV)
         .ok()
@@ -284,13 +305,35 @@ async fn init(args: InitArgs) -> anyhow::Result<()> {
         .with_context(|| format!("set {PASSWORD_ENV} to the owner's password (12 characters or more)"))?;
     let control = open_file(&args.config.config).await?;
     let actor = Actor::local("switchyard control init");
-    let owner = control
-        .create_user(&actor, &args.email, Password::Plain(&password))
-        .await?;
-    let workspace = control.create_workspace(&actor, &args.workspace, &owner).await?;
+    if let Some(id) = args.workspace_id.as_deref().filter(|_| args.if_missing)
+        && let Some(workspace) = control.workspace(id).await?
+    {
+        println!("{}", serde_json::json!({"workspace": workspace.id, "created": false}));
+        eprintln!(
+            "workspace {:?} ({}) exists: nothing to do",
+            workspace.name, workspace.id
+        );
+        return Ok(());
+    }
+    let owner = match control.user_id(&args.email).await? {
+        Some(id) if args.if_missing => id,
+        _ => {
+            control
+                .create_user(&actor, &args.email, Password::Plain(&password))
+                .await?
+        }
+    };
+    let workspace = match &args.workspace_id {
+        Some(id) => {
+            control
+                .create_workspace_with_id(&actor, id, &args.workspace, &owner)
+                .await?
+        }
+        None => control.create_workspace(&actor, &args.workspace, &owner).await?,
+    };
     println!(
         "{}",
-        serde_json::json!({"workspace": workspace.id, "owner": args.email})
+        serde_json::json!({"workspace": workspace.id, "owner": args.email, "created": true})
     );
     eprintln!(
         "workspace {:?} ({}) with owner {}",
@@ -327,7 +370,9 @@ async fn serve(args: ConfigArgs) -> anyhow::Result<()> {
     let file = Config::load(&args.config)?;
     let config = file.control.clone().unwrap_or_default();
     let control = Arc::new(open_config(&file).await?);
-    if config.backup.is_some() {
+    // interval_secs = 0: a scheduler of the operator's runs `switchyard backup` instead
+    // (the chart's CronJob), so replicas don't each take one.
+    if config.backup.as_ref().is_some_and(|backup| backup.interval_secs > 0) {
         actix_web::rt::spawn(backup_every(config.clone(), control.db().clone()));
     }
     // Without [kafka] there is no topic to show events from: the debugger answers 503.
@@ -342,9 +387,11 @@ async fn serve(args: ConfigArgs) -> anyhow::Result<()> {
         Some(Arc::new(switchyard_control::sso::Sso::new(&config.sso)?))
     };
     let state = actix_web::web::Data::new(ApiState { control, debugger, sso });
+    let trusted_proxies = config.trusted_proxies;
     let server = actix_web::HttpServer::new(move || {
         actix_web::App::new()
             .app_data(state.clone())
+            .app_data(actix_web::web::Data::new(TrustedProxies(trusted_proxies)))
             .wrap(actix_web::middleware::Logger::new("%a \"%r\" %s %Dms").log_target("switchyard::control"))
             .configure(routes)
     });

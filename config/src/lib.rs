@@ -8,6 +8,7 @@
 //! Every table refuses unknown keys, so a misspelt setting is an error, not a default.
 
 pub mod destination;
+mod forwarded;
 mod kafka;
 mod sources;
 
@@ -16,6 +17,7 @@ pub use destination::{
     KAFKA_SECRET_OPTIONS, KafkaDestinationConfig, MAX_BUFFERED_EVENTS, Ordering, RetryConfig, TlsVersion,
     WarehouseConfig, WebhookConfig,
 };
+pub use forwarded::forwarded_client;
 pub use kafka::{
     KafkaConfig, KafkaSasl, KafkaSettingsError, KafkaTls, SASL_PASSWORD_ENV, SASL_USERNAME_ENV, SaslMechanism,
     SecurityProtocol,

@@ -16,7 +16,7 @@ use serde::Deserialize;
 use utoipa::OpenApi;
 
 use crate::debugger::{Recheck, Sampler};
-pub use crate::http::{ApiError, ApiState, Caller, FRESH_SIGN_IN_MS, MAX_BODY};
+pub use crate::http::{ApiError, ApiState, Caller, FRESH_SIGN_IN_MS, MAX_BODY, TrustedProxies};
 use crate::http::{Json, WorkspacePath, access, allow};
 use crate::model::*;
 use crate::{Control, ControlError};
@@ -447,6 +447,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .app_data(web::PathConfig::default().error_handler(|error, _| ApiError::BadBody(error.to_string()).into()))
         .app_data(web::QueryConfig::default().error_handler(|error, _| ApiError::BadBody(error.to_string()).into()))
         .service(openapi_document)
+        .configure(crate::health::routes)
         .configure(crate::session_api::routes)
         .service(list_workspaces)
         .service(list_sources)

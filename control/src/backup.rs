@@ -26,6 +26,9 @@ pub struct BackupConfig {
     pub store: StoreConfig,
     #[serde(default = "default_prefix")]
     pub prefix: String,
+    /// How often `control serve` takes one (at least 60 s); 0: never, because a
+    /// scheduler of the operator's runs `switchyard backup` (the chart's CronJob), so
+    /// that several replicas don't each take one.
     #[serde(default = "default_interval_secs")]
     pub interval_secs: u64,
 }

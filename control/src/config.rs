@@ -21,6 +21,11 @@ pub struct ControlConfig {
     pub tls_key_path: Option<PathBuf>,
     #[serde(default)]
     pub allow_plain_http: bool,
+    /// The operator's proxies in front of the server that append to `X-Forwarded-For`
+    /// (1 behind an Ingress): the client address sign-in throttling and the audit log
+    /// use is read through them. 0 (the default): the peer's address.
+    #[serde(default)]
+    pub trusted_proxies: usize,
     /// Without `SWITCHYARD_MASTER_KEY`(`_FILE`): the master key file, made on first use
     /// (mode 0600). Production sets the variable from a secret store instead.
     #[serde(default = "default_master_key_file")]
@@ -52,6 +57,7 @@ impl Default for ControlConfig {
             tls_cert_path: None,
             tls_key_path: None,
             allow_plain_http: false,
+            trusted_proxies: 0,
             master_key_file: default_master_key_file(),
             workspace: None,
             refresh_secs: default_refresh_secs(),

@@ -121,6 +121,23 @@ impl ResponseError for ApiError {
     }
 }
 
+/// How many of the operator's proxies (an Ingress controller, a load balancer) stand in
+/// front of the server and append to `X-Forwarded-For` (`[control] trusted_proxies`).
+/// Without it, every request behind an Ingress comes from the controller's address,
+/// and one attacker's failed sign-ins would throttle everyone's.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TrustedProxies(pub usize);
+
+/// The caller's address: through the trusted proxies, else the peer.
+pub(crate) fn client_ip(request: &HttpRequest) -> Option<std::net::IpAddr> {
+    let trusted = request.app_data::<web::Data<TrustedProxies>>().map_or(0, |data| data.0);
+    let forwarded = request
+        .headers()
+        .get_all("x-forwarded-for")
+        .filter_map(|value| value.to_str().ok());
+    switchyard_config::forwarded_client(forwarded, trusted).or_else(|| request.peer_addr().map(|addr| addr.ip()))
+}
+
 /// The signed-in caller and where the request came from.
 #[derive(Debug, Clone)]
 pub struct Caller {
@@ -177,9 +194,7 @@ impl FromRequest for Caller {
     fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
         let state = request.app_data::<web::Data<ApiState>>().cloned();
         let token = request_token(request);
-        let remote = request
-            .peer_addr()
-            .map_or_else(|| "unknown".into(), |addr| addr.ip().to_string());
+        let remote = client_ip(request).map_or_else(|| "unknown".into(), |ip| ip.to_string());
         Box::pin(async move {
             let (Some(state), Some(token)) = (state, token) else {
                 return Err(ApiError::Unauthenticated);

@@ -16,6 +16,7 @@ pub mod config;
 mod credentials;
 pub mod db;
 pub mod debugger;
+mod health;
 mod http;
 pub mod model;
 pub mod roles;

@@ -13,7 +13,7 @@ use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, web};
 use governor::{DefaultKeyedRateLimiter, Quota};
 use serde::Deserialize;
 
-use crate::http::{ApiError, ApiState, Caller, Json, WorkspacePath, access, allow};
+use crate::http::{ApiError, ApiState, Caller, Json, WorkspacePath, access, allow, client_ip};
 pub use crate::http::{CSRF_HEADER, SESSION_COOKIE};
 use crate::model::*;
 
@@ -36,7 +36,7 @@ pub(crate) fn throttle_key(ip: std::net::IpAddr) -> std::net::IpAddr {
 }
 
 fn throttle(request: &HttpRequest) -> Result<(), ApiError> {
-    let Some(ip): Option<IpAddr> = request.peer_addr().map(|addr| throttle_key(addr.ip())) else {
+    let Some(ip): Option<IpAddr> = client_ip(request).map(throttle_key) else {
         return Ok(());
     };
     if SIGN_IN_LIMIT.len() > 100_000 {
@@ -46,9 +46,7 @@ fn throttle(request: &HttpRequest) -> Result<(), ApiError> {
 }
 
 fn remote(request: &HttpRequest) -> String {
-    request
-        .peer_addr()
-        .map_or_else(|| "unknown".into(), |addr| addr.ip().to_string())
+    client_ip(request).map_or_else(|| "unknown".into(), |ip| ip.to_string())
 }
 
 /// The session as JSON, and as cookies for a browser.

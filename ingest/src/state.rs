@@ -77,33 +77,15 @@ pub(crate) fn to_records(
         .collect()
 }
 
-/// The client's address: `trusted_proxies` entries from the right of `X-Forwarded-For`
-/// (each of the operator's proxies appends the address it was reached from, so the
-/// entries left of those are whatever the client sent), else the peer.
+/// The client's address: through `trusted_proxies` of the operator's proxies
+/// ([`switchyard_config::forwarded_client`]), else the peer.
 pub(crate) fn client_ip(request: &HttpRequest, trusted_proxies: usize) -> Option<IpAddr> {
-    if trusted_proxies > 0 {
-        let hops: Vec<&str> = request
-            .headers()
-            .get_all("x-forwarded-for")
-            .filter_map(|value| value.to_str().ok())
-            .flat_map(|value| value.split(','))
-            .map(str::trim)
-            .filter(|hop| !hop.is_empty())
-            .collect();
-        let forwarded = hops
-            .len()
-            .checked_sub(trusted_proxies)
-            .and_then(|index| hops.get(index))
-            .and_then(|hop| {
-                hop.parse::<IpAddr>()
-                    .ok()
-                    .or_else(|| hop.parse::<std::net::SocketAddr>().ok().map(|a| a.ip()))
-            });
-        if let Some(ip) = forwarded {
-            return Some(ip);
-        }
-    }
-    request.peer_addr().map(|addr| addr.ip())
+    let forwarded = request
+        .headers()
+        .get_all("x-forwarded-for")
+        .filter_map(|value| value.to_str().ok());
+    switchyard_config::forwarded_client(forwarded, trusted_proxies)
+        .or_else(|| request.peer_addr().map(|addr| addr.ip()))
 }
 
 #[cfg(test)]

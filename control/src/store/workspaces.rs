@@ -67,18 +67,46 @@ impl Control {
         Ok(id)
     }
 
-    /// A workspace with `owner_user_id` as its owner.
+    /// A workspace with `owner_user_id` as its owner, under a new random id.
     pub async fn create_workspace(
         &self,
         actor: &Actor,
         name: &str,
         owner_user_id: &str,
     ) -> Result<Workspace, ControlError> {
+        self.create_workspace_with_id(actor, &uuid::Uuid::new_v4().simple().to_string(), name, owner_user_id)
+            .await
+    }
+
+    /// A workspace under an id the operator chose (a deployment names it in `[control]
+    /// workspace` and in its `apply` file before the database exists): lowercase letters,
+    /// digits and dashes, so it is safe in every URL and label.
+    pub async fn create_workspace_with_id(
+        &self,
+        actor: &Actor,
+        id: &str,
+        name: &str,
+        owner_user_id: &str,
+    ) -> Result<Workspace, ControlError> {
         if name.trim().is_empty() {
             return Err(ControlError::invalid("name", "must not be empty"));
         }
+        let well_formed = (1..=64).contains(&id.len())
+            && id.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+            && id
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if !well_formed {
+            return Err(ControlError::invalid(
+                "workspace_id",
+                "1 to 64 lowercase letters, digits or dashes, starting with a letter or digit",
+            ));
+        }
+        if self.workspace(id).await?.is_some() {
+            return Err(ControlError::Conflict(format!("workspace {id}")));
+        }
         let workspace = Workspace {
-            id: uuid::Uuid::new_v4().simple().to_string(),
+            id: id.to_string(),
             name: name.trim().to_string(),
             created_at: now_ms(),
         };
@@ -142,6 +170,15 @@ impl Control {
         .fetch_all(&self.db.pool)
         .await?;
         rows.iter().map(workspace).collect()
+    }
+
+    /// The id of the user signing in as `email`, if there is one.
+    pub async fn user_id(&self, email: &str) -> Result<Option<String>, ControlError> {
+        let row = sqlx::query("SELECT id FROM users WHERE email = $1")
+            .bind(email.trim().to_ascii_lowercase())
+            .fetch_optional(&self.db.pool)
+            .await?;
+        Ok(row.map(|row| row.try_get("id")).transpose()?)
     }
 
     /// A workspace by id, if it exists.
