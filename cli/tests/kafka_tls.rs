@@ -1,7 +1,10 @@
 //! Kafka over TLS, end to end: a broker reachable only through a TLS terminator that
 //! asks for a client certificate (tansu behind stunnel), events posted to ingest
 //! arriving at a webhook through it; and the start refused, naming the setting, when
-//! the CA is wrong or the client certificate is missing.
+//! the CA is wrong or the client certificate is missing. Then SASL_SSL with
+//! SCRAM-SHA-512 against a broker that authenticates (tansu `--authentication`), as
+//! Amazon MSK or Strimzi's SCRAM listener: delivered with the right password, refused at
+//! start naming `kafka.sasl` with a wrong one.
 
 mod support;
 
@@ -17,8 +20,18 @@ const KEY: &str = "kafka-tls-write-key-0123456789";
 
 /// The configuration for `broker`, with `tls` as the `[kafka.tls]` table's contents.
 fn config(broker: &TlsBroker, topic: &str, tls: &str, receiver: &Receiver) -> String {
+    config_with(
+        broker,
+        topic,
+        &format!("security_protocol = \"SSL\"\ntls = {{ {tls} }}"),
+        receiver,
+    )
+}
+
+/// The configuration for `broker`, with `security` as the rest of `[kafka]`.
+fn config_with(broker: &TlsBroker, topic: &str, security: &str, receiver: &Receiver) -> String {
     format!(
-        "[kafka]\nbrokers = \"{brokers}\"\ntopic = \"{topic}\"\nsecurity_protocol = \"SSL\"\ntls = {{ {tls} }}\n\n\
+        "[kafka]\nbrokers = \"{brokers}\"\ntopic = \"{topic}\"\n{security}\n\n\
          [ops]\nlisten = \"127.0.0.1:0\"\n\n[ingest]\nlisten = \"127.0.0.1:0\"\nallow_plain_http = true\n\n\
          [egress]\nallow = [\"127.0.0.0/8\"]\nallow_plain_http_hosts = [\"127.0.0.1\"]\n\n\
          [router]\ngroup_id = \"{topic}-group\"\ndead_letter_topic = \"{topic}.dead\"\nretry_topic = \"{topic}.retry\"\n\n\
@@ -134,4 +147,58 @@ fn a_wrong_ca_or_a_missing_client_certificate_stops_the_start_naming_the_setting
         said.contains("kafka.tls.ca_file") && said.contains("absent.pem"),
         "{said}"
     );
+}
+
+const SCRAM_USER: &str = "switchyard";
+const SCRAM_PASSWORD: &str = "scram-password-0123456789";
+
+fn scram(broker: &TlsBroker) -> String {
+    format!(
+        "security_protocol = \"SASL_SSL\"\ntls = {{ ca_file = {:?} }}\n\
+         sasl = {{ mechanism = \"SCRAM-SHA-512\", username = \"{SCRAM_USER}\", password_env = \"SWITCHYARD_KAFKA_SASL_PASSWORD\" }}",
+        broker.ca_file()
+    )
+}
+
+#[actix_web::test]
+async fn events_reach_a_webhook_through_sasl_ssl_with_scram_and_a_wrong_password_is_refused_at_start() {
+    let broker = TlsBroker::start_scram(SCRAM_USER, SCRAM_PASSWORD);
+    let topic = unique_topic("scram");
+    for (name, partitions) in [
+        (topic.clone(), 2),
+        (format!("{topic}.dead"), 1),
+        (format!("{topic}.retry"), 1),
+    ] {
+        broker.create_topic(&name, partitions).await;
+    }
+    let receiver = Receiver::start(Behaviour::Healthy);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("switchyard.toml");
+    std::fs::write(&path, config_with(&broker, &topic, &scram(&broker), &receiver)).expect("write config");
+
+    let wrong = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["create-topic", "--config"])
+        .arg(&path)
+        .env("SWITCHYARD_KAFKA_SASL_PASSWORD", "not the password")
+        .output()
+        .expect("run create-topic");
+    let said = String::from_utf8_lossy(&wrong.stderr);
+    assert!(!wrong.status.success(), "a wrong password must not pass: {said}");
+    assert!(said.contains("kafka.sasl"), "names the SASL setting: {said}");
+    assert!(!said.contains("not the password"), "never prints the password: {said}");
+
+    let process = Switchyard::start_with_env("run", &path, &[("SWITCHYARD_KAFKA_SASL_PASSWORD", SCRAM_PASSWORD)]);
+    let ingest = process.ingest_url.clone().expect("serves ingest");
+    let client = awc::Client::default();
+    let events: Vec<_> = (0..30)
+        .map(|i| track(&format!("scram-{i}"), &format!("user-{}", i % 3)))
+        .collect();
+    send_batch(&client, &ingest, KEY, &events).await;
+    let counts = receiver.wait_for(Duration::from_secs(60), |counts| counts.len() == events.len());
+    for i in 0..30 {
+        assert!(
+            counts.contains_key(&format!("scram-{i}")),
+            "scram-{i} arrived: {counts:?}"
+        );
+    }
 }

@@ -12,12 +12,44 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::OwnedMessage;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
-/// One tansu broker process with in-memory storage, stopped when dropped.
+/// One tansu broker process (in-memory storage unless it authenticates), stopped when dropped.
 #[derive(Debug)]
 pub struct Tansu {
     child: Option<Child>,
     port: u16,
     _dir: tempfile::TempDir,
+}
+
+/// A broker process in `dir`, once it accepts connections.
+fn spawn(dir: &std::path::Path, port: u16, advertised: u16, storage: &str, authentication: bool) -> Child {
+    let binary = tansu_binary();
+    let child = Command::new(&binary)
+        .args(["broker", "--listener-url", &format!("tcp://127.0.0.1:{port}")])
+        .args(["--advertised-listener-url", &format!("tcp://127.0.0.1:{advertised}")])
+        .args(["--storage-engine", storage])
+        .args(authentication.then_some("--authentication"))
+        .current_dir(dir)
+        .env_remove("STORAGE_ENGINE")
+        .env_remove("LISTENER_URL")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|error| {
+            panic!(
+                "cannot start tansu ({}): {error}. Install it with `make tansu` \
+                 (cargo install tansu --locked --version 0.6.0 --features dynostore) or set TANSU_BIN",
+                binary.display()
+            )
+        });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "tansu did not listen on port {port} within 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child
 }
 
 fn tansu_binary() -> PathBuf {
@@ -46,45 +78,43 @@ impl Tansu {
     /// terminator in front of it).
     pub fn start_advertising(port: u16, advertised: u16) -> Tansu {
         let dir = tempfile::tempdir().expect("temp dir for tansu");
-        let url = format!("tcp://127.0.0.1:{port}");
-        let advertised = format!("tcp://127.0.0.1:{advertised}");
-        let binary = tansu_binary();
-        let child = Command::new(&binary)
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &advertised,
-            ])
-            .args(["--storage-engine", "memory://tansu/"])
-            .current_dir(dir.path())
-            .env_remove("STORAGE_ENGINE")
-            .env_remove("LISTENER_URL")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|error| {
-                panic!(
-                    "cannot start tansu ({}): {error}. Install it with `make tansu` \
-                     (cargo install tansu --locked --version 0.6.0 --features dynostore) or set TANSU_BIN",
-                    binary.display()
-                )
-            });
-        let broker = Tansu {
+        let child = spawn(dir.path(), port, advertised, "memory://tansu/", false);
+        Tansu {
             child: Some(child),
             port,
             _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "tansu did not listen on port {port} within 30 s"
-            );
-            std::thread::sleep(Duration::from_millis(50));
         }
-        broker
+    }
+
+    /// Starts a broker that takes only SASL/SCRAM-SHA-512 clients, knowing `user` with
+    /// `password`. Once authentication is on, tansu asks every request to authenticate,
+    /// the user-creating one too: so the user is made on a broker without it, over a
+    /// SQLite log the authenticating broker then opens.
+    pub fn start_scram(port: u16, advertised: u16, user: &str, password: &str) -> Tansu {
+        let dir = tempfile::tempdir().expect("temp dir for tansu");
+        let storage = "sqlite://tansu.db";
+        let mut open = Tansu {
+            child: Some(spawn(dir.path(), port, port, storage, false)),
+            port,
+            _dir: tempfile::tempdir().expect("temp dir"),
+        };
+        let created = Command::new(tansu_binary())
+            .args(["user", "create", "--broker", &format!("tcp://127.0.0.1:{port}")])
+            .args(["--mechanism", "scram512", user, password])
+            .output()
+            .expect("run tansu user create");
+        assert!(
+            created.status.success(),
+            "tansu user create: {}",
+            String::from_utf8_lossy(&created.stderr)
+        );
+        open.stop();
+        let child = spawn(dir.path(), port, advertised, storage, true);
+        Tansu {
+            child: Some(child),
+            port,
+            _dir: dir,
+        }
     }
 
     pub fn port(&self) -> u16 {

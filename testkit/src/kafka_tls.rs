@@ -58,6 +58,8 @@ pub struct TlsBroker {
     dir: tempfile::TempDir,
     /// The CA that signed the broker's (and the client's) certificate.
     pub ca: TestCa,
+    /// The SCRAM-SHA-512 user and password the broker knows, when it authenticates.
+    scram: Option<(String, String)>,
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
@@ -77,6 +79,16 @@ fn stunnel_binary() -> &'static str {
 impl TlsBroker {
     /// Starts tansu and stunnel; `mutual` asks clients for a certificate of the CA.
     pub fn start(mutual: bool) -> TlsBroker {
+        Self::start_with(mutual, None)
+    }
+
+    /// Starts tansu taking only SASL/SCRAM-SHA-512 clients (`user`, `password`) behind
+    /// stunnel: SASL_SSL, as Amazon MSK or Strimzi's SCRAM listener.
+    pub fn start_scram(user: &str, password: &str) -> TlsBroker {
+        Self::start_with(false, Some((user, password)))
+    }
+
+    fn start_with(mutual: bool, scram: Option<(&str, &str)>) -> TlsBroker {
         let dir = tempfile::tempdir().expect("temp dir for stunnel");
         let ca = TestCa::new("switchyard test kafka ca");
         let (server_cert, server_key) = ca.issue(&["127.0.0.1", "localhost"]);
@@ -87,7 +99,10 @@ impl TlsBroker {
         write(dir.path(), "client.pem", &client_cert);
         write(dir.path(), "client.key", &client_key);
         let (plain, port) = (free_port(), free_port());
-        let tansu = Tansu::start_advertising(plain, port);
+        let tansu = match scram {
+            Some((user, password)) => Tansu::start_scram(plain, port, user, password),
+            None => Tansu::start_advertising(plain, port),
+        };
         let mut conf = format!(
             "foreground = yes\npid =\n[kafka]\naccept = 127.0.0.1:{port}\nconnect = 127.0.0.1:{plain}\n\
              cert = {}\nkey = {}\n",
@@ -114,6 +129,7 @@ impl TlsBroker {
             port,
             dir,
             ca,
+            scram: scram.map(|(user, password)| (user.to_string(), password.to_string())),
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -145,7 +161,7 @@ impl TlsBroker {
 
     /// librdkafka properties of a client this broker accepts.
     pub fn client_options(&self) -> BTreeMap<String, String> {
-        BTreeMap::from([
+        let mut options = BTreeMap::from([
             ("security.protocol".to_string(), "ssl".to_string()),
             ("ssl.ca.location".to_string(), self.ca_file().display().to_string()),
             (
@@ -156,7 +172,16 @@ impl TlsBroker {
                 "ssl.key.location".to_string(),
                 self.client_key_file().display().to_string(),
             ),
-        ])
+        ]);
+        if let Some((user, password)) = &self.scram {
+            options.extend([
+                ("security.protocol".to_string(), "sasl_ssl".to_string()),
+                ("sasl.mechanism".to_string(), "SCRAM-SHA-512".to_string()),
+                ("sasl.username".to_string(), user.clone()),
+                ("sasl.password".to_string(), password.clone()),
+            ]);
+        }
+        options
     }
 
     /// Creates a topic over TLS.
