@@ -5,18 +5,26 @@ For each values file in helm/tests/values/: render the chart (helm-python-sdk, t
 SDK without a helm binary), lint it, validate every manifest against the Kubernetes
 schemas (kubernetes-validate --strict), scan it with checkov (every skip carries its
 reason in the chart), and check the rendered configuration file with
-`switchyard check-config`. Then feed values.schema.json bad values and expect refusals.
+`switchyard check-config`. Then feed values.schema.json bad values and expect refusals,
+and run the control plane's setup Job and backup CronJob as rendered against a real
+Postgres and S3-compatible server (pods.py).
 """
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import tempfile
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import helm_python
 import yaml
+
+from pods import Objects, run_pod
 
 HERE = Path(__file__).resolve().parent
 CHART = HERE.parent / "switchyard"
@@ -117,7 +125,8 @@ def check_values_file(path):
             config = Path(tmp) / "switchyard.toml"
             config.write_text(secret["stringData"]["switchyard.toml"])
             # The chart hands SASL credentials to the process in these variables.
-            env = {**os.environ, "SWITCHYARD_KAFKA_SASL_USERNAME": "switchyard", "SWITCHYARD_KAFKA_SASL_PASSWORD": "test"}
+            env = {**os.environ, "SWITCHYARD_KAFKA_SASL_USERNAME": "switchyard", "SWITCHYARD_KAFKA_SASL_PASSWORD": "test",
+                   "SWITCHYARD_DATABASE_URL": "postgres://switchyard:test@postgres.invalid:5432/switchyard"}
             result = subprocess.run(
                 [str(SWITCHYARD), "check-config", "--config", str(config)], capture_output=True, text=True, env=env
             )
@@ -127,6 +136,8 @@ def check_values_file(path):
 
 def check_schema_refuses():
     base = yaml.safe_load((HERE / "values" / "minimal.yaml").read_text())
+    with_key = {"masterKey": {"existingSecret": "switchyard-master-key"}}
+    control = {"enabled": True, "database": {"existingSecret": "switchyard-database"}}
     # What is wrong, and where the schema's refusal must point.
     bad = {
         "an unknown top-level key": ({**base, "replicas": 3}, "'replicas'"),
@@ -143,7 +154,35 @@ def check_schema_refuses():
         "no sources and no existing config secret": ({**base, "config": {"sources": []}}, "/config"),
         "an archive without a master key": (
             {**base, "archive": {"enabled": True, "store": {"bucket": "archive-bucket"}}},
-            "/archive/masterKey",
+            "/masterKey",
+        ),
+        "a control plane without a master key": (
+            {**base, "control": {"enabled": True, "database": {"url": "postgres://db/switchyard"}}},
+            "/masterKey",
+        ),
+        "a control plane without a database": (
+            {**base, **with_key, "control": {"enabled": True}},
+            "/control/database",
+        ),
+        "a first owner without a password Secret": (
+            {**base, **with_key, "control": {**control, "workspace": {"id": "acme"}, "owner": {"email": "o@acme.example"}}},
+            "/control/owner",
+        ),
+        "a workspace file without a workspace id": (
+            {**base, **with_key, "control": {**control, "apply": {"enabled": True, "workspace": "workspace: acme"}}},
+            "/control/workspace",
+        ),
+        "a workspace id with capitals": (
+            {**base, **with_key, "control": {**control, "workspace": {"id": "Acme"}}},
+            "/control/workspace/id",
+        ),
+        "backups with nowhere to go": (
+            {**base, **with_key, "control": {**control, "backup": {"enabled": True}}},
+            "/control/backup/store/bucket",
+        ),
+        "a master key that isn't an age identity": (
+            {**base, "masterKey": {"identity": "-----BEGIN PRIVATE KEY-----"}},
+            "/masterKey/identity",
         ),
         "an archive store of an unknown encryption": (
             {**base, "archive": {"store": {"bucket": "b", "sse": "rot13"}}},
@@ -204,6 +243,122 @@ def check_network_policy():
     print("network policy: ops closed by default, opened to the named namespace; metadata and cluster CIDRs denied")
 
 
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_moto():
+    """moto_server on a free port, stopped by PID; returns (process, endpoint)."""
+    port = free_port()
+    process = subprocess.Popen(["moto_server", "-H", "127.0.0.1", "-p", str(port)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    endpoint = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            urllib.request.urlopen(endpoint, timeout=1)
+            return process, endpoint
+        except urllib.error.HTTPError:
+            return process, endpoint
+        except OSError:
+            time.sleep(0.1)
+    process.kill()
+    raise RuntimeError("moto_server did not start")
+
+
+def s3_request(endpoint, method, path):
+    """An unsigned request to moto (it accepts any credentials, and none)."""
+    request = urllib.request.Request(f"{endpoint}{path}", method=method)
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return response.read().decode()
+
+
+def psql(url, sql):
+    result = subprocess.run(["psql", url, "-v", "ON_ERROR_STOP=1", "-qAtc", sql], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"psql {sql!r}: {result.stderr.strip()}")
+    return result.stdout
+
+
+def check_control_jobs():
+    """The setup Job and the backup CronJob rendered for control-plane.yaml, run as the
+    kubelet would start them (helm/tests/pods.py) against a real Postgres and a real
+    S3-compatible server: an install migrates, makes the workspace, its first owner and
+    the workspace file's source and destination; an upgrade changes nothing; a backup
+    lands in the bucket."""
+    maintenance = os.environ.get("SWITCHYARD_TEST_POSTGRES", "postgres://postgres@127.0.0.1:5432/postgres")
+    database = f"chart_jobs_{os.getpid()}"
+    try:
+        psql(maintenance, f"CREATE DATABASE {database}")
+    except (RuntimeError, FileNotFoundError) as error:
+        fail(f"control jobs: needs PostgreSQL at {maintenance} (apt-get install postgresql, or set "
+             f"SWITCHYARD_TEST_POSTGRES to a maintenance-database URL): {error}")
+        return
+    moto, endpoint = start_moto()
+    root = tempfile.mkdtemp(prefix="chart-jobs-")
+    try:
+        values = yaml.safe_load((HERE / "values" / "control-plane.yaml").read_text())
+        bucket = values["control"]["backup"]["store"]["bucket"]
+        # moto keeps no KMS keys: SSE-S3 here, KMS in the file itself.
+        values["control"]["backup"]["store"].update({"endpoint": endpoint, "sse": "s3", "kmsKeyId": ""})
+        s3_request(endpoint, "PUT", f"/{bucket}")
+        key_file = Path(root) / "master.key"
+        subprocess.run([str(SWITCHYARD), "master-key", "-o", str(key_file)], check=True, capture_output=True)
+        url = maintenance.rsplit("/", 1)[0] + f"/{database}"
+        docs = render(values)
+        objects = Objects(docs, {
+            "switchyard-database": {"DATABASE_URL": url},
+            "switchyard-master-key": {"master.key": key_file.read_text()},
+            "switchyard-owner": {"password": "correct horse battery staple"},
+            "switchyard-workspace-credentials": {"HOOK_SIGNING_SECRET": "hook-signing-secret-from-a-secret"},
+            "switchyard-archive-aws": {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"},
+        })
+        job = next(d for d in docs if d["kind"] == "Job")["spec"]["template"]["spec"]
+        steps = {}
+        for attempt in ("install", "upgrade"):
+            results = run_pod(job, objects, SWITCHYARD, Path(root) / attempt)
+            steps[attempt] = {name: result for name, result in results}
+            for name, result in results:
+                if result.returncode != 0:
+                    fail(f"control jobs: the setup Job's {name} step failed on {attempt}:\n{result.stderr}")
+                    return
+        install, upgrade = steps["install"], steps["upgrade"]
+        if list(install) != ["migrate", "owner", "apply"]:
+            fail(f"control jobs: the setup Job ran {list(install)}")
+        if json.loads(install["owner"].stdout).get("created") is not True:
+            fail(f"control jobs: the first install made no workspace: {install['owner'].stdout}")
+        if json.loads(upgrade["owner"].stdout).get("created") is not False:
+            fail(f"control jobs: an upgrade made the workspace again: {upgrade['owner'].stdout}")
+        report = json.loads(install["apply"].stdout)
+        if sorted(report["report"]["created"]) != ["destination hook", "source web"] or "web" not in report["new_write_keys"]:
+            fail(f"control jobs: apply made {report['report']['created']}, keys {list(report['new_write_keys'])}")
+        again = json.loads(upgrade["apply"].stdout)["report"]
+        if again["created"] or again["updated"] or sorted(again["unchanged"]) != ["destination hook", "source web"]:
+            fail(f"control jobs: an upgrade's apply changed something: {again}")
+        owners = psql(url, "SELECT u.email FROM memberships m JOIN users u ON u.id = m.user_id "
+                           "WHERE m.workspace_id = 'acme' AND m.role = 'owner'").split()
+        if owners != ["owner@acme.example"]:
+            fail(f"control jobs: workspace acme's owners are {owners}")
+        cron = next(d for d in docs if d["kind"] == "CronJob")["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+        results = run_pod(cron, objects, SWITCHYARD, Path(root) / "backup")
+        name, result = results[-1]
+        if result.returncode != 0:
+            fail(f"control jobs: the backup CronJob failed:\n{result.stderr}")
+            return
+        listing = s3_request(endpoint, "GET", f"/{bucket}?list-type=2&prefix=control-backups/")
+        written = result.stdout.strip()
+        if not written or written not in listing:
+            fail(f"control jobs: the backup CronJob printed {written!r}, the bucket lists {listing[:400]}")
+            return
+        print(f"control jobs: setup Job migrated, made workspace acme, its owner, source and destination; "
+              f"an upgrade changed nothing; the backup CronJob wrote {written}")
+    finally:
+        moto.kill()
+        moto.wait()
+        psql(maintenance, f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+
+
 def main():
     if not SWITCHYARD.exists():
         print(f"{SWITCHYARD} is missing: build first (make build)", file=sys.stderr)
@@ -213,6 +368,7 @@ def main():
         check_values_file(path)
     check_schema_refuses()
     check_network_policy()
+    check_control_jobs()
     if failures:
         print(f"{len(failures)} chart check(s) failed", file=sys.stderr)
         return 1

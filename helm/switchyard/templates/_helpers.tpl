@@ -32,6 +32,30 @@ app.kubernetes.io/component: {{ .component }}
 {{- .Values.kafka.sasl.existingSecret | default (printf "%s-kafka" (include "switchyard.fullname" .)) -}}
 {{- end -}}
 
+{{- define "switchyard.masterKeySecret" -}}
+{{- .Values.masterKey.existingSecret | default (printf "%s-master-key" (include "switchyard.fullname" .)) -}}
+{{- end -}}
+
+{{- define "switchyard.databaseSecret" -}}
+{{- .Values.control.database.existingSecret | default (printf "%s-database" (include "switchyard.fullname" .)) -}}
+{{- end -}}
+
+{{/* Whether ingest and routers run the control plane's workspace live. */}}
+{{- define "switchyard.readsWorkspace" -}}
+{{- if and .Values.control.enabled .Values.control.workspace.id -}}true{{- end -}}
+{{- end -}}
+
+{{/* Which pods hold the master key: (dict "root" . "component" C). */}}
+{{- define "switchyard.needsMasterKey" -}}
+{{- $v := .root.Values -}}
+{{- if or (eq .component "control") (eq .component "setup") (eq .component "backup") (include "switchyard.readsWorkspace" .root) (and (eq .component "router") $v.archive.enabled) -}}true{{- end -}}
+{{- end -}}
+
+{{/* Which pods open the metadata database. */}}
+{{- define "switchyard.needsDatabase" -}}
+{{- if or (eq .component "control") (eq .component "setup") (eq .component "backup") (include "switchyard.readsWorkspace" .root) -}}true{{- end -}}
+{{- end -}}
+
 {{- define "switchyard.saslEnabled" -}}
 {{- if or .Values.kafka.sasl.existingSecret .Values.kafka.sasl.username -}}true{{- end -}}
 {{- end -}}
@@ -66,6 +90,25 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 {{- $_ := set $config "archive" $archive -}}
 {{- end -}}
+{{- if .Values.control.enabled -}}
+{{- $c := .Values.control -}}
+{{- $control := dict "listen" (printf "0.0.0.0:%d" (int $c.port)) "trusted_proxies" (ternary 1 0 $c.ingress.enabled) "debugger_streams" (int $c.debuggerStreams) "refresh_secs" (int $c.workspace.refreshSecs) -}}
+{{- if $c.tls.existingSecret -}}
+{{- $_ := set $control "tls_cert_path" "/etc/switchyard-control-tls/tls.crt" -}}
+{{- $_ := set $control "tls_key_path" "/etc/switchyard-control-tls/tls.key" -}}
+{{- else -}}
+{{- $_ := set $control "allow_plain_http" true -}}
+{{- end -}}
+{{- with $c.workspace.id -}}
+{{- $_ := set $control "workspace" . -}}
+{{- end -}}
+{{- if $c.backup.enabled -}}
+{{- $store := ternary $c.backup.store .Values.archive.store (ne $c.backup.store.bucket "") -}}
+{{- /* interval 0: the CronJob takes them, not every replica of the server. */ -}}
+{{- $_ := set $control "backup" (dict "store" (include "switchyard.store" $store | fromYaml) "prefix" $c.backup.prefix "interval_secs" 0) -}}
+{{- end -}}
+{{- $_ := set $config "control" $control -}}
+{{- end -}}
 {{- toToml $config -}}
 {{- end -}}
 
@@ -84,11 +127,30 @@ kms_key_id: {{ . | quote }}
 {{- end }}
 {{- end -}}
 
-{{/* The router's archive settings: master key file and S3 credentials. */}}
-{{- define "switchyard.archiveEnv" -}}
-{{- if .Values.archive.enabled }}
+{{/* A component's secrets as environment: (dict "root" . "component" C). The setup
+     Job reads chart-made ones from its own hook Secret (see setup-job.yaml). */}}
+{{- define "switchyard.componentEnv" -}}
+{{- $root := .root -}}
+{{- $v := $root.Values -}}
+{{- $setup := printf "%s-setup" (include "switchyard.fullname" $root) -}}
+{{- if include "switchyard.needsMasterKey" . }}
 - name: SWITCHYARD_MASTER_KEY_FILE
-  value: /etc/switchyard-master/{{ .Values.archive.masterKey.key }}
+  value: /etc/switchyard-master/{{ $v.masterKey.key }}
+{{- end }}
+{{- if include "switchyard.needsDatabase" . }}
+- name: SWITCHYARD_DATABASE_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ ternary $setup (include "switchyard.databaseSecret" $root) (and (eq .component "setup") (not $v.control.database.existingSecret)) }}
+      key: {{ $v.control.database.key }}
+{{- end }}
+{{- if or (and (eq .component "router") $v.archive.enabled) (eq .component "backup") }}
+{{- include "switchyard.s3Env" $root }}
+{{- end }}
+{{- end -}}
+
+{{/* S3 credentials for the archive's (and backups') bucket. */}}
+{{- define "switchyard.s3Env" -}}
 {{- with .Values.archive.credentials.existingSecret }}
 - name: AWS_ACCESS_KEY_ID
   valueFrom:
@@ -101,6 +163,26 @@ kms_key_id: {{ . | quote }}
       name: {{ . }}
       key: AWS_SECRET_ACCESS_KEY
 {{- end }}
+{{- end -}}
+
+{{/* The master key's volume and mount, for the pods that hold it. */}}
+{{- define "switchyard.masterKeyVolume" -}}
+{{- if include "switchyard.needsMasterKey" . }}
+- name: master-key
+  secret:
+    secretName: {{ ternary (printf "%s-setup" (include "switchyard.fullname" .root)) (include "switchyard.masterKeySecret" .root) (and (eq .component "setup") (not .root.Values.masterKey.existingSecret)) }}
+    defaultMode: 0400
+    items:
+      - key: {{ .root.Values.masterKey.key }}
+        path: {{ .root.Values.masterKey.key }}
+{{- end }}
+{{- end -}}
+
+{{- define "switchyard.masterKeyMount" -}}
+{{- if include "switchyard.needsMasterKey" . }}
+- name: master-key
+  mountPath: /etc/switchyard-master
+  readOnly: true
 {{- end }}
 {{- end -}}
 
@@ -125,11 +207,16 @@ seccompProfile:
   type: RuntimeDefault
 {{- end -}}
 
-{{- define "switchyard.env" -}}
+{{/* What every container is told; the Jobs, which never talk to Kafka, only this. */}}
+{{- define "switchyard.baseEnv" -}}
 - name: SWITCHYARD_CONFIG
   value: /etc/switchyard/switchyard.toml
 - name: SWITCHYARD_LOG_FORMAT
   value: json
+{{- end -}}
+
+{{- define "switchyard.env" -}}
+{{ include "switchyard.baseEnv" . }}
 {{- if include "switchyard.saslEnabled" . }}
 - name: SWITCHYARD_KAFKA_SASL_USERNAME
   valueFrom:
@@ -166,17 +253,21 @@ seccompProfile:
 {{- end }}
 {{- end -}}
 
+{{/* Probes on the ops port, or for the control plane (no ops port) on its own:
+     (dict "port" NAME "scheme" HTTP|HTTPS). */}}
 {{- define "switchyard.probes" -}}
 livenessProbe:
   httpGet:
     path: /healthz
-    port: ops
+    port: {{ .port }}
+    scheme: {{ .scheme }}
   periodSeconds: 10
   failureThreshold: 3
 readinessProbe:
   httpGet:
     path: /readyz
-    port: ops
+    port: {{ .port }}
+    scheme: {{ .scheme }}
   periodSeconds: 5
   failureThreshold: 2
 {{- end -}}
@@ -199,9 +290,12 @@ readinessProbe:
 {{- include "switchyard.kafkaTlsMount" . }}
 {{- end -}}
 
-{{/* One Deployment per role: the same binary, the role as its subcommand. */}}
+{{/* One Deployment per role: the same binary, the role as its subcommand.
+     (dict "root" . "component" C "args" [...] "replicas" N "resources" R "autoscaled" B) */}}
 {{- define "switchyard.deployment" -}}
 {{- $root := .root -}}
+{{- $control := eq .component "control" -}}
+{{- $scheme := ternary "HTTPS" "HTTP" (and $control (ne $root.Values.control.tls.existingSecret "")) -}}
 apiVersion: apps/v1
 kind: Deployment
 metadata:
@@ -211,9 +305,7 @@ metadata:
     {{- include "switchyard.labels" $root | nindent 4 }}
     app.kubernetes.io/component: {{ .component }}
   annotations:
-    checkov.io/skip1: CKV_K8S_43=the image is pinned by tag (the chart's appVersion); set image.tag to a digest reference to pin it harder
-    checkov.io/skip2: CKV_K8S_15=IfNotPresent is right for immutable version tags; set image.pullPolicy to Always for mutable ones
-    checkov.io/skip3: CKV_K8S_35=librdkafka takes SASL credentials as properties; they come from a Secret into the environment, never into the config file
+    {{- include "switchyard.checkovSkips" $root | nindent 4 }}
 spec:
   {{- if not .autoscaled }}
   replicas: {{ .replicas }}
@@ -231,64 +323,82 @@ spec:
         {{- toYaml . | nindent 8 }}
       {{- end }}
     spec:
-      automountServiceAccountToken: false
-      {{- with $root.Values.imagePullSecrets }}
-      imagePullSecrets:
-        {{- toYaml . | nindent 8 }}
-      {{- end }}
-      securityContext:
-        {{- include "switchyard.podSecurityContext" $root | nindent 8 }}
+      {{- include "switchyard.podSpec" $root | nindent 6 }}
       # Long enough for a router to finish in-flight deliveries and commit.
       terminationGracePeriodSeconds: 60
       containers:
         - name: {{ .component }}
           image: {{ include "switchyard.image" $root }}
           imagePullPolicy: {{ $root.Values.image.pullPolicy }}
-          args: [{{ .component | quote }}]
+          args: {{ toJson .args }}
           env:
             {{- include "switchyard.env" $root | nindent 12 }}
-            {{- if eq .component "router" }}
-            {{- include "switchyard.archiveEnv" $root | nindent 12 }}
-            {{- end }}
+            {{- include "switchyard.componentEnv" . | nindent 12 }}
           ports:
             {{- if eq .component "ingest" }}
             - name: http
               containerPort: {{ $root.Values.ingest.port }}
               protocol: TCP
             {{- end }}
+            {{- if $control }}
+            - name: admin
+              containerPort: {{ $root.Values.control.port }}
+              protocol: TCP
+            {{- else }}
             - name: ops
               containerPort: {{ $root.Values.ops.port }}
               protocol: TCP
-          {{- include "switchyard.probes" $root | nindent 10 }}
+            {{- end }}
+          {{- include "switchyard.probes" (dict "port" (ternary "admin" "ops" $control) "scheme" $scheme) | nindent 10 }}
           resources:
             {{- toYaml .resources | nindent 12 }}
           securityContext:
             {{- include "switchyard.containerSecurityContext" $root | nindent 12 }}
           volumeMounts:
             {{- include "switchyard.volumeMounts" $root | nindent 12 }}
-            {{- if and (eq .component "router") $root.Values.archive.enabled }}
-            - name: master-key
-              mountPath: /etc/switchyard-master
+            {{- include "switchyard.masterKeyMount" . | nindent 12 }}
+            {{- if and $control $root.Values.control.tls.existingSecret }}
+            - name: control-tls
+              mountPath: /etc/switchyard-control-tls
               readOnly: true
             {{- end }}
       volumes:
         {{- include "switchyard.volumes" $root | nindent 8 }}
-        {{- if and (eq .component "router") $root.Values.archive.enabled }}
-        - name: master-key
+        {{- include "switchyard.masterKeyVolume" . | nindent 8 }}
+        {{- if and $control $root.Values.control.tls.existingSecret }}
+        - name: control-tls
           secret:
-            secretName: {{ $root.Values.archive.masterKey.existingSecret }}
-            defaultMode: 0400
+            secretName: {{ $root.Values.control.tls.existingSecret }}
+            defaultMode: 0440
         {{- end }}
-      {{- with $root.Values.nodeSelector }}
-      nodeSelector:
-        {{- toYaml . | nindent 8 }}
-      {{- end }}
-      {{- with $root.Values.tolerations }}
-      tolerations:
-        {{- toYaml . | nindent 8 }}
-      {{- end }}
-      {{- with $root.Values.affinity }}
-      affinity:
-        {{- toYaml . | nindent 8 }}
-      {{- end }}
+{{- end -}}
+
+{{/* Why checkov's findings that remain do not apply; every workload carries them. */}}
+{{- define "switchyard.checkovSkips" -}}
+checkov.io/skip1: CKV_K8S_43=the image is pinned by tag (the chart's appVersion); set image.tag to a digest reference to pin it harder
+checkov.io/skip2: CKV_K8S_15=IfNotPresent is right for immutable version tags; set image.pullPolicy to Always for mutable ones
+checkov.io/skip3: CKV_K8S_35=librdkafka takes SASL credentials and sqlx the database URL as settings; they come from Secrets into the environment, never into the config file
+{{- end -}}
+
+{{/* What every pod spec shares: no API token, pull secrets, hardening, placement. */}}
+{{- define "switchyard.podSpec" -}}
+automountServiceAccountToken: false
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+securityContext:
+  {{- include "switchyard.podSecurityContext" . | nindent 2 }}
+{{- with .Values.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
 {{- end -}}
