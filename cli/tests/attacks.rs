@@ -70,12 +70,7 @@ fn serve_control(config: &std::path::Path) -> (Child, String) {
         .stdout(Stdio::piped())
         .spawn()
         .expect("start control");
-    let line = BufReader::new(child.stdout.take().expect("stdout"))
-        .lines()
-        .next()
-        .expect("a line")
-        .expect("text");
-    let api = line.strip_prefix("control listening on ").expect("address").to_string();
+    let api = switchyard_testkit::control_url(&mut child);
     (child, api)
 }
 

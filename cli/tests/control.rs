@@ -61,15 +61,7 @@ fn the_admin_api_over_https_audits_every_change_and_never_logs_a_credential() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start control");
-    let line = BufReader::new(server.stdout.take().expect("stdout"))
-        .lines()
-        .next()
-        .expect("a line")
-        .expect("text");
-    let url = line
-        .strip_prefix("control listening on ")
-        .expect("address line")
-        .to_string();
+    let url = switchyard_testkit::control_url(&mut server);
     assert!(url.starts_with("https://"), "{url}");
     // Drained all along: a full pipe would block the server's logging.
     let mut stderr = server.stderr.take().expect("stderr");

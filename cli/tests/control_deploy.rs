@@ -4,7 +4,6 @@
 //! from the environment, `/healthz` and `/readyz` against a real Postgres, and sign-in
 //! throttling behind a proxy that can't be dodged by forging `X-Forwarded-For`.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
@@ -146,15 +145,7 @@ fn serve(config: &Path, database_url: &str) -> Server {
         .stderr(Stdio::null())
         .spawn()
         .expect("start control");
-    let line = BufReader::new(child.stdout.take().expect("stdout"))
-        .lines()
-        .next()
-        .expect("a line")
-        .expect("text");
-    let url = line
-        .strip_prefix("control listening on ")
-        .expect("address line")
-        .to_string();
+    let url = switchyard_testkit::control_url(&mut child);
     Server(child, url)
 }
 

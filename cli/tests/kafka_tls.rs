@@ -84,17 +84,22 @@ fn refused_start(path: &Path) -> String {
     said
 }
 
-#[actix_web::test]
-async fn events_reach_a_webhook_through_a_broker_that_speaks_only_mutual_tls() {
-    let broker = TlsBroker::start(true);
-    let topic = unique_topic("tls");
+/// The event topic and its dead-letter and retry topics.
+async fn create_topics(broker: &TlsBroker, topic: &str) {
     for (name, partitions) in [
-        (topic.clone(), 2),
+        (topic.to_string(), 2),
         (format!("{topic}.dead"), 1),
         (format!("{topic}.retry"), 1),
     ] {
         broker.create_topic(&name, partitions).await;
     }
+}
+
+#[actix_web::test]
+async fn events_reach_a_webhook_through_a_broker_that_speaks_only_mutual_tls() {
+    let broker = TlsBroker::start(true);
+    let topic = unique_topic("tls");
+    create_topics(&broker, &topic).await;
     let receiver = Receiver::start(Behaviour::Healthy);
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("switchyard.toml");
@@ -164,13 +169,7 @@ fn scram(broker: &TlsBroker) -> String {
 async fn events_reach_a_webhook_through_sasl_ssl_with_scram_and_a_wrong_password_is_refused_at_start() {
     let broker = TlsBroker::start_scram(SCRAM_USER, SCRAM_PASSWORD);
     let topic = unique_topic("scram");
-    for (name, partitions) in [
-        (topic.clone(), 2),
-        (format!("{topic}.dead"), 1),
-        (format!("{topic}.retry"), 1),
-    ] {
-        broker.create_topic(&name, partitions).await;
-    }
+    create_topics(&broker, &topic).await;
     let receiver = Receiver::start(Behaviour::Healthy);
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("switchyard.toml");

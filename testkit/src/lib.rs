@@ -44,3 +44,17 @@ pub fn unique_topic(prefix: &str) -> String {
         .unwrap_or_default();
     format!("{prefix}-{}-{nanos}", std::process::id())
 }
+
+/// The admin API's URL, from the first line `switchyard control serve` prints
+/// (`control listening on URL`); the child's stdout is taken.
+pub fn control_url(child: &mut std::process::Child) -> String {
+    use std::io::BufRead;
+    let line = std::io::BufReader::new(child.stdout.take().expect("stdout piped"))
+        .lines()
+        .next()
+        .expect("a line")
+        .expect("text");
+    line.strip_prefix("control listening on ")
+        .expect("address line")
+        .to_string()
+}
