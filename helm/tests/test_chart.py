@@ -89,6 +89,9 @@ def check_values_file(path):
             fail(f"{name}: lint: {message}")
     kinds = sorted({doc["kind"] for doc in docs})
     print(f"{name}: {len(docs)} manifests ({', '.join(kinds)})")
+    kafka_secrets, jobs = check_jobs_hold_no_kafka_secret(name, docs)
+    if jobs:
+        print(f"{name}: {jobs} Job(s) read none of the Kafka Secrets ({', '.join(sorted(kafka_secrets)) or 'none here'})")
     with tempfile.TemporaryDirectory() as tmp:
         standard = [d for d in docs if d["kind"] not in CUSTOM_KINDS]
         manifest = Path(tmp) / "rendered.yaml"
@@ -132,6 +135,60 @@ def check_values_file(path):
             )
             if result.returncode != 0:
                 fail(f"{name}: the rendered configuration is refused by switchyard:\n{result.stderr}")
+
+
+def pod_specs(docs):
+    """(kind/name, pod spec) of every workload in the rendered chart."""
+    for doc in docs:
+        spec = doc.get("spec", {})
+        if doc["kind"] == "CronJob":
+            spec = spec["jobTemplate"]["spec"]
+        if doc["kind"] in ("Deployment", "Job", "CronJob"):
+            yield f"{doc['kind']}/{doc['metadata']['name']}", spec["template"]["spec"]
+
+
+def secrets_of(pod):
+    """The Secret names a pod spec reads, by environment variable and volume."""
+    names = {}
+    for container in pod.get("initContainers", []) + pod.get("containers", []):
+        for env in container.get("env", []):
+            ref = env.get("valueFrom", {}).get("secretKeyRef")
+            if ref:
+                names.setdefault(ref["name"], set()).add(env["name"])
+        for source in container.get("envFrom", []):
+            if "secretRef" in source:
+                names.setdefault(source["secretRef"]["name"], set()).add("envFrom")
+    for volume in pod.get("volumes", []):
+        if "secret" in volume:
+            names.setdefault(volume["secret"]["secretName"], set()).add(f"volume {volume['name']}")
+        for projected in volume.get("projected", {}).get("sources", []):
+            if "secret" in projected:
+                names.setdefault(projected["secret"]["name"], set()).add(f"volume {volume['name']}")
+    return names
+
+
+def check_jobs_hold_no_kafka_secret(name, docs):
+    """The control plane's Jobs never talk to Kafka, so they must not hold its password
+    or TLS key: the Kafka Secrets are those the router reads for SASL or mounts as
+    kafka-tls, and no Job or CronJob may read any of them. Returns how many were checked."""
+    kafka = set()
+    for kind, pod in pod_specs(docs):
+        for secret, uses in secrets_of(pod).items():
+            if any(use.startswith("SWITCHYARD_KAFKA_") or use == "volume kafka-tls" for use in uses):
+                kafka.add(secret)
+    checked = 0
+    for kind, pod in pod_specs(docs):
+        if not kind.startswith(("Job/", "CronJob/")):
+            continue
+        checked += 1
+        for secret, uses in secrets_of(pod).items():
+            if secret in kafka:
+                fail(f"{name}: {kind} reads the Kafka Secret {secret} ({', '.join(sorted(uses))})")
+        for container in pod.get("initContainers", []) + pod.get("containers", []):
+            for env in container.get("env", []):
+                if env["name"].startswith("SWITCHYARD_KAFKA_"):
+                    fail(f"{name}: {kind} is given {env['name']}")
+    return kafka, checked
 
 
 def check_schema_refuses():
