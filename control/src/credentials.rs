@@ -24,6 +24,7 @@ fn declared(kind: &str) -> &'static [Declared] {
         ],
         "kafka" => &[("options", Some(KAFKA_SECRET_OPTIONS))],
         "postgres_warehouse" => &[("password", None)],
+        "segment" => &[("write_key", None)],
         "object_storage_export" => &[
             ("access_key_id", None),
             ("secret_access_key", None),
@@ -141,6 +142,22 @@ mod tests {
         );
         let error = check("postgres_warehouse", json!({"url": "postgres://u:pw@h/db"}), json!({}));
         assert!(error.expect_err("password in url").contains("settings.url"));
+        assert!(
+            check(
+                "segment",
+                json!({"endpoint": "https://api.segment.io"}),
+                json!({"write_key": "wk"})
+            )
+            .is_ok()
+        );
+        let error = check("segment", json!({"write_key": "wk"}), json!({}));
+        assert!(error.expect_err("write key in settings").contains("settings.write_key"));
+        let error = check("segment", json!({}), json!({"endpoint": "https://elsewhere/"}));
+        assert!(
+            error
+                .expect_err("endpoint is no credential")
+                .contains("credentials.endpoint")
+        );
     }
 
     #[test]

@@ -549,3 +549,90 @@ async fn bad_bodies_get_a_4xx_naming_the_problem() {
     drop(app);
     backend.finish(Arc::try_unwrap(control).expect("sole owner")).await;
 }
+
+/// A native integration's key is a credential like a webhook's token: sealed, never
+/// shown, refused in plain settings, and not carried to an endpoint a member moves it
+/// to (a member who points the destination at their own server gets nothing).
+#[actix_rt::test]
+async fn a_segment_write_key_is_sealed_never_shown_and_stays_with_its_endpoint() {
+    let backend = Backend::sqlite().await;
+    let control = Arc::new(backend.control(&age::x25519::Identity::generate()).await);
+    let (ws, tokens) = workspace(&control).await;
+    let member = tokens[1].1.clone().expect("member token");
+    let app = test::init_service(
+        App::new()
+            .app_data(web::Data::new(ApiState {
+                control: control.clone(),
+                debugger: None,
+                sso: None,
+            }))
+            .configure(routes),
+    )
+    .await;
+    let destinations = format!("/v1/workspaces/{ws}/destinations");
+    let call = |method: actix_web::http::Method, path: String, body: Option<Value>| {
+        let mut request = test::TestRequest::default()
+            .method(method)
+            .uri(&path)
+            .insert_header(("authorization", format!("Bearer {member}")));
+        if let Some(body) = body {
+            request = request.set_json(body);
+        }
+        request.to_request()
+    };
+    let create = json!({"id": "relay", "kind": "segment", "sources": ["web"],
+                        "settings": {"endpoint": "https://93.184.216.34"}, "credentials": {"write_key": SECRET}});
+    let response = test::call_service(
+        &app,
+        call(actix_web::http::Method::POST, destinations.clone(), Some(create)),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let created = String::from_utf8(test::read_body(response).await.to_vec()).expect("utf-8");
+    assert!(!created.contains(SECRET), "{created}");
+    let response = test::call_service(
+        &app,
+        call(actix_web::http::Method::GET, format!("{destinations}/relay"), None),
+    )
+    .await;
+    let shown: Value = test::read_body_json(response).await;
+    assert_eq!(shown["credentials"]["write_key"], "<redacted>", "{shown}");
+    assert!(!shown.to_string().contains(SECRET));
+
+    let refusals = [
+        (
+            actix_web::http::Method::POST,
+            destinations.clone(),
+            json!({"id": "plain", "kind": "segment", "sources": ["web"], "settings": {"write_key": "wk"}}),
+            "settings.write_key",
+        ),
+        (
+            actix_web::http::Method::POST,
+            destinations.clone(),
+            json!({"id": "typo", "kind": "segment", "sources": ["web"], "settings": {"writeKey": "wk"},
+                   "credentials": {"write_key": "wk"}}),
+            "writeKey",
+        ),
+        (
+            actix_web::http::Method::PATCH,
+            format!("{destinations}/relay"),
+            json!({"settings": {"endpoint": "https://198.51.100.66"}}),
+            "settings.endpoint",
+        ),
+    ];
+    for (method, path, body, mentions) in refusals {
+        let response = test::call_service(&app, call(method, path, Some(body.clone()))).await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{body}");
+        let answer: Value = test::read_body_json(response).await;
+        let message = answer["message"].as_str().unwrap_or_default();
+        assert!(message.contains(mentions), "{body}: {message}");
+    }
+    let relay = control.destination_config(&ws, "relay").await.expect("runnable");
+    let switchyard_config::DestinationKind::Segment(settings) = &relay.kind else {
+        panic!("a segment destination: {relay:?}")
+    };
+    assert_eq!(
+        (settings.endpoint.as_str(), settings.write_key.as_str()),
+        ("https://93.184.216.34", SECRET)
+    );
+}

@@ -2,11 +2,13 @@
 //! each kind's own (`tls.rs` for webhooks, `warehouse.rs` for the warehouse and export),
 //! and the egress checks of every address they name.
 
+mod native;
 mod tls;
 mod warehouse;
 
 use std::collections::{BTreeMap, HashSet};
 
+pub use native::{SEGMENT_MAX_BATCH_BYTES, SEGMENT_MAX_BATCH_EVENTS, SEGMENT_MAX_EVENT_BYTES, SegmentConfig};
 use serde::{Deserialize, Serialize};
 pub use switchyard_egress::{EgressError, EgressPolicy};
 pub use tls::{DestinationTls, TlsSettingsError, TlsVersion, client_config};
@@ -92,6 +94,8 @@ pub enum DestinationKind {
     PostgresWarehouse(WarehouseConfig),
     /// Batches as gzip JSONL objects in the customer's bucket.
     ObjectStorageExport(ExportConfig),
+    /// Any Segment-compatible HTTP API (Segment, RudderStack, another Switchyard).
+    Segment(SegmentConfig),
 }
 
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -249,6 +253,7 @@ impl std::fmt::Debug for DestinationConfig {
             DestinationKind::ObjectStorageExport(export) => {
                 format!("object storage export to bucket {}", export.bucket)
             }
+            DestinationKind::Segment(segment) => format!("segment {}", redact_url(&segment.endpoint)),
         };
         f.debug_struct("DestinationConfig")
             .field("id", &self.id)
@@ -316,6 +321,13 @@ pub enum DestinationConfigError {
         index: usize,
         field: &'static str,
         max: usize,
+    },
+    #[error("destinations[{index}].{field} must be at most {max}: {vendor}'s limit")]
+    OverVendorLimit {
+        index: usize,
+        field: &'static str,
+        max: usize,
+        vendor: &'static str,
     },
     #[error("destinations[{index}].sources names unknown source {source_id:?}")]
     UnknownSource { index: usize, source_id: String },
@@ -392,6 +404,7 @@ impl DestinationConfig {
             DestinationKind::Kafka(kafka) => kafka.validate(index, egress),
             DestinationKind::PostgresWarehouse(warehouse) => validate_warehouse(warehouse, index, egress),
             DestinationKind::ObjectStorageExport(export) => validate_export(export, index, egress),
+            DestinationKind::Segment(segment) => segment.validate(index, egress),
         }
     }
 }

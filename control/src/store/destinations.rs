@@ -256,6 +256,7 @@ pub(super) fn endpoint_settings(kind: &str) -> &'static [&'static str] {
         "webhook" | "postgres_warehouse" => &["url"],
         "kafka" => &["brokers"],
         "object_storage_export" => &["bucket", "endpoint", "region"],
+        "segment" => &["endpoint"],
         _ => &[],
     }
 }

@@ -1,9 +1,11 @@
 //! Every destination kind, one folder each, all behind [`Delivery`].
 
 pub mod blackhole;
+pub mod http;
 pub mod kafka;
 pub mod object_storage_export;
 pub mod postgres_warehouse;
+pub mod segment;
 pub mod webhook;
 
 use std::sync::Arc;
@@ -19,5 +21,6 @@ pub fn connect(kind: &DestinationKind, egress: &Arc<EgressPolicy>) -> Result<Box
         DestinationKind::PostgresWarehouse(settings) => boxed::<postgres_warehouse::Loader>(settings, egress),
         DestinationKind::ObjectStorageExport(settings) => boxed::<object_storage_export::Export>(settings, egress),
         DestinationKind::Blackhole(settings) => boxed::<blackhole::Blackhole>(settings, egress),
+        DestinationKind::Segment(settings) => boxed::<segment::SegmentClient>(settings, egress),
     }
 }

@@ -1,0 +1,346 @@
+//! Contract tests against a local receiver that enforces Segment's HTTP Tracking API as
+//! documented (<https://segment.com/docs/connections/sources/catalog/libraries/server/http-api/>):
+//! `POST /v1/batch`, HTTP Basic auth with the write key as user and an empty password,
+//! a JSON body `{"batch": [...]}` of at most 500 KB whose events are at most 32 KB
+//! each and each carry a `type`; otherwise 400 with a reason. A wrong key gets 401 as
+//! RudderStack's data plane answers it ("Invalid Authorization Header"). Answers can be
+//! scripted ahead (429 with `Retry-After`, 5xx, 400) for the classification.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix::prelude::*;
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use base64::Engine;
+use serde_json::{Value, json};
+
+use super::*;
+use crate::ack::Ack;
+use crate::destination::actor::{DestinationActor, GetDestinationStats};
+use crate::destination::config::{DestinationConfig, DestinationKind, RetryConfig};
+use crate::protocol::{Budget, Permit, Routed, RoutedBatch};
+use crate::test_support::{Collect, Count};
+
+const KEY: &str = "segment-test-write-key";
+
+#[derive(Default)]
+struct Receiver {
+    /// Each accepted request's events.
+    batches: Mutex<Vec<Vec<Value>>>,
+    /// Answers given instead of checking, first to last: (status, Retry-After, body).
+    scripted: Mutex<VecDeque<(u16, Option<&'static str>, &'static str)>>,
+}
+
+fn refuse(status: u16, reason: &str) -> HttpResponse {
+    HttpResponse::build(actix_web::http::StatusCode::from_u16(status).expect("status"))
+        .json(json!({"success": false, "message": reason}))
+}
+
+async fn batch(request: HttpRequest, body: web::Bytes, receiver: web::Data<Receiver>) -> HttpResponse {
+    let scripted = receiver.scripted.lock().expect("not poisoned").pop_front();
+    if let Some((status, retry_after, text)) = scripted {
+        let mut answer = HttpResponse::build(actix_web::http::StatusCode::from_u16(status).expect("status"));
+        if let Some(wait) = retry_after {
+            answer.insert_header(("Retry-After", wait));
+        }
+        return answer.body(text);
+    }
+    let expected = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{KEY}:"))
+    );
+    let auth = request.headers().get("authorization").and_then(|v| v.to_str().ok());
+    if auth != Some(expected.as_str()) {
+        return refuse(401, "Invalid Authorization Header");
+    }
+    if request.headers().get("content-type").and_then(|v| v.to_str().ok()) != Some("application/json") {
+        return refuse(400, "Content-Type must be application/json");
+    }
+    if body.len() > 500_000 {
+        return refuse(400, "request body over 500 KB");
+    }
+    let Ok(parsed) = serde_json::from_slice::<Value>(&body) else {
+        return refuse(400, "invalid JSON");
+    };
+    let Some(events) = parsed.get("batch").and_then(Value::as_array) else {
+        return refuse(400, "batch must be an array");
+    };
+    for event in events {
+        if serde_json::to_vec(event).expect("encodes").len() > 32_000 {
+            return refuse(400, "event over 32 KB");
+        }
+        if event.get("type").and_then(Value::as_str).is_none() {
+            return refuse(400, "every event needs a type");
+        }
+    }
+    receiver.batches.lock().expect("not poisoned").push(events.clone());
+    HttpResponse::Ok().json(json!({"success": true}))
+}
+
+fn start_receiver() -> (SocketAddr, web::Data<Receiver>) {
+    let receiver = web::Data::new(Receiver::default());
+    let shared = receiver.clone();
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(shared.clone())
+            .app_data(web::PayloadConfig::new(4 * 1024 * 1024))
+            .route("/v1/batch", web::post().to(batch))
+    })
+    .workers(1)
+    .bind(("127.0.0.1", 0))
+    .expect("bind");
+    let addr = server.addrs()[0];
+    actix_rt::spawn(server.run());
+    (addr, receiver)
+}
+
+fn local_egress() -> Arc<EgressPolicy> {
+    Arc::new(
+        EgressPolicy::default()
+            .allowing(&["127.0.0.0/8"])
+            .allowing_plain_http(&["127.0.0.1"]),
+    )
+}
+
+fn settings(addr: SocketAddr, write_key: &str) -> SegmentConfig {
+    serde_json::from_value(json!({"write_key": write_key, "endpoint": format!("http://{addr}/")})).expect("settings")
+}
+
+/// One event of each call type, as a client library would send it.
+fn every_call_type() -> Vec<Value> {
+    let context = json!({"library": {"name": "analytics-python", "version": "2.3.2"}, "ip": "203.0.113.9",
+                         "locale": "en-GB", "page": {"path": "/pricing"}});
+    let common = |kind: &str, id: &str| {
+        json!({"type": kind, "messageId": id, "userId": "user-1", "anonymousId": "anon-1",
+               "timestamp": "2026-12-07T10:00:00.000Z", "sentAt": "2026-12-07T10:00:00.500Z",
+               "receivedAt": "2026-12-07T10:00:01.000Z", "context": context, "integrations": {"All": true}})
+    };
+    let mut out = Vec::new();
+    let with = |mut base: Value, fields: Value| {
+        base.as_object_mut()
+            .expect("object")
+            .extend(fields.as_object().expect("object").clone());
+        base
+    };
+    out.push(with(
+        common("identify", "m-identify"),
+        json!({"traits": {"email": "a@example.com", "plan": "pro"}}),
+    ));
+    out.push(with(
+        common("track", "m-track"),
+        json!({"event": "Order Completed", "properties": {"revenue": 42.5, "currency": "EUR", "products": [{"sku": "a"}]}}),
+    ));
+    out.push(with(
+        common("page", "m-page"),
+        json!({"name": "Pricing", "category": "Docs", "properties": {"url": "https://example.com/pricing"}}),
+    ));
+    out.push(with(
+        common("screen", "m-screen"),
+        json!({"name": "Home", "properties": {"variant": "b"}}),
+    ));
+    out.push(with(
+        common("group", "m-group"),
+        json!({"groupId": "acme", "traits": {"employees": 120}}),
+    ));
+    out.push(with(common("alias", "m-alias"), json!({"previousId": "anon-1"})));
+    out
+}
+
+fn events(values: &[Value]) -> Vec<Arc<Event>> {
+    values
+        .iter()
+        .map(|value| Arc::new(serde_json::from_value(value.clone()).expect("a Segment event")))
+        .collect()
+}
+
+fn time(value: &Value) -> chrono::DateTime<chrono::Utc> {
+    value.as_str().and_then(|t| t.parse().ok()).expect("an RFC 3339 time")
+}
+
+#[actix_rt::test]
+async fn every_call_type_arrives_unchanged_in_one_batch_with_the_write_key() {
+    let (addr, receiver) = start_receiver();
+    let client = SegmentClient::new(&settings(addr, KEY), local_egress()).expect("client");
+    let sent = every_call_type();
+    let before = chrono::Utc::now();
+    assert_eq!(client.deliver(Arc::from("web"), events(&sent)).await, Answer::Delivered);
+    let after = chrono::Utc::now();
+    let batches = receiver.batches.lock().expect("not poisoned").clone();
+    assert_eq!(batches.len(), 1, "one request");
+    assert_eq!(batches[0].len(), sent.len());
+    for (arrived, original) in batches[0].iter().zip(&sent) {
+        let (mut arrived, mut original) = (arrived.clone(), original.clone());
+        // The receiver dates the event as Segment does: receivedAt - (sentAt - originalTimestamp).
+        let received = chrono::Utc::now();
+        let dated = received - (time(&arrived["sentAt"]) - time(&arrived["originalTimestamp"]));
+        let meant = time(&original["timestamp"]);
+        assert!(
+            (dated - meant).num_milliseconds().abs() < 1_000,
+            "dated {dated}, the event's time {meant}: {arrived}"
+        );
+        let sent_at = time(&arrived["sentAt"]);
+        assert!(sent_at >= before && sent_at <= after, "sentAt is the request's time");
+        assert_eq!(arrived["originalTimestamp"], json!("2026-12-07T10:00:00.000Z"));
+        for relayed in ["sentAt", "originalTimestamp"] {
+            arrived.as_object_mut().expect("object").remove(relayed);
+            original.as_object_mut().expect("object").remove(relayed);
+        }
+        assert_eq!(arrived, original, "every other field as the client sent it");
+    }
+}
+
+#[actix_rt::test]
+async fn an_event_over_32_kb_is_dead_lettered_alone_with_the_reason_and_the_rest_arrive() {
+    let (addr, receiver) = start_receiver();
+    let client = SegmentClient::new(&settings(addr, KEY), local_egress()).expect("client");
+    let mut sent = every_call_type();
+    sent[1]["properties"]["blob"] = Value::String("x".repeat(40_000));
+    let answer = client.deliver(Arc::from("web"), events(&sent)).await;
+    let Answer::Partial(refused) = answer else {
+        panic!("expected a partial answer, got {answer:?}")
+    };
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(refused[0].0, 1);
+    assert!(!refused[0].1.retryable);
+    assert!(
+        refused[0].1.reason.contains("over Segment's limit of 32000"),
+        "{}",
+        refused[0].1.reason
+    );
+    let batches = receiver.batches.lock().expect("not poisoned").clone();
+    let ids: Vec<&str> = batches[0]
+        .iter()
+        .map(|e| e["messageId"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(ids, ["m-identify", "m-page", "m-screen", "m-group", "m-alias"]);
+}
+
+#[actix_rt::test]
+async fn each_answer_is_classified_as_segment_means_it() {
+    let (addr, receiver) = start_receiver();
+    let client = SegmentClient::new(&settings(addr, KEY), local_egress()).expect("client");
+    receiver.scripted.lock().expect("not poisoned").extend([
+        (429, Some("7"), "Too Many Requests"),
+        (503, None, "upstream unavailable"),
+        (400, None, r#"{"success":false,"message":"invalid JSON"}"#),
+    ]);
+    let one = || events(&every_call_type()[..1]);
+    match client.deliver(Arc::from("web"), one()).await {
+        Answer::Failed(error) => {
+            assert!(error.retryable, "{error:?}");
+            assert_eq!(error.retry_after, Some(Duration::from_secs(7)));
+        }
+        other => panic!("429: {other:?}"),
+    }
+    match client.deliver(Arc::from("web"), one()).await {
+        Answer::Failed(error) => assert!(error.retryable && error.reason.contains("503"), "{error:?}"),
+        other => panic!("503: {other:?}"),
+    }
+    match client.deliver(Arc::from("web"), one()).await {
+        Answer::Failed(error) => {
+            assert!(!error.retryable, "{error:?}");
+            assert!(
+                error.reason.contains("HTTP 400") && error.reason.contains("invalid JSON"),
+                "{error:?}"
+            );
+        }
+        other => panic!("400: {other:?}"),
+    }
+    let wrong = SegmentClient::new(&settings(addr, "not-the-key"), local_egress()).expect("client");
+    match wrong.deliver(Arc::from("web"), one()).await {
+        Answer::Failed(error) => {
+            assert!(error.retryable, "a refused key holds the events: {error:?}");
+            assert!(error.reason.contains("write key"), "{error:?}");
+        }
+        other => panic!("401: {other:?}"),
+    }
+    assert!(receiver.batches.lock().expect("not poisoned").is_empty());
+}
+
+/// Through the destination actor, as the router runs it: 600 events of ~2 KB (1.2 MB)
+/// go out in requests the receiver accepts (each under 500 KB), every one arrives once,
+/// and a throttle on the way only delays them.
+#[actix_rt::test]
+async fn a_backlog_goes_out_in_requests_under_500_kb_and_a_throttle_loses_nothing() {
+    let (addr, receiver) = start_receiver();
+    receiver
+        .scripted
+        .lock()
+        .expect("not poisoned")
+        .push_back((429, Some("1"), "slow down"));
+    let config = DestinationConfig {
+        id: "segment".into(),
+        sources: vec!["web".into()],
+        kind: DestinationKind::Segment(settings(addr, KEY)),
+        retry: RetryConfig {
+            min_backoff_ms: 50,
+            max_backoff_ms: 200,
+            ..RetryConfig::default()
+        },
+        concurrency: 2,
+        max_buffered_events: 1_000,
+        breaker_failures: 5,
+        breaker_cooldown_ms: 500,
+        stall_after_secs: 60,
+        ordering: Default::default(),
+        integration_name: None,
+        honor_integrations: true,
+        consent_categories: Vec::new(),
+        require_consent: false,
+        transforms: Vec::new(),
+    };
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let dead = Collect(seen.clone()).start();
+    let budget = Budget::new(1_000);
+    let actor = DestinationActor::new("web", config, dead.recipient(), budget.clone(), local_egress()).start();
+    let completed = Count::default();
+    let mut batch = Vec::new();
+    for i in 0..600 {
+        let value = json!({"type": "track", "userId": format!("u{}", i % 7), "event": "Viewed",
+                           "messageId": format!("m{i}"), "properties": {"note": "y".repeat(2_000)}});
+        batch.push(Routed {
+            source_id: Arc::from("web"),
+            event: Arc::new(serde_json::from_value(value).expect("event")),
+            ack: Ack::new(completed.clone()),
+            parked: None,
+            trace: None,
+            permit: Permit::none(),
+        });
+    }
+    let room = budget.take(600).await;
+    let mut room = room;
+    for routed in &mut batch {
+        routed.permit = room.split_one();
+    }
+    actor.send(RoutedBatch(batch)).await.expect("alive");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while completed.0.load(std::sync::atomic::Ordering::SeqCst) < 600 && std::time::Instant::now() < deadline {
+        actix::clock::sleep(Duration::from_millis(20)).await;
+    }
+    let stats = actor.send(GetDestinationStats).await.expect("alive");
+    let dead_letters = seen.lock().expect("not poisoned").clone();
+    assert_eq!(
+        stats.delivered,
+        600,
+        "{} dead-lettered, the first: {:?}",
+        dead_letters.len(),
+        dead_letters.first()
+    );
+    assert!(stats.retried >= 1, "the throttled request was retried: {stats:?}");
+    let batches = receiver.batches.lock().expect("not poisoned").clone();
+    assert!(
+        batches.len() >= 3,
+        "1.2 MB needs at least three requests: {}",
+        batches.len()
+    );
+    let mut ids: Vec<String> = batches
+        .iter()
+        .flatten()
+        .map(|e| e["messageId"].as_str().unwrap_or_default().to_string())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 600, "every event arrived");
+}
