@@ -27,6 +27,13 @@ struct ItemPath {
     id: String,
 }
 
+/// The destination kinds: each one's settings schema, credentials and endpoint settings.
+#[utoipa::path(responses((status = 200, body = Vec<crate::kinds::DestinationKindInfo>)), tag = "destinations", security(("bearer" = [])))]
+#[get("/v1/destination-kinds")]
+async fn destination_kinds(_caller: Caller) -> web::Json<Vec<crate::kinds::DestinationKindInfo>> {
+    web::Json(crate::kinds::destination_kinds())
+}
+
 #[utoipa::path(responses((status = 200, body = Vec<Workspace>)), tag = "workspaces", security(("bearer" = [])))]
 #[get("/v1/workspaces")]
 async fn list_workspaces(state: web::Data<ApiState>, caller: Caller) -> Json<Vec<Workspace>> {
@@ -405,7 +412,7 @@ impl utoipa::Modify for BearerAuth {
         crate::session_api::list_tokens, crate::session_api::revoke_token, crate::session_api::start_mfa,
         crate::session_api::confirm_mfa, crate::session_api::get_policy, crate::session_api::set_policy,
         crate::session_api::sso_login, crate::session_api::sso_link, crate::session_api::sso_callback, list_workspaces, list_sources, create_source, get_source, update_source, delete_source,
-        rotate_write_key, debugger, list_destinations, create_destination, get_destination, update_destination,
+        rotate_write_key, debugger, destination_kinds, list_destinations, create_destination, get_destination, update_destination,
         delete_destination, list_members, add_member, remove_member, list_audit
     ),
     modifiers(&BearerAuth)
@@ -457,6 +464,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .service(delete_source)
         .service(rotate_write_key)
         .service(debugger)
+        .service(destination_kinds)
         .service(list_destinations)
         .service(create_destination)
         .service(get_destination)

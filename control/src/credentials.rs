@@ -34,6 +34,18 @@ fn declared(kind: &str) -> &'static [Declared] {
     }
 }
 
+/// The secret settings of `kind` as dotted paths: `write_key`, `tls.client_key_pem`.
+pub(crate) fn secret_paths(kind: &str) -> Vec<String> {
+    let mut paths = Vec::new();
+    for (key, inner) in declared(kind) {
+        match inner {
+            None => paths.push(key.to_string()),
+            Some(inner) => paths.extend(inner.iter().map(|name| format!("{key}.{name}"))),
+        }
+    }
+    paths
+}
+
 /// Refuses a secret in `settings` and anything undeclared in `credentials`, naming it.
 pub(crate) fn check_placement(
     kind: &str,

@@ -18,6 +18,7 @@ pub mod db;
 pub mod debugger;
 mod health;
 mod http;
+pub mod kinds;
 pub mod model;
 pub mod roles;
 mod salts;

@@ -98,7 +98,7 @@ pub enum DestinationKind {
     Segment(SegmentConfig),
 }
 
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaDestinationConfig {
     /// `host:port` list, as librdkafka's `bootstrap.servers`.
@@ -132,11 +132,11 @@ fn default_kafka_batch_max_events() -> usize {
     500
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BlackholeConfig {}
 
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookConfig {
     pub url: String,
@@ -160,7 +160,7 @@ pub struct WebhookConfig {
     pub tls: DestinationTls,
 }
 
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BasicAuth {
     pub username: String,
@@ -321,6 +321,12 @@ pub enum DestinationConfigError {
         index: usize,
         field: &'static str,
         max: usize,
+    },
+    #[error("destinations[{index}].{field} must be at most {max_ms} ms")]
+    TooLong {
+        index: usize,
+        field: &'static str,
+        max_ms: u64,
     },
     #[error("destinations[{index}].{field} must be at most {max}: {vendor}'s limit")]
     OverVendorLimit {

@@ -12,7 +12,7 @@ use rustls::{ClientConfig, RootCertStore, SupportedProtocolVersion};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DestinationTls {
     /// PEM certificates of the CAs that may vouch for the destination. When set they
@@ -31,7 +31,7 @@ pub struct DestinationTls {
     pub min_version: TlsVersion,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum TlsVersion {
     #[default]
     #[serde(rename = "1.2")]

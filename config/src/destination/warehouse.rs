@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 /// `kind = "postgres_warehouse"`.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WarehouseConfig {
     /// `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?sslmode=require]`.
@@ -40,7 +40,7 @@ impl std::fmt::Debug for WarehouseConfig {
 }
 
 /// `kind = "object_storage_export"`: gzip JSONL objects in the customer's bucket.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExportConfig {
     pub bucket: String,

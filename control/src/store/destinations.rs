@@ -251,7 +251,7 @@ impl Control {
 }
 
 /// The settings that say where a destination of `kind` connects.
-pub(super) fn endpoint_settings(kind: &str) -> &'static [&'static str] {
+pub(crate) fn endpoint_settings(kind: &str) -> &'static [&'static str] {
     match kind {
         "webhook" | "postgres_warehouse" => &["url"],
         "kafka" => &["brokers"],

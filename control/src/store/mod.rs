@@ -23,6 +23,7 @@ mod live;
 mod sources;
 mod workspaces;
 
+pub(crate) use destinations::endpoint_settings;
 use destinations::runnable;
 pub use live::{LiveConfig, LiveSource};
 use sources::{check_transforms, source_view};

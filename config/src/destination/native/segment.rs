@@ -16,10 +16,12 @@ use super::super::{DestinationConfigError, EgressPolicy, positive};
 pub const SEGMENT_MAX_EVENT_BYTES: usize = 32_000;
 /// Segment's limit on one `/v1/batch` request body.
 pub const SEGMENT_MAX_BATCH_BYTES: usize = 500_000;
+/// The longest a partial batch may wait for more events.
+pub const MAX_LINGER_MS: u64 = 60_000;
 /// The most events this kind puts in one request.
 pub const SEGMENT_MAX_BATCH_EVENTS: usize = 2_500;
 
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SegmentConfig {
     /// The write key of the receiving source, sent as HTTP Basic auth's user name with
@@ -34,7 +36,7 @@ pub struct SegmentConfig {
     /// Events per request, at most 2,500 (requests also stay under 500 KB).
     #[serde(default = "default_batch_max_events")]
     pub batch_max_events: usize,
-    /// How long a partial batch may wait for more events.
+    /// How long a partial batch may wait for more events, at most a minute.
     #[serde(default = "default_linger_ms")]
     pub linger_ms: u64,
     #[serde(default = "default_timeout_ms")]
@@ -84,6 +86,14 @@ impl SegmentConfig {
                 field: "batch_max_events",
                 max: SEGMENT_MAX_BATCH_EVENTS,
                 vendor: "Segment",
+            });
+        }
+        // A tenant sets it: unbounded, a partial batch could be held for days.
+        if self.linger_ms > MAX_LINGER_MS {
+            return Err(DestinationConfigError::TooLong {
+                index,
+                field: "linger_ms",
+                max_ms: MAX_LINGER_MS,
             });
         }
         let url = super::check_endpoint(index, &self.endpoint, egress)?;
@@ -145,6 +155,12 @@ mod tests {
         assert_eq!(
             check(&empty, &public).expect_err("empty key"),
             "destinations[0].write_key must not be empty"
+        );
+        let slow = segment(serde_json::json!({"write_key": "wk", "linger_ms": 86_400_000})).expect("parses");
+        assert!(
+            check(&slow, &public)
+                .expect_err("a day")
+                .contains("linger_ms must be at most 60000 ms")
         );
         let big = segment(serde_json::json!({"write_key": "wk", "batch_max_events": 2501})).expect("parses");
         assert!(
