@@ -98,18 +98,7 @@ async fn segment_python_events_arrive_once_with_their_fields() {
     for message in &sent {
         let id = message["messageId"].as_str().expect("sent messageId");
         let (value, key) = arrived.get(id).unwrap_or_else(|| panic!("{id} never arrived"));
-        for field in [
-            "type",
-            "userId",
-            "anonymousId",
-            "event",
-            "name",
-            "category",
-            "groupId",
-            "previousId",
-            "properties",
-            "traits",
-        ] {
+        for field in support::CLIENT_FIELDS {
             let expected = &message[field];
             if !expected.is_null() {
                 assert_eq!(&value[field], expected, "{field} of {id}");

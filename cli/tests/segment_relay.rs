@@ -112,19 +112,7 @@ async fn segment_python_events_relayed_to_another_switchyard_arrive_once_unchang
     for (id, relayed) in &in_b {
         let original = in_a.get(id).unwrap_or_else(|| panic!("{id} is not one A took"));
         // Unchanged on the way: what the client sent and what A added (timestamps, library).
-        for field in [
-            "type",
-            "userId",
-            "anonymousId",
-            "event",
-            "name",
-            "category",
-            "groupId",
-            "previousId",
-            "properties",
-            "traits",
-            "integrations",
-        ] {
+        for field in support::CLIENT_FIELDS.into_iter().chain(["integrations"]) {
             assert_eq!(relayed[field], original[field], "{field} of {id}");
         }
         assert_eq!(relayed["context"]["library"], original["context"]["library"], "{id}");

@@ -112,6 +112,27 @@ async fn workspace(control: &Control) -> (String, Vec<(&'static str, Option<Stri
     (ws, tokens)
 }
 
+/// The admin API's routes over `control`, without the event debugger or SSO.
+fn app(
+    control: Arc<Control>,
+) -> App<
+    impl actix_web::dev::ServiceFactory<
+        actix_web::dev::ServiceRequest,
+        Config = (),
+        Response = actix_web::dev::ServiceResponse,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    App::new()
+        .app_data(web::Data::new(ApiState {
+            control,
+            debugger: None,
+            sso: None,
+        }))
+        .configure(routes)
+}
+
 /// One route, its body, and the status each role gets, in the order of `workspace`'s
 /// tokens: owner, member, read_only, collaborator, outsider, anonymous. `{n}` in a
 /// path or body becomes a number unique to the case; `setup` makes what it needs first.
@@ -462,16 +483,7 @@ async fn bad_bodies_get_a_4xx_naming_the_problem() {
     let control = Arc::new(backend.control(&age::x25519::Identity::generate()).await);
     let (ws, tokens) = workspace(&control).await;
     let owner = tokens[0].1.clone().expect("owner token");
-    let app = test::init_service(
-        App::new()
-            .app_data(web::Data::new(ApiState {
-                control: control.clone(),
-                debugger: None,
-                sso: None,
-            }))
-            .configure(routes),
-    )
-    .await;
+    let app = test::init_service(app(control.clone())).await;
     let sources = format!("/v1/workspaces/{ws}/sources");
     let destinations = format!("/v1/workspaces/{ws}/destinations");
     let big = "x".repeat(70 * 1024);
@@ -559,16 +571,7 @@ async fn a_segment_write_key_is_sealed_never_shown_and_stays_with_its_endpoint()
     let control = Arc::new(backend.control(&age::x25519::Identity::generate()).await);
     let (ws, tokens) = workspace(&control).await;
     let member = tokens[1].1.clone().expect("member token");
-    let app = test::init_service(
-        App::new()
-            .app_data(web::Data::new(ApiState {
-                control: control.clone(),
-                debugger: None,
-                sso: None,
-            }))
-            .configure(routes),
-    )
-    .await;
+    let app = test::init_service(app(control.clone())).await;
     let destinations = format!("/v1/workspaces/{ws}/destinations");
     let call = |method: actix_web::http::Method, path: String, body: Option<Value>| {
         let mut request = test::TestRequest::default()
@@ -652,16 +655,7 @@ async fn the_destination_kinds_are_listed_with_their_schemas_for_a_signed_in_cal
     let control = Arc::new(backend.control(&age::x25519::Identity::generate()).await);
     let (_ws, tokens) = workspace(&control).await;
     let reader = tokens[2].1.clone().expect("read-only token");
-    let app = test::init_service(
-        App::new()
-            .app_data(web::Data::new(ApiState {
-                control: control.clone(),
-                debugger: None,
-                sso: None,
-            }))
-            .configure(routes),
-    )
-    .await;
+    let app = test::init_service(app(control.clone())).await;
     let anonymous = test::TestRequest::get().uri("/v1/destination-kinds").to_request();
     assert_eq!(
         test::call_service(&app, anonymous).await.status(),

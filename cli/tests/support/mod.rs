@@ -195,6 +195,21 @@ async fn answer(arrivals: &Mutex<Vec<(String, Instant)>>, behaviour: &Mutex<Beha
     HttpResponse::Ok().finish()
 }
 
+/// The fields of a Segment message that its client library sets (those a call type
+/// lacks are absent): what must arrive as sent.
+pub const CLIENT_FIELDS: [&str; 10] = [
+    "type",
+    "userId",
+    "anonymousId",
+    "event",
+    "name",
+    "category",
+    "groupId",
+    "previousId",
+    "properties",
+    "traits",
+];
+
 /// A switchyard child process, killed (SIGKILL) when dropped.
 pub struct Switchyard {
     pub child: Child,
