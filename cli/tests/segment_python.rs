@@ -58,22 +58,7 @@ async fn segment_python_events_arrive_once_with_their_fields() {
     let (_ingest, url) = start_ingest(&config);
 
     let sent_path = dir.path().join("sent.jsonl");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/e2e/send_with_segment_python.py");
-    let status = Command::new("python3")
-        .arg(&script)
-        .args([
-            "--host",
-            &url,
-            "--write-key",
-            WRITE_KEY,
-            "--count",
-            &COUNT.to_string(),
-            "--out",
-        ])
-        .arg(&sent_path)
-        .status()
-        .expect("run python3 (pip install segment-analytics-python)");
-    assert!(status.success(), "the Segment Python client reported errors");
+    support::send_with_segment_python(&url, WRITE_KEY, COUNT, &sent_path);
 
     let sent: Vec<Value> = std::fs::read_to_string(&sent_path)
         .expect("sent events")

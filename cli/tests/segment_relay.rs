@@ -7,8 +7,6 @@
 mod support;
 
 use std::collections::HashMap;
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use rdkafka::Message;
@@ -64,22 +62,7 @@ async fn segment_python_events_relayed_to_another_switchyard_arrive_once_unchang
     let a_url = a.ingest_url.clone().expect("A's address");
 
     let sent_path = dir.path().join("sent.jsonl");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/e2e/send_with_segment_python.py");
-    let status = Command::new("python3")
-        .arg(&script)
-        .args([
-            "--host",
-            &a_url,
-            "--write-key",
-            APP_KEY,
-            "--count",
-            &COUNT.to_string(),
-            "--out",
-        ])
-        .arg(&sent_path)
-        .status()
-        .expect("run python3 (pip install segment-analytics-python)");
-    assert!(status.success(), "the Segment Python client reported errors");
+    support::send_with_segment_python(&a_url, APP_KEY, COUNT, &sent_path);
 
     let in_a: HashMap<String, Value> = read_records(&broker.brokers(), &first, COUNT, Duration::from_secs(60))
         .iter()

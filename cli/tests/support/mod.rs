@@ -210,6 +210,28 @@ pub const CLIENT_FIELDS: [&str; 10] = [
     "traits",
 ];
 
+/// Sends `count` mixed events to `url` with the real Segment Python library
+/// (tests/e2e/send_with_segment_python.py), which writes what it sent to `out`, one
+/// JSON per line; insists the library reported no errors.
+pub fn send_with_segment_python(url: &str, write_key: &str, count: usize, out: &Path) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/e2e/send_with_segment_python.py");
+    let status = Command::new("python3")
+        .arg(&script)
+        .args([
+            "--host",
+            url,
+            "--write-key",
+            write_key,
+            "--count",
+            &count.to_string(),
+            "--out",
+        ])
+        .arg(out)
+        .status()
+        .expect("run python3 (pip install segment-analytics-python)");
+    assert!(status.success(), "the Segment Python client reported errors");
+}
+
 /// A switchyard child process, killed (SIGKILL) when dropped.
 pub struct Switchyard {
     pub child: Child,
