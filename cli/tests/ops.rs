@@ -145,7 +145,7 @@ async fn metrics_count_exactly_the_traffic_sent_including_failures() {
     );
     expect(
         "switchyard_destination_events_total",
-        &[("destination", "good"), ("outcome", "received")],
+        &[("destination", "good"), ("kind", "webhook"), ("outcome", "received")],
         20.0,
     );
     expect(

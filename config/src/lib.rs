@@ -13,9 +13,9 @@ mod kafka;
 mod sources;
 
 pub use destination::{
-    BlackholeConfig, DestinationConfig, DestinationConfigError, DestinationKind, DestinationTls, ExportConfig,
-    KAFKA_SECRET_OPTIONS, KafkaDestinationConfig, MAX_BUFFERED_EVENTS, Ordering, RetryConfig, SegmentConfig,
-    TlsVersion, WarehouseConfig, WebhookConfig,
+    AmplitudeConfig, AmplitudeRegion, BlackholeConfig, DestinationConfig, DestinationConfigError, DestinationKind,
+    DestinationTls, ExportConfig, KAFKA_SECRET_OPTIONS, KafkaDestinationConfig, MAX_BUFFERED_EVENTS, Ordering,
+    RetryConfig, SegmentConfig, TlsVersion, WarehouseConfig, WebhookConfig,
 };
 pub use forwarded::forwarded_client;
 pub use kafka::{

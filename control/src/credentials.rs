@@ -25,6 +25,7 @@ fn declared(kind: &str) -> &'static [Declared] {
         "kafka" => &[("options", Some(KAFKA_SECRET_OPTIONS))],
         "postgres_warehouse" => &[("password", None)],
         "segment" => &[("write_key", None)],
+        "amplitude" => &[("api_key", None)],
         "object_storage_export" => &[
             ("access_key_id", None),
             ("secret_access_key", None),

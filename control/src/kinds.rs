@@ -8,7 +8,8 @@ use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::Value;
 use switchyard_config::{
-    BlackholeConfig, ExportConfig, KafkaDestinationConfig, SegmentConfig, WarehouseConfig, WebhookConfig,
+    AmplitudeConfig, BlackholeConfig, ExportConfig, KafkaDestinationConfig, SegmentConfig, WarehouseConfig,
+    WebhookConfig,
 };
 
 use crate::credentials;
@@ -65,6 +66,11 @@ pub fn destination_kinds() -> Vec<DestinationKindInfo> {
             "Segment-compatible API",
             "Events forwarded unchanged to Segment, RudderStack or another Switchyard through /v1/batch.",
         ),
+        info::<AmplitudeConfig>(
+            "amplitude",
+            "Amplitude",
+            "Events, user and group properties sent to Amplitude's HTTP V2 API (US or EU), deduplicated by messageId.",
+        ),
         info::<KafkaDestinationConfig>(
             "kafka",
             "Kafka topic",
@@ -103,6 +109,7 @@ mod tests {
                 "segment",
                 serde_json::json!({"write_key": "wk", "endpoint": "https://api.segment.io"}),
             ),
+            ("amplitude", serde_json::json!({"api_key": "k", "region": "eu"})),
             (
                 "kafka",
                 serde_json::json!({"brokers": "kafka.example.com:9092", "topic": "events"}),

@@ -566,7 +566,7 @@ async fn bad_bodies_get_a_4xx_naming_the_problem() {
 /// shown, refused in plain settings, and not carried to an endpoint a member moves it
 /// to (a member who points the destination at their own server gets nothing).
 #[actix_rt::test]
-async fn a_segment_write_key_is_sealed_never_shown_and_stays_with_its_endpoint() {
+async fn native_keys_are_sealed_never_shown_and_stay_with_their_endpoint() {
     let backend = Backend::sqlite().await;
     let control = Arc::new(backend.control(&age::x25519::Identity::generate()).await);
     let (ws, tokens) = workspace(&control).await;
@@ -645,6 +645,53 @@ async fn a_segment_write_key_is_sealed_never_shown_and_stays_with_its_endpoint()
         (settings.endpoint.as_str(), settings.write_key.as_str()),
         ("https://93.184.216.34", SECRET)
     );
+
+    // Amplitude's key goes where the region says: moving either asks for the key again,
+    // so a member cannot send the sealed key to a server of their own.
+    let create = json!({"id": "amp", "kind": "amplitude", "sources": ["web"],
+                        "settings": {"endpoint": "https://93.184.216.34"}, "credentials": {"api_key": SECRET}});
+    let response = test::call_service(
+        &app,
+        call(actix_web::http::Method::POST, destinations.clone(), Some(create)),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    for (moved, field) in [
+        (json!({"region": "eu"}), "settings.region"),
+        (json!({"endpoint": "https://198.51.100.66"}), "settings.endpoint"),
+    ] {
+        let body = json!({ "settings": moved });
+        let response = test::call_service(
+            &app,
+            call(
+                actix_web::http::Method::PATCH,
+                format!("{destinations}/amp"),
+                Some(body.clone()),
+            ),
+        )
+        .await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{body}");
+        let answer: Value = test::read_body_json(response).await;
+        let message = answer["message"].as_str().unwrap_or_default();
+        assert!(message.contains(field), "{body}: {message}");
+    }
+    let shown: Value = test::read_body_json(
+        test::call_service(
+            &app,
+            call(actix_web::http::Method::GET, format!("{destinations}/amp"), None),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(shown["credentials"]["api_key"], "<redacted>", "{shown}");
+    let amp = control.destination_config(&ws, "amp").await.expect("runnable");
+    let switchyard_config::DestinationKind::Amplitude(settings) = &amp.kind else {
+        panic!("an amplitude destination: {amp:?}")
+    };
+    assert_eq!(
+        (settings.base_url(), settings.api_key.as_str()),
+        ("https://93.184.216.34", SECRET)
+    );
 }
 
 /// The catalog a console builds its forms from: every kind with its schema, for anyone
@@ -679,6 +726,7 @@ async fn the_destination_kinds_are_listed_with_their_schemas_for_a_signed_in_cal
         [
             "webhook",
             "segment",
+            "amplitude",
             "kafka",
             "postgres_warehouse",
             "object_storage_export",

@@ -256,7 +256,13 @@ fn actor_metrics(registry: &mut Registry, reports: &[ActorReport], errors: &Fami
                     ("dead_lettered", stats.dead_lettered),
                     ("parked", stats.parked),
                 ];
-                set_each(&destination_events, vec![source(), destination()], "outcome", &outcomes);
+                let kind = ("kind", stats.kind.to_string());
+                set_each(
+                    &destination_events,
+                    vec![source(), destination(), kind],
+                    "outcome",
+                    &outcomes,
+                );
                 let reasons = [
                     (
                         "transform",

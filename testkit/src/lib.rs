@@ -17,6 +17,8 @@ pub use kafka::*;
 mod kafka_tls;
 #[cfg(feature = "kafka")]
 pub use kafka_tls::{TestCa, TlsBroker};
+#[cfg(feature = "vendors")]
+pub mod vendors;
 
 fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");

@@ -9,6 +9,8 @@ use crate::samples::RecentErrors;
 /// Counters and state an operator can read.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct DestinationStats {
+    /// The destination's `kind`, a metrics label.
+    pub kind: &'static str,
     pub received: u64,
     pub delivered: u64,
     pub retried: u64,

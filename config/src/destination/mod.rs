@@ -8,7 +8,10 @@ mod warehouse;
 
 use std::collections::{BTreeMap, HashSet};
 
-pub use native::{SEGMENT_MAX_BATCH_BYTES, SEGMENT_MAX_BATCH_EVENTS, SEGMENT_MAX_EVENT_BYTES, SegmentConfig};
+pub use native::{
+    AMPLITUDE_MAX_BATCH_EVENTS, AMPLITUDE_MAX_REQUEST_BYTES, AmplitudeConfig, AmplitudeRegion, MAX_LINGER_MS,
+    SEGMENT_MAX_BATCH_BYTES, SEGMENT_MAX_BATCH_EVENTS, SEGMENT_MAX_EVENT_BYTES, SegmentConfig,
+};
 use serde::{Deserialize, Serialize};
 pub use switchyard_egress::{EgressError, EgressPolicy};
 pub use tls::{DestinationTls, TlsSettingsError, TlsVersion, client_config};
@@ -96,6 +99,23 @@ pub enum DestinationKind {
     ObjectStorageExport(ExportConfig),
     /// Any Segment-compatible HTTP API (Segment, RudderStack, another Switchyard).
     Segment(SegmentConfig),
+    /// Amplitude's HTTP V2 API.
+    Amplitude(AmplitudeConfig),
+}
+
+impl DestinationKind {
+    /// The `kind` as the configuration names it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            DestinationKind::Webhook(_) => "webhook",
+            DestinationKind::Blackhole(_) => "blackhole",
+            DestinationKind::Kafka(_) => "kafka",
+            DestinationKind::PostgresWarehouse(_) => "postgres_warehouse",
+            DestinationKind::ObjectStorageExport(_) => "object_storage_export",
+            DestinationKind::Segment(_) => "segment",
+            DestinationKind::Amplitude(_) => "amplitude",
+        }
+    }
 }
 
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -254,6 +274,7 @@ impl std::fmt::Debug for DestinationConfig {
                 format!("object storage export to bucket {}", export.bucket)
             }
             DestinationKind::Segment(segment) => format!("segment {}", redact_url(&segment.endpoint)),
+            DestinationKind::Amplitude(amplitude) => format!("amplitude {}", redact_url(amplitude.base_url())),
         };
         f.debug_struct("DestinationConfig")
             .field("id", &self.id)
@@ -411,6 +432,7 @@ impl DestinationConfig {
             DestinationKind::PostgresWarehouse(warehouse) => validate_warehouse(warehouse, index, egress),
             DestinationKind::ObjectStorageExport(export) => validate_export(export, index, egress),
             DestinationKind::Segment(segment) => segment.validate(index, egress),
+            DestinationKind::Amplitude(amplitude) => amplitude.validate(index, egress),
         }
     }
 }

@@ -205,6 +205,7 @@ impl DestinationActor {
             Duration::from_millis(config.breaker_cooldown_ms),
         );
         let gate = Some(Gate::new(&config)).filter(|gate| !gate.is_open());
+        let kind = config.kind.name();
         DestinationActor {
             source_id: source_id.to_string(),
             gate,
@@ -225,7 +226,10 @@ impl DestinationActor {
             wakeup: None,
             linger_until: None,
             retired: None,
-            stats: DestinationStats::default(),
+            stats: DestinationStats {
+                kind,
+                ..DestinationStats::default()
+            },
         }
     }
 

@@ -1,6 +1,7 @@
 //! Sending: requests started within the concurrency limit and the breaker, each answer
 //! acted on per event, and the client restarted when it can't start or a request stalls.
 
+use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,8 +13,10 @@ use switchyard_telemetry::TARGET;
 
 use super::{DestinationActor, Pending, Request};
 use crate::destination::breaker::BreakerState;
+use crate::destination::config::Ordering;
 use crate::destination::delivery::{Answer, DeliveryError};
 use crate::destination::kinds;
+use crate::destination::queue::Queued;
 use crate::destination::retry;
 use crate::supervise::{guard, guarded};
 
@@ -310,10 +313,8 @@ impl DestinationActor {
             delivered = delivered.len(), retried = retry.len(), "delivery partly failed"
         );
         self.delivered(delivered);
-        if let Some((_, first)) = retry.first() {
-            let mut error = first.clone();
-            error.retry_after = retry.iter().filter_map(|(_, error)| error.retry_after).max();
-            let events: Vec<Pending> = retry.into_iter().map(|(pending, _)| pending).collect();
+        let per_user = self.config.ordering == Ordering::PerUser;
+        for (error, events) in by_wait(retry, per_user) {
             self.note_error(&error, &events);
             self.retry(events, &error);
         }
@@ -356,6 +357,36 @@ impl DestinationActor {
     pub(super) fn breaker_open(&self) -> bool {
         matches!(self.breaker.state(), BreakerState::Open { .. })
     }
+}
+
+/// Retried events grouped by the wait they were given, each group in the batch's
+/// order, so that a throttled user's events wait without holding back the others
+/// (a vendor that throttles per user, as Amplitude does). Under per-user ordering all
+/// of a user's events take the longest wait any of them got: none overtakes another.
+fn by_wait(retry: Vec<(Pending, DeliveryError)>, per_user: bool) -> Vec<(DeliveryError, Vec<Pending>)> {
+    let mut longest: HashMap<String, Duration> = HashMap::new();
+    if per_user {
+        for (pending, error) in &retry {
+            if let Some(wait) = error.retry_after {
+                let user = longest.entry(pending.user().to_string()).or_default();
+                *user = (*user).max(wait);
+            }
+        }
+    }
+    let mut groups: Vec<(DeliveryError, Vec<Pending>)> = Vec::new();
+    for (pending, mut error) in retry {
+        if let Some(wait) = longest.get(pending.user()) {
+            error.retry_after = Some(*wait);
+        }
+        match groups
+            .iter_mut()
+            .find(|(first, _)| first.retry_after == error.retry_after)
+        {
+            Some((_, events)) => events.push(pending),
+            None => groups.push((error, vec![pending])),
+        }
+    }
+    groups
 }
 
 /// The indexes of the events of a batch that did not arrive, in order.

@@ -1,6 +1,9 @@
 //! Every destination kind, one folder each, all behind [`Delivery`].
 
+pub mod amplitude;
 pub mod blackhole;
+#[cfg(test)]
+pub(crate) mod fixtures;
 pub mod http;
 pub mod kafka;
 pub mod object_storage_export;
@@ -22,5 +25,6 @@ pub fn connect(kind: &DestinationKind, egress: &Arc<EgressPolicy>) -> Result<Box
         DestinationKind::ObjectStorageExport(settings) => boxed::<object_storage_export::Export>(settings, egress),
         DestinationKind::Blackhole(settings) => boxed::<blackhole::Blackhole>(settings, egress),
         DestinationKind::Segment(settings) => boxed::<segment::SegmentClient>(settings, egress),
+        DestinationKind::Amplitude(settings) => boxed::<amplitude::AmplitudeClient>(settings, egress),
     }
 }

@@ -2,11 +2,63 @@
 //! settings are in a file of their own here, its client in
 //! `actors/src/destination/kinds/<kind>/`.
 
+mod amplitude;
 mod segment;
 
+pub use amplitude::{AMPLITUDE_MAX_BATCH_EVENTS, AMPLITUDE_MAX_REQUEST_BYTES, AmplitudeConfig, AmplitudeRegion};
 pub use segment::{SEGMENT_MAX_BATCH_BYTES, SEGMENT_MAX_BATCH_EVENTS, SEGMENT_MAX_EVENT_BYTES, SegmentConfig};
 
-use super::{DestinationConfigError, EgressPolicy, egress_error};
+use super::{DestinationConfigError, EgressPolicy, egress_error, positive};
+
+/// The longest a partial batch may wait for more events. A tenant sets `linger_ms`:
+/// unbounded, a partial batch could be held for days.
+pub const MAX_LINGER_MS: u64 = 60_000;
+
+/// Checks the batching settings every native kind has: a positive count within the
+/// vendor's per-request limit, a linger of at most [`MAX_LINGER_MS`], a positive timeout.
+pub(super) fn check_batching(
+    index: usize,
+    vendor: &'static str,
+    batch_max_events: usize,
+    vendor_max: usize,
+    linger_ms: u64,
+    timeout_ms: u64,
+) -> Result<(), DestinationConfigError> {
+    positive(index, batch_max_events, timeout_ms)?;
+    if batch_max_events > vendor_max {
+        return Err(DestinationConfigError::OverVendorLimit {
+            index,
+            field: "batch_max_events",
+            max: vendor_max,
+            vendor,
+        });
+    }
+    if linger_ms > MAX_LINGER_MS {
+        return Err(DestinationConfigError::TooLong {
+            index,
+            field: "linger_ms",
+            max_ms: MAX_LINGER_MS,
+        });
+    }
+    Ok(())
+}
+
+/// [`check_endpoint`] for a base URL the kind appends its API's path to: no query.
+pub(super) fn check_base_endpoint(
+    index: usize,
+    endpoint: &str,
+    egress: &EgressPolicy,
+) -> Result<url::Url, DestinationConfigError> {
+    let url = check_endpoint(index, endpoint, egress)?;
+    if url.query().is_some() {
+        return Err(DestinationConfigError::BadUrl {
+            index,
+            url: url.to_string(),
+            reason: "the endpoint is a base URL: no query".into(),
+        });
+    }
+    Ok(url)
+}
 
 /// Checks a native kind's `endpoint`: an http(s) URL the egress policy lets Switchyard
 /// reach (plain `http://` only to a host the operator lists). Returns the parsed URL.

@@ -10,14 +10,12 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::super::{DestinationConfigError, EgressPolicy, positive};
+use super::super::{DestinationConfigError, EgressPolicy};
 
 /// Segment's limit on one event's JSON.
 pub const SEGMENT_MAX_EVENT_BYTES: usize = 32_000;
 /// Segment's limit on one `/v1/batch` request body.
 pub const SEGMENT_MAX_BATCH_BYTES: usize = 500_000;
-/// The longest a partial batch may wait for more events.
-pub const MAX_LINGER_MS: u64 = 60_000;
 /// The most events this kind puts in one request.
 pub const SEGMENT_MAX_BATCH_EVENTS: usize = 2_500;
 
@@ -79,31 +77,15 @@ impl SegmentConfig {
                 field: "write_key",
             });
         }
-        positive(index, self.batch_max_events, self.timeout_ms)?;
-        if self.batch_max_events > SEGMENT_MAX_BATCH_EVENTS {
-            return Err(DestinationConfigError::OverVendorLimit {
-                index,
-                field: "batch_max_events",
-                max: SEGMENT_MAX_BATCH_EVENTS,
-                vendor: "Segment",
-            });
-        }
-        // A tenant sets it: unbounded, a partial batch could be held for days.
-        if self.linger_ms > MAX_LINGER_MS {
-            return Err(DestinationConfigError::TooLong {
-                index,
-                field: "linger_ms",
-                max_ms: MAX_LINGER_MS,
-            });
-        }
-        let url = super::check_endpoint(index, &self.endpoint, egress)?;
-        if url.query().is_some() {
-            return Err(DestinationConfigError::BadUrl {
-                index,
-                url: url.to_string(),
-                reason: "the endpoint is a base URL: no query".into(),
-            });
-        }
+        super::check_batching(
+            index,
+            "Segment",
+            self.batch_max_events,
+            SEGMENT_MAX_BATCH_EVENTS,
+            self.linger_ms,
+            self.timeout_ms,
+        )?;
+        super::check_base_endpoint(index, &self.endpoint, egress)?;
         Ok(())
     }
 }

@@ -17,11 +17,11 @@ use base64::Engine;
 use serde_json::{Value, json};
 
 use super::*;
-use crate::ack::Ack;
 use crate::destination::actor::{DestinationActor, GetDestinationStats};
-use crate::destination::config::{DestinationConfig, DestinationKind, RetryConfig};
-use crate::protocol::{Budget, Permit, Routed, RoutedBatch};
-use crate::test_support::{Collect, Count};
+use crate::destination::config::DestinationKind;
+use crate::destination::kinds::fixtures::{destination, events, every_call_type, finished, route};
+use crate::protocol::Budget;
+use crate::test_support::Collect;
 
 const KEY: &str = "segment-test-write-key";
 
@@ -106,53 +106,6 @@ fn local_egress() -> Arc<EgressPolicy> {
 
 fn settings(addr: SocketAddr, write_key: &str) -> SegmentConfig {
     serde_json::from_value(json!({"write_key": write_key, "endpoint": format!("http://{addr}/")})).expect("settings")
-}
-
-/// One event of each call type, as a client library would send it.
-fn every_call_type() -> Vec<Value> {
-    let context = json!({"library": {"name": "analytics-python", "version": "2.3.2"}, "ip": "203.0.113.9",
-                         "locale": "en-GB", "page": {"path": "/pricing"}});
-    let common = |kind: &str, id: &str| {
-        json!({"type": kind, "messageId": id, "userId": "user-1", "anonymousId": "anon-1",
-               "timestamp": "2026-12-07T10:00:00.000Z", "sentAt": "2026-12-07T10:00:00.500Z",
-               "receivedAt": "2026-12-07T10:00:01.000Z", "context": context, "integrations": {"All": true}})
-    };
-    let mut out = Vec::new();
-    let with = |mut base: Value, fields: Value| {
-        base.as_object_mut()
-            .expect("object")
-            .extend(fields.as_object().expect("object").clone());
-        base
-    };
-    out.push(with(
-        common("identify", "m-identify"),
-        json!({"traits": {"email": "a@example.com", "plan": "pro"}}),
-    ));
-    out.push(with(
-        common("track", "m-track"),
-        json!({"event": "Order Completed", "properties": {"revenue": 42.5, "currency": "EUR", "products": [{"sku": "a"}]}}),
-    ));
-    out.push(with(
-        common("page", "m-page"),
-        json!({"name": "Pricing", "category": "Docs", "properties": {"url": "https://example.com/pricing"}}),
-    ));
-    out.push(with(
-        common("screen", "m-screen"),
-        json!({"name": "Home", "properties": {"variant": "b"}}),
-    ));
-    out.push(with(
-        common("group", "m-group"),
-        json!({"groupId": "acme", "traits": {"employees": 120}}),
-    ));
-    out.push(with(common("alias", "m-alias"), json!({"previousId": "anon-1"})));
-    out
-}
-
-fn events(values: &[Value]) -> Vec<Arc<Event>> {
-    values
-        .iter()
-        .map(|value| Arc::new(serde_json::from_value(value.clone()).expect("a Segment event")))
-        .collect()
 }
 
 fn time(value: &Value) -> chrono::DateTime<chrono::Utc> {
@@ -270,55 +223,19 @@ async fn a_backlog_goes_out_in_requests_under_500_kb_and_a_throttle_loses_nothin
         .lock()
         .expect("not poisoned")
         .push_back((429, Some("1"), "slow down"));
-    let config = DestinationConfig {
-        id: "segment".into(),
-        sources: vec!["web".into()],
-        kind: DestinationKind::Segment(settings(addr, KEY)),
-        retry: RetryConfig {
-            min_backoff_ms: 50,
-            max_backoff_ms: 200,
-            ..RetryConfig::default()
-        },
-        concurrency: 2,
-        max_buffered_events: 1_000,
-        breaker_failures: 5,
-        breaker_cooldown_ms: 500,
-        stall_after_secs: 60,
-        ordering: Default::default(),
-        integration_name: None,
-        honor_integrations: true,
-        consent_categories: Vec::new(),
-        require_consent: false,
-        transforms: Vec::new(),
-    };
+    let config = destination("segment", DestinationKind::Segment(settings(addr, KEY)));
     let seen = Arc::new(Mutex::new(Vec::new()));
     let dead = Collect(seen.clone()).start();
     let budget = Budget::new(1_000);
     let actor = DestinationActor::new("web", config, dead.recipient(), budget.clone(), local_egress()).start();
-    let completed = Count::default();
-    let mut batch = Vec::new();
-    for i in 0..600 {
-        let value = json!({"type": "track", "userId": format!("u{}", i % 7), "event": "Viewed",
-                           "messageId": format!("m{i}"), "properties": {"note": "y".repeat(2_000)}});
-        batch.push(Routed {
-            source_id: Arc::from("web"),
-            event: Arc::new(serde_json::from_value(value).expect("event")),
-            ack: Ack::new(completed.clone()),
-            parked: None,
-            trace: None,
-            permit: Permit::none(),
-        });
-    }
-    let room = budget.take(600).await;
-    let mut room = room;
-    for routed in &mut batch {
-        routed.permit = room.split_one();
-    }
-    actor.send(RoutedBatch(batch)).await.expect("alive");
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while completed.0.load(std::sync::atomic::Ordering::SeqCst) < 600 && std::time::Instant::now() < deadline {
-        actix::clock::sleep(Duration::from_millis(20)).await;
-    }
+    let values: Vec<Value> = (0..600)
+        .map(|i| {
+            json!({"type": "track", "userId": format!("u{}", i % 7), "event": "Viewed",
+                   "messageId": format!("m{i}"), "properties": {"note": "y".repeat(2_000)}})
+        })
+        .collect();
+    let completed = route(&actor, &budget, &values).await;
+    finished(&completed, 600).await;
     let stats = actor.send(GetDestinationStats).await.expect("alive");
     let dead_letters = seen.lock().expect("not poisoned").clone();
     assert_eq!(
