@@ -48,7 +48,7 @@ fmt: ## format the code
 bench: test-tools ## ingest and router benchmarks beside bare baselines; writes target/bench-report.md
 	@scripts/bench.sh
 
-chaos: build ## fault injection under load (router kill -9, broker restart, destination outage, S3 unavailable, metadata database unavailable, rebalance): lost/duplicated/delayed per scenario
+chaos: build ## fault injection under load (router kill -9, broker restart, destination outage, S3 unavailable, metadata database unavailable, rebalance, backlogs, a native destination answering partial failures and 429s): lost/duplicated/delayed per scenario
 	python3 scripts/chaos.py $(CHAOS_ARGS)
 
 fuzz: ## fuzz the event parser, the ingest request path and the admin API, FUZZ_SECONDS (600) each

@@ -5,7 +5,8 @@
 # Then the router benchmark (router/examples/router_bench.rs) on the same broker,
 # end-to-end latency at fixed rates (cli/examples/e2e_bench.rs), the memory of 40,000
 # idle actors (scripts/bench/idle_actors.py), the archive (archive/examples/archive_bench.rs)
-# and the warehouse (warehouse/examples/warehouse_bench.rs).
+# the warehouse (warehouse/examples/warehouse_bench.rs) and each native destination kind
+# against its local vendor receiver (actors/examples/native_bench.rs).
 # Writes target/bench-report.md and target/bench-report.json. Compare ratios within one
 # run: this machine is shared.
 set -euo pipefail
@@ -235,6 +236,12 @@ read -r _ warehouse_eps warehouse_rps warehouse_p50 warehouse_p99 warehouse_cpu 
 read -r _ bare_copy_rps < <(grep '^bare-copy ' <<<"$warehouse_out")
 [ -n "$warehouse_eps" ] && [ -n "$bare_copy_rps" ] || { echo "warehouse benchmark failed: $warehouse_out" >&2; exit 1; }
 
+# Native destinations: each kind's client against its local vendor receiver.
+NATIVE_EVENTS="${BENCH_NATIVE_EVENTS:-50000}"
+native_out=$("$BIN/examples/native_bench" "$NATIVE_EVENTS" 2)
+native_rows=$(awk '/^native /{printf "| %s | %s | %s | %s | %s |\n", $2, $3, $4, $5, $6}' <<<"$native_out")
+[ -n "$native_rows" ] || { echo "native destinations benchmark failed: $native_out" >&2; exit 1; }
+
 ratio() { python3 -c "print(f'{$1 / $2:.2f}')"; }
 mkdir -p target
 # Each target of the issues beside this run's figure, with a verdict, so the report says
@@ -319,6 +326,15 @@ report=target/bench-report.md
   echo "Each event is two rows (tracks and its event's table), COPYed in one transaction per batch"
   echo "(ids are looked up only when the primary key finds some already there). Postgres runs on the"
   echo "same two cores. Target: at least 50,000 rows/s."
+  echo
+  echo "## Native destinations ($NATIVE_EVENTS track events of ~1 KB, each kind's batching, 2 requests in flight)"
+  echo
+  echo "| kind | events/s | events per client CPU-second | request p50 (ms) | request p99 (ms) |"
+  echo "|---|---:|---:|---:|---:|"
+  echo "$native_rows"
+  echo
+  echo "Each kind's client sends to a local receiver that checks every request as its vendor documents"
+  echo "(testkit/src/vendors/); CPU is the client's own thread's (mapping, encoding, HTTP, answers)."
   echo
   echo "## End to end (HTTP POST to ingest → Kafka → router → webhook received, batches at 200 requests/s, ${E2E_SECONDS}s per rate)"
   echo

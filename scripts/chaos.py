@@ -20,6 +20,11 @@ The backlog scenarios fill the ingest topic before the router starts, then let i
 through the backlog to a webhook that takes one event per request: healthy, or failing
 1% of requests and down for a minute meanwhile.
 
+native_partial sends to the `amplitude` kind, whose receiver answers as Amplitude does:
+400s naming events (1 in 97 has the user id "null", which Amplitude refuses), 429s
+throttling some users of a request, 503s. Every other event must arrive, and each
+refused one be dead-lettered with Amplitude's reason and nothing else dead-lettered.
+
 usage: chaos.py [--short] [SCENARIO ...]
 """
 import argparse
@@ -46,6 +51,8 @@ TANSU = os.environ.get("TANSU_BIN") or shutil.which("tansu") or os.path.expandus
 KEY = "chaos-write-key-0123456789"
 AWS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1"}
 DELAYED_SECS = 10
+# User ids Amplitude refuses (its HTTP V2 API page, "Invalid IDs").
+AMPLITUDE_INVALID_IDS = {"anonymous", "nil", "none", "null", "n/a", "na", "undefined", "unknown", "0", "-1"}
 TOPICS = [("chaos", 4), ("chaos.dead", 1), ("chaos.retry", 2)]
 # The metadata scenario's control-plane database lives on this server (trust auth).
 POSTGRES_ADMIN = os.environ.get("SWITCHYARD_TEST_POSTGRES", "postgres://postgres@127.0.0.1:5432/postgres")
@@ -112,6 +119,9 @@ class Receiver:
     def __init__(self):
         self.port = free_port()
         self.mode = "ok"
+        # "amplitude": answers as Amplitude's HTTP V2 API does (see `amplitude`).
+        self.vendor = None
+        self.refusals = {"400": 0, "429": 0, "503": 0}
         self.arrivals = {}  # messageId -> [count, first arrival]
         self.lock = threading.Lock()
         self.server = None
@@ -125,6 +135,15 @@ class Receiver:
 
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                if receiver.vendor == "amplitude":
+                    status, answer = receiver.amplitude(body)
+                    data = json.dumps(answer).encode()
+                    self.send_response(status)
+                    self.send_header("content-type", "application/json")
+                    self.send_header("content-length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                    return
                 mode = receiver.mode
                 if (mode == "flaky" and random.random() < 0.5) or (mode == "fail1" and random.random() < 0.01):
                     self.send_response(503 if mode == "flaky" else 500)
@@ -146,6 +165,46 @@ class Receiver:
         self.server.daemon_threads = True
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
+    def amplitude(self, body):
+        """Amplitude's answers (https://amplitude.com/docs/apis/analytics/http-v2): a 400
+        naming the events with an invalid or too short user_id (nothing ingested); else, at
+        random, 503 (5%) or a 429 throttling some of the request's users (30%, naming
+        their events in throttled_events; nothing ingested); else 200, every event in."""
+        value = json.loads(body or b"{}")
+        events = value.get("events", [])
+        min_length = value.get("options", {}).get("min_id_length", 5)
+        invalid = [i for i, e in enumerate(events) if str(e.get("user_id", "")).lower() in AMPLITUDE_INVALID_IDS]
+        short = [i for i, e in enumerate(events)
+                 if i not in invalid and len(e.get("user_id") or e.get("device_id") or "") < min_length]
+        if invalid or short:
+            with self.lock:
+                self.refusals["400"] += 1
+            return 400, {"code": 400, "error": "Invalid field values on some events",
+                         "events_with_invalid_fields": {"user_id": invalid} if invalid else {},
+                         "events_with_invalid_id_lengths": {"user_id": short} if short else {}}
+        draw = random.random()
+        if draw < 0.05:
+            with self.lock:
+                self.refusals["503"] += 1
+            return 503, {"code": 503, "error": "Service Unavailable"}
+        if draw < 0.35:
+            users = sorted({e.get("user_id") for e in events if e.get("user_id")})
+            chosen = set(random.sample(users, max(1, len(users) // 4))) if users else set()
+            throttled = [i for i, e in enumerate(events) if e.get("user_id") in chosen]
+            if throttled:
+                with self.lock:
+                    self.refusals["429"] += 1
+                return 429, {"code": 429, "error": "Too many requests for some devices and users", "eps_threshold": 30,
+                             "throttled_users": {u: 31 for u in chosen}, "throttled_devices": {},
+                             "throttled_events": throttled}
+        now = time.time()
+        with self.lock:
+            for event in events:
+                entry = self.arrivals.setdefault(event.get("insert_id"), [0, now])
+                entry[0] += 1
+        return 200, {"code": 200, "events_ingested": len(events), "payload_size_bytes": len(body),
+                     "server_upload_time": int(now * 1000)}
+
     def down(self):
         if self.server:
             self.server.shutdown()
@@ -156,8 +215,11 @@ class Receiver:
 class Sender:
     """Posts batches at `rate` events/s; keeps the ids ingest acknowledged, with their send time."""
 
-    def __init__(self, url, rate, key=KEY, batch=10):
+    def __init__(self, url, rate, key=KEY, batch=10, poison_every=0):
         self.url, self.rate, self.batch = url, rate, batch
+        # Every `poison_every`th event has userId "null", which Amplitude refuses.
+        self.poison_every = poison_every
+        self.poisoned = set()
         self.acked = {}
         self.refused = 0
         self.running = False
@@ -181,6 +243,11 @@ class Sender:
             ids = [f"chaos-{os.getpid()}-{n + i}" for i in range(self.batch)]
             n += self.batch
             events = [{"type": "track", "userId": f"u{hash(i) % 50}", "event": "Chaos", "messageId": i} for i in ids]
+            if self.poison_every:
+                for k, event in enumerate(events):
+                    if (n - self.batch + k) % self.poison_every == 0:
+                        event["userId"] = "null"
+                        self.poisoned.add(event["messageId"])
             request = urllib.request.Request(
                 self.url, data=json.dumps({"batch": events}).encode(), method="POST",
                 headers={"content-type": "application/json", "authorization": self.auth})
@@ -233,8 +300,10 @@ class World:
     `control`, the source and the destination come from a control-plane workspace on
     PostgreSQL (read every second) instead of the file."""
 
-    def __init__(self, workdir, rate, control=False, broker="tansu", batch_max_events=50, topics=TOPICS):
+    def __init__(self, workdir, rate, control=False, broker="tansu", batch_max_events=50, topics=TOPICS,
+                 vendor=None):
         self.dir = workdir
+        self.vendor = vendor
         self.control = ControlDatabase() if control else None
         self.key = KEY
         self.workspace = None
@@ -283,11 +352,18 @@ master_key_file = "{self.master_key}"
                 "timeout_ms": 8000,
                 "retry": {"min_backoff_ms": 200, "max_backoff_ms": 5000}}
 
+    def amplitude_settings(self):
+        # Amplitude's 30 s pause for a throttled user, clamped to 3 s so the run stays short.
+        return {"api_key": "chaos-amplitude-key", "endpoint": f"http://127.0.0.1:{self.receiver.port}",
+                "batch_max_events": self.batch_max_events, "min_id_length": 2, "ordering": "per_user",
+                "retry": {"min_backoff_ms": 200, "max_backoff_ms": 5000, "max_retry_after_secs": 3}}
+
     def file_pipeline(self):
-        settings = self.hook_settings()
+        settings = self.amplitude_settings() if self.vendor == "amplitude" else self.hook_settings()
+        kind = self.vendor or "webhook"
         retry = settings.pop("retry")
         lines = ["", "[[sources]]", 'id = "shop"', f'write_key = "{KEY}"', "", "[[destinations]]", 'id = "hook"',
-                 'sources = ["shop"]', 'kind = "webhook"']
+                 'sources = ["shop"]', f'kind = "{kind}"']
         lines += [f"{key} = {json.dumps(value)}" for key, value in settings.items()]
         lines.append("retry = { " + ", ".join(f"{k} = {v}" for k, v in retry.items()) + " }")
         return "\n".join(lines) + "\n"
@@ -350,12 +426,14 @@ max_object_age_secs = 5
         self.moto.start()
         wait_port(self.moto_port)
         urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{self.moto_port}/archive", method="PUT"))
+        self.receiver.vendor = self.vendor
         self.receiver.up()
         self.ingest.start()
         wait_port(self.ingest_port)
         if router:
             self.add_router()
-        self.sender = Sender(f"http://127.0.0.1:{self.ingest_port}/v1/batch", self.rate, self.key)
+        self.sender = Sender(f"http://127.0.0.1:{self.ingest_port}/v1/batch", self.rate, self.key,
+                             poison_every=97 if self.vendor else 0)
 
     def start_broker(self):
         self.kafka.start()
@@ -385,7 +463,8 @@ max_object_age_secs = 5
         deadline = time.time() + timeout
         while time.time() < deadline:
             with self.receiver.lock:
-                missing = [i for i in self.sender.acked if i not in self.receiver.arrivals]
+                missing = [i for i in self.sender.acked
+                           if i not in self.receiver.arrivals and i not in self.sender.poisoned]
             if not missing:
                 return
             time.sleep(1)
@@ -402,6 +481,13 @@ max_object_age_secs = 5
                 actors = json.load(answer)["actors"]
             total += sum(actor.get("parked", 0) for actor in actors if actor["kind"] == "destination")
         return total
+
+    def dead_letters(self):
+        """messageId -> reason of every event in the dead-letter topic."""
+        out = subprocess.run([SWITCHYARD, "dead-letters", "--config", self.config], check=True,
+                             capture_output=True, text=True, env=dict(os.environ, **self.env))
+        letters = [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
+        return {letter["message_id"]: letter["reason"] or "" for letter in letters}
 
     def archived(self):
         out = os.path.join(self.dir, "export.jsonl")
@@ -431,9 +517,21 @@ def reconcile(world):
     lost_archive = [i for i in acked if i not in archived]
     duplicates = sum(count - 1 for count, _ in arrivals.values() if count > 1)
     delayed = sum(1 for i, sent in acked.items() if i in arrivals and arrivals[i][1] - sent > DELAYED_SECS)
+    wrongly_dead = []
+    if world.vendor:
+        dead = world.dead_letters()
+        # A refused event is accounted for, dead-lettered, only with the vendor's reason.
+        vendor_reason = {i for i, reason in dead.items() if i in world.sender.poisoned
+                         and "Amplitude refused the event" in reason and "user_id" in reason}
+        wrongly_dead = [i for i in dead if i not in vendor_reason]
+        lost = [i for i in lost if i not in vendor_reason]
+        unrefused = [i for i in acked if i in world.sender.poisoned and i not in vendor_reason]
+        lost += unrefused
     return {"acknowledged": len(acked), "lost": len(lost), "lost_in_archive": len(lost_archive),
+            "refused_by_vendor": len(world.sender.poisoned & set(acked)), "wrongly_dead_lettered": len(wrongly_dead),
+            "vendor_answers": dict(world.receiver.refusals) if world.vendor else {},
             "duplicates": duplicates, "delayed": delayed, "refused_requests": world.sender.refused,
-            "examples_lost": (lost or lost_archive)[:3]}
+            "examples_lost": (lost or lost_archive)[:3], "examples_wrongly_dead": wrongly_dead[:3]}
 
 
 # Scenarios: each breaks something while the sender runs; `short` scales the times down.
@@ -546,6 +644,12 @@ def backlog_failing(world, short):
     log("destination back, failing 1%")
 
 
+def native_partial(world, short):
+    """Amplitude answering 400s naming events, 429s throttling some users, and 503s,
+    while the load runs (the receiver's `amplitude` draws them per request)."""
+    time.sleep(20 if short else 90)
+
+
 SCENARIOS = {
     "router_kill9": router_kill9,
     "broker_restart": broker_restart,
@@ -555,7 +659,10 @@ SCENARIOS = {
     "metadata_unavailable": metadata_unavailable,
     "backlog_healthy": backlog_healthy,
     "backlog_failing": backlog_failing,
+    "native_partial": native_partial,
 }
+# Scenarios whose destination is a native kind, against this vendor's answers.
+NATIVE = {"native_partial": "amplitude"}
 # Backlog scenarios: no router until the backlog is in, one event per webhook request.
 BACKLOG = {"backlog_healthy", "backlog_failing"}
 # Scenarios whose destination never fails: nothing may be parked.
@@ -582,13 +689,14 @@ CONTROLLED = {"metadata_unavailable"}
 LOCAL_BROKER = {"router_kill9", "backlog_healthy", "backlog_failing"}
 BACKLOG_TOPICS = [("chaos", 16), ("chaos.dead", 1), ("chaos.retry", 16)]
 SHORT = ["router_kill9", "broker_restart", "destination_outage", "s3_unavailable", "rebalance", "metadata_unavailable",
-         "backlog_healthy", "backlog_failing"]
+         "backlog_healthy", "backlog_failing", "native_partial"]
 
 
 def run(name, short, rate):
     workdir = tempfile.mkdtemp(prefix=f"chaos-{name}-")
     world = World(workdir, rate, control=name in CONTROLLED, broker="local" if name in LOCAL_BROKER else "tansu",
-                  batch_max_events=1 if name in BACKLOG else 50, topics=BACKLOG_TOPICS if name in BACKLOG else TOPICS)
+                  batch_max_events=1 if name in BACKLOG else 50, topics=BACKLOG_TOPICS if name in BACKLOG else TOPICS,
+                  vendor=NATIVE.get(name))
     try:
         world.start(router=name not in BACKLOG)
         world.sender.start()
@@ -628,15 +736,16 @@ def main():
     results = [run(name, args.short, rate) for name in names]
     print()
     print("| scenario | acknowledged | lost | lost in archive | duplicates | delayed > 10 s | refused requests "
-          "| parked |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+          "| parked | refused by the vendor | dead-lettered without the vendor's reason |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
         print(f"| {r['scenario']} | {r['acknowledged']} | {r['lost']} | {r['lost_in_archive']} | {r['duplicates']} "
-              f"| {r['delayed']} | {r['refused_requests']} | {r['parked']} |")
+              f"| {r['delayed']} | {r['refused_requests']} | {r['parked']} | {r['refused_by_vendor']} "
+              f"| {r['wrongly_dead_lettered']} |")
     with open(os.path.join(ROOT, "target", "chaos-report.json") if os.path.isdir(os.path.join(ROOT, "target"))
               else os.devnull, "w") as f:
         json.dump(results, f, indent=2)
-    failed = [r for r in results if r["lost"] or r["lost_in_archive"] or not r["acknowledged"]
+    failed = [r for r in results if r["lost"] or r["lost_in_archive"] or not r["acknowledged"] or r["wrongly_dead_lettered"]
               or (r["scenario"] in MUST_NOT_PARK and r["parked"])]
     for r in failed:
         print(f"FAILED {r['scenario']}: {r}", file=sys.stderr)

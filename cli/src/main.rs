@@ -5,6 +5,7 @@ mod actors;
 mod archive;
 mod config;
 mod control;
+mod dead_letters;
 mod files;
 mod live;
 mod local_broker;
@@ -97,6 +98,8 @@ enum Command {
     Sink(sink::SinkArgs),
     /// The running actors of a process (from its ops port), as a table.
     Actors(actors::ActorsArgs),
+    /// What was dead-lettered and why, from the dead-letter topic, as JSON lines.
+    DeadLetters(dead_letters::DeadLettersArgs),
     /// Delivery per source and destination, with recent errors (from the ops port).
     Overview(actors::ActorsArgs),
     /// The archive: export a source's events.
@@ -149,6 +152,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::CreateTopic(args) => topic::create(args),
         Command::LocalBroker(args) => local_broker::serve(args),
         Command::Sink(args) => sink::run(args),
+        Command::DeadLetters(args) => dead_letters::run(args),
         Command::Actors(args) => actors::run(args),
         Command::Overview(args) => actors::overview(args),
         Command::Archive(command) => archive::run(command),

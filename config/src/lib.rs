@@ -14,8 +14,8 @@ mod sources;
 
 pub use destination::{
     AmplitudeConfig, AmplitudeRegion, BlackholeConfig, DestinationConfig, DestinationConfigError, DestinationKind,
-    DestinationTls, ExportConfig, KAFKA_SECRET_OPTIONS, KafkaDestinationConfig, MAX_BUFFERED_EVENTS, Ordering,
-    RetryConfig, SegmentConfig, TlsVersion, WarehouseConfig, WebhookConfig,
+    DestinationTls, ExportConfig, KAFKA_SECRET_OPTIONS, KafkaDestinationConfig, MAX_BUFFERED_EVENTS, MixpanelConfig,
+    MixpanelRegion, Ordering, RetryConfig, SegmentConfig, TlsVersion, WarehouseConfig, WebhookConfig,
 };
 pub use forwarded::forwarded_client;
 pub use kafka::{

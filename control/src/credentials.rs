@@ -26,6 +26,11 @@ fn declared(kind: &str) -> &'static [Declared] {
         "postgres_warehouse" => &[("password", None)],
         "segment" => &[("write_key", None)],
         "amplitude" => &[("api_key", None)],
+        "mixpanel" => &[
+            ("project_token", None),
+            ("service_account_username", None),
+            ("service_account_secret", None),
+        ],
         "object_storage_export" => &[
             ("access_key_id", None),
             ("secret_access_key", None),

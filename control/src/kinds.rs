@@ -8,8 +8,8 @@ use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::Value;
 use switchyard_config::{
-    AmplitudeConfig, BlackholeConfig, ExportConfig, KafkaDestinationConfig, SegmentConfig, WarehouseConfig,
-    WebhookConfig,
+    AmplitudeConfig, BlackholeConfig, ExportConfig, KafkaDestinationConfig, MixpanelConfig, SegmentConfig,
+    WarehouseConfig, WebhookConfig,
 };
 
 use crate::credentials;
@@ -71,6 +71,11 @@ pub fn destination_kinds() -> Vec<DestinationKindInfo> {
             "Amplitude",
             "Events, user and group properties sent to Amplitude's HTTP V2 API (US or EU), deduplicated by messageId.",
         ),
+        info::<MixpanelConfig>(
+            "mixpanel",
+            "Mixpanel",
+            "Events through /import (strict), user profiles through /engage and group profiles through /groups.",
+        ),
         info::<KafkaDestinationConfig>(
             "kafka",
             "Kafka topic",
@@ -110,6 +115,10 @@ mod tests {
                 serde_json::json!({"write_key": "wk", "endpoint": "https://api.segment.io"}),
             ),
             ("amplitude", serde_json::json!({"api_key": "k", "region": "eu"})),
+            (
+                "mixpanel",
+                serde_json::json!({"project_token": "t", "region": "in", "gzip": false}),
+            ),
             (
                 "kafka",
                 serde_json::json!({"brokers": "kafka.example.com:9092", "topic": "events"}),

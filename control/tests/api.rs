@@ -692,6 +692,50 @@ async fn native_keys_are_sealed_never_shown_and_stay_with_their_endpoint() {
         (settings.base_url(), settings.api_key.as_str()),
         ("https://93.184.216.34", SECRET)
     );
+
+    // Mixpanel's token and service account likewise; a secret in plain settings is refused.
+    let create = json!({"id": "mp", "kind": "mixpanel", "sources": ["web"],
+                        "settings": {"endpoint": "https://93.184.216.34"}, "credentials": {"project_token": SECRET}});
+    let response = test::call_service(
+        &app,
+        call(actix_web::http::Method::POST, destinations.clone(), Some(create)),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    for (body, field) in [
+        (
+            json!({"settings": {"endpoint": "https://93.184.216.34", "region": "eu"}}),
+            "settings.region",
+        ),
+        (
+            json!({"settings": {"endpoint": "https://93.184.216.34", "service_account_username": "sa",
+                                "service_account_secret": "s", "project_id": "1"}}),
+            "settings.service_account",
+        ),
+    ] {
+        let response = test::call_service(
+            &app,
+            call(
+                actix_web::http::Method::PATCH,
+                format!("{destinations}/mp"),
+                Some(body.clone()),
+            ),
+        )
+        .await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{body}");
+        let answer: Value = test::read_body_json(response).await;
+        let message = answer["message"].as_str().unwrap_or_default();
+        assert!(message.contains(field), "{body}: {message}");
+    }
+    let shown: Value = test::read_body_json(
+        test::call_service(
+            &app,
+            call(actix_web::http::Method::GET, format!("{destinations}/mp"), None),
+        )
+        .await,
+    )
+    .await;
+    assert!(!shown.to_string().contains(SECRET), "{shown}");
 }
 
 /// The catalog a console builds its forms from: every kind with its schema, for anyone
@@ -727,6 +771,7 @@ async fn the_destination_kinds_are_listed_with_their_schemas_for_a_signed_in_cal
             "webhook",
             "segment",
             "amplitude",
+            "mixpanel",
             "kafka",
             "postgres_warehouse",
             "object_storage_export",

@@ -28,7 +28,17 @@ fn free_port() -> u16 {
 /// CPU seconds (user + system, all threads) this process has used, for benchmarks that
 /// report work per CPU-second.
 pub fn process_cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    cpu_seconds("/proc/self/stat")
+}
+
+/// CPU seconds the calling thread has used: a benchmark's own work apart from a
+/// receiver serving it on other threads of the process.
+pub fn thread_cpu_seconds() -> f64 {
+    cpu_seconds("/proc/thread-self/stat")
+}
+
+fn cpu_seconds(path: &str) -> f64 {
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
     // Fields after the command name (which may hold spaces) close with ')'.
     let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or_default().split_whitespace().collect();
     let ticks: f64 = [11, 12]

@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, HashSet};
 
 pub use native::{
     AMPLITUDE_MAX_BATCH_EVENTS, AMPLITUDE_MAX_REQUEST_BYTES, AmplitudeConfig, AmplitudeRegion, MAX_LINGER_MS,
+    MIXPANEL_MAX_BATCH_EVENTS, MIXPANEL_MAX_EVENT_BYTES, MIXPANEL_MAX_REQUEST_BYTES, MixpanelConfig, MixpanelRegion,
     SEGMENT_MAX_BATCH_BYTES, SEGMENT_MAX_BATCH_EVENTS, SEGMENT_MAX_EVENT_BYTES, SegmentConfig,
 };
 use serde::{Deserialize, Serialize};
@@ -101,6 +102,8 @@ pub enum DestinationKind {
     Segment(SegmentConfig),
     /// Amplitude's HTTP V2 API.
     Amplitude(AmplitudeConfig),
+    /// Mixpanel's Ingestion API (events, user and group profiles).
+    Mixpanel(MixpanelConfig),
 }
 
 impl DestinationKind {
@@ -114,6 +117,7 @@ impl DestinationKind {
             DestinationKind::ObjectStorageExport(_) => "object_storage_export",
             DestinationKind::Segment(_) => "segment",
             DestinationKind::Amplitude(_) => "amplitude",
+            DestinationKind::Mixpanel(_) => "mixpanel",
         }
     }
 }
@@ -275,6 +279,7 @@ impl std::fmt::Debug for DestinationConfig {
             }
             DestinationKind::Segment(segment) => format!("segment {}", redact_url(&segment.endpoint)),
             DestinationKind::Amplitude(amplitude) => format!("amplitude {}", redact_url(amplitude.base_url())),
+            DestinationKind::Mixpanel(mixpanel) => format!("mixpanel {}", redact_url(mixpanel.base_url())),
         };
         f.debug_struct("DestinationConfig")
             .field("id", &self.id)
@@ -356,6 +361,12 @@ pub enum DestinationConfigError {
         max: usize,
         vendor: &'static str,
     },
+    #[error("destinations[{index}].{field}: {reason}")]
+    Invalid {
+        index: usize,
+        field: &'static str,
+        reason: String,
+    },
     #[error("destinations[{index}].sources names unknown source {source_id:?}")]
     UnknownSource { index: usize, source_id: String },
 }
@@ -433,6 +444,7 @@ impl DestinationConfig {
             DestinationKind::ObjectStorageExport(export) => validate_export(export, index, egress),
             DestinationKind::Segment(segment) => segment.validate(index, egress),
             DestinationKind::Amplitude(amplitude) => amplitude.validate(index, egress),
+            DestinationKind::Mixpanel(mixpanel) => mixpanel.validate(index, egress),
         }
     }
 }

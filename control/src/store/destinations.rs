@@ -257,7 +257,7 @@ pub(crate) fn endpoint_settings(kind: &str) -> &'static [&'static str] {
         "kafka" => &["brokers"],
         "object_storage_export" => &["bucket", "endpoint", "region"],
         "segment" => &["endpoint"],
-        "amplitude" => &["endpoint", "region"],
+        "amplitude" | "mixpanel" => &["endpoint", "region"],
         _ => &[],
     }
 }

@@ -4,8 +4,12 @@
 //! runtime (actix, tokio) or none can use it.
 
 mod amplitude;
+mod mixpanel;
+mod segment;
 
 pub use amplitude::AmplitudeReceiver;
+pub use mixpanel::MixpanelReceiver;
+pub use segment::SegmentReceiver;
 
 use std::net::SocketAddr;
 

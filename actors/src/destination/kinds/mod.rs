@@ -6,6 +6,7 @@ pub mod blackhole;
 pub(crate) mod fixtures;
 pub mod http;
 pub mod kafka;
+pub mod mixpanel;
 pub mod object_storage_export;
 pub mod postgres_warehouse;
 pub mod segment;
@@ -26,5 +27,6 @@ pub fn connect(kind: &DestinationKind, egress: &Arc<EgressPolicy>) -> Result<Box
         DestinationKind::Blackhole(settings) => boxed::<blackhole::Blackhole>(settings, egress),
         DestinationKind::Segment(settings) => boxed::<segment::SegmentClient>(settings, egress),
         DestinationKind::Amplitude(settings) => boxed::<amplitude::AmplitudeClient>(settings, egress),
+        DestinationKind::Mixpanel(settings) => boxed::<mixpanel::MixpanelClient>(settings, egress),
     }
 }

@@ -44,9 +44,9 @@ pub struct AmplitudeConfig {
     #[serde(default = "default_batch_max_events")]
     pub batch_max_events: usize,
     /// How long a partial batch may wait for more events, at most a minute.
-    #[serde(default = "default_linger_ms")]
+    #[serde(default = "super::default_linger_ms")]
     pub linger_ms: u64,
-    #[serde(default = "default_timeout_ms")]
+    #[serde(default = "super::default_timeout_ms")]
     pub timeout_ms: u64,
     /// Amplitude's `options.min_id_length`: the shortest user or device id it keeps
     /// (its default is 5; shorter ids are dropped from the event).
@@ -69,12 +69,6 @@ impl std::fmt::Debug for AmplitudeConfig {
 
 fn default_batch_max_events() -> usize {
     500
-}
-fn default_linger_ms() -> u64 {
-    50
-}
-fn default_timeout_ms() -> u64 {
-    10_000
 }
 fn default_group_type() -> String {
     "group".into()
@@ -122,31 +116,12 @@ impl AmplitudeConfig {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashSet;
-
+    use super::super::testing::{check, destination, public};
     use super::*;
     use crate::destination::DestinationConfig;
 
     fn amplitude(settings: serde_json::Value) -> Result<DestinationConfig, serde_json::Error> {
-        let mut value = serde_json::json!({"id": "amp", "sources": ["web"], "kind": "amplitude"});
-        value
-            .as_object_mut()
-            .expect("object")
-            .extend(settings.as_object().expect("object").clone());
-        serde_json::from_value(value)
-    }
-
-    fn check(config: &DestinationConfig, egress: &EgressPolicy) -> Result<(), String> {
-        config
-            .validate(0, &HashSet::from(["web"]), egress)
-            .map_err(|error| error.to_string())
-    }
-
-    struct Public;
-    impl switchyard_egress::Resolve for Public {
-        fn lookup(&self, _: &str, port: u16) -> std::io::Result<Vec<std::net::SocketAddr>> {
-            Ok(vec![std::net::SocketAddr::from(([203, 0, 113, 7], port))])
-        }
+        destination("amplitude", settings)
     }
 
     fn settings(config: &DestinationConfig) -> &AmplitudeConfig {
@@ -158,7 +133,7 @@ mod tests {
 
     #[test]
     fn the_region_chooses_the_endpoint_and_amplitudes_limits_are_kept() {
-        let public = EgressPolicy::default().with_resolver(std::sync::Arc::new(Public));
+        let public = public();
         let us = amplitude(serde_json::json!({"api_key": "k"})).expect("parses");
         assert_eq!(settings(&us).upload_url(), "https://api2.amplitude.com/2/httpapi");
         check(&us, &public).expect("valid");

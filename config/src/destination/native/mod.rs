@@ -3,9 +3,13 @@
 //! `actors/src/destination/kinds/<kind>/`.
 
 mod amplitude;
+mod mixpanel;
 mod segment;
 
 pub use amplitude::{AMPLITUDE_MAX_BATCH_EVENTS, AMPLITUDE_MAX_REQUEST_BYTES, AmplitudeConfig, AmplitudeRegion};
+pub use mixpanel::{
+    MIXPANEL_MAX_BATCH_EVENTS, MIXPANEL_MAX_EVENT_BYTES, MIXPANEL_MAX_REQUEST_BYTES, MixpanelConfig, MixpanelRegion,
+};
 pub use segment::{SEGMENT_MAX_BATCH_BYTES, SEGMENT_MAX_BATCH_EVENTS, SEGMENT_MAX_EVENT_BYTES, SegmentConfig};
 
 use super::{DestinationConfigError, EgressPolicy, egress_error, positive};
@@ -13,6 +17,16 @@ use super::{DestinationConfigError, EgressPolicy, egress_error, positive};
 /// The longest a partial batch may wait for more events. A tenant sets `linger_ms`:
 /// unbounded, a partial batch could be held for days.
 pub const MAX_LINGER_MS: u64 = 60_000;
+
+/// The default wait for a partial batch, shared by every native kind.
+pub(super) fn default_linger_ms() -> u64 {
+    50
+}
+
+/// The default request timeout, shared by every native kind.
+pub(super) fn default_timeout_ms() -> u64 {
+    10_000
+}
 
 /// Checks the batching settings every native kind has: a positive count within the
 /// vendor's per-request limit, a linger of at most [`MAX_LINGER_MS`], a positive timeout.
@@ -84,4 +98,41 @@ pub(super) fn check_endpoint(
     let port = url.port_or_known_default().unwrap_or(443);
     egress.resolve(host, port).map_err(egress_error(index, "endpoint"))?;
     Ok(url)
+}
+
+/// What the native kinds' settings tests share.
+#[cfg(test)]
+mod testing {
+    use std::collections::HashSet;
+
+    use crate::destination::{DestinationConfig, EgressPolicy};
+
+    /// A destination `{"id": "d", "sources": ["web"], "kind": kind}` with `settings`.
+    pub fn destination(kind: &str, settings: serde_json::Value) -> Result<DestinationConfig, serde_json::Error> {
+        let mut value = serde_json::json!({"id": "d", "sources": ["web"], "kind": kind});
+        value
+            .as_object_mut()
+            .expect("object")
+            .extend(settings.as_object().expect("object").clone());
+        serde_json::from_value(value)
+    }
+
+    pub fn check(config: &DestinationConfig, egress: &EgressPolicy) -> Result<(), String> {
+        config
+            .validate(0, &HashSet::from(["web"]), egress)
+            .map_err(|error| error.to_string())
+    }
+
+    /// Every name resolves to a public address: no DNS in a unit test.
+    struct Public;
+    impl switchyard_egress::Resolve for Public {
+        fn lookup(&self, _: &str, port: u16) -> std::io::Result<Vec<std::net::SocketAddr>> {
+            Ok(vec![std::net::SocketAddr::from(([203, 0, 113, 7], port))])
+        }
+    }
+
+    /// The default policy, with every name public.
+    pub fn public() -> EgressPolicy {
+        EgressPolicy::default().with_resolver(std::sync::Arc::new(Public))
+    }
 }

@@ -35,9 +35,9 @@ pub struct SegmentConfig {
     #[serde(default = "default_batch_max_events")]
     pub batch_max_events: usize,
     /// How long a partial batch may wait for more events, at most a minute.
-    #[serde(default = "default_linger_ms")]
+    #[serde(default = "super::default_linger_ms")]
     pub linger_ms: u64,
-    #[serde(default = "default_timeout_ms")]
+    #[serde(default = "super::default_timeout_ms")]
     pub timeout_ms: u64,
 }
 
@@ -56,12 +56,6 @@ pub fn default_endpoint() -> String {
 }
 fn default_batch_max_events() -> usize {
     500
-}
-fn default_linger_ms() -> u64 {
-    50
-}
-fn default_timeout_ms() -> u64 {
-    10_000
 }
 
 impl SegmentConfig {
@@ -92,37 +86,16 @@ impl SegmentConfig {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashSet;
-
+    use super::super::testing::{check, destination, public};
     use super::*;
-    use crate::destination::DestinationConfig;
 
-    fn segment(settings: serde_json::Value) -> Result<DestinationConfig, serde_json::Error> {
-        let mut value = serde_json::json!({"id": "relay", "sources": ["web"], "kind": "segment"});
-        value
-            .as_object_mut()
-            .expect("object")
-            .extend(settings.as_object().expect("object").clone());
-        serde_json::from_value(value)
-    }
-
-    fn check(config: &DestinationConfig, egress: &EgressPolicy) -> Result<(), String> {
-        config
-            .validate(0, &HashSet::from(["web"]), egress)
-            .map_err(|error| error.to_string())
-    }
-
-    /// Every name resolves to a public address: no DNS in a unit test.
-    struct Public;
-    impl switchyard_egress::Resolve for Public {
-        fn lookup(&self, _: &str, port: u16) -> std::io::Result<Vec<std::net::SocketAddr>> {
-            Ok(vec![std::net::SocketAddr::from(([203, 0, 113, 7], port))])
-        }
+    fn segment(settings: serde_json::Value) -> Result<crate::destination::DestinationConfig, serde_json::Error> {
+        destination("segment", settings)
     }
 
     #[test]
     fn settings_default_to_segments_api_and_refuse_what_segment_would() {
-        let public = EgressPolicy::default().with_resolver(std::sync::Arc::new(Public));
+        let public = public();
         let config = segment(serde_json::json!({"write_key": "wk"})).expect("parses");
         let crate::DestinationKind::Segment(settings) = &config.kind else {
             panic!("a segment destination")

@@ -1,20 +1,15 @@
-//! Contract tests against a local receiver that enforces Segment's HTTP Tracking API as
-//! documented (<https://segment.com/docs/connections/sources/catalog/libraries/server/http-api/>):
-//! `POST /v1/batch`, HTTP Basic auth with the write key as user and an empty password,
-//! a JSON body `{"batch": [...]}` of at most 500 KB whose events are at most 32 KB
-//! each and each carry a `type`; otherwise 400 with a reason. A wrong key gets 401 as
-//! RudderStack's data plane answers it ("Invalid Authorization Header"). Answers can be
-//! scripted ahead (429 with `Retry-After`, 5xx, 400) for the classification.
+//! Contract tests against `switchyard_testkit::vendors::SegmentReceiver`, which holds
+//! requests to Segment's HTTP Tracking API as documented
+//! (<https://segment.com/docs/connections/sources/catalog/libraries/server/http-api/>).
+//! Answers can be scripted ahead (429 with `Retry-After`, 5xx, 400) for the
+//! classification.
 
-use std::collections::VecDeque;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix::prelude::*;
-use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
-use base64::Engine;
 use serde_json::{Value, json};
+use switchyard_testkit::vendors::{Scripted, SegmentReceiver};
 
 use super::*;
 use crate::destination::actor::{DestinationActor, GetDestinationStats};
@@ -25,77 +20,6 @@ use crate::test_support::Collect;
 
 const KEY: &str = "segment-test-write-key";
 
-#[derive(Default)]
-struct Receiver {
-    /// Each accepted request's events.
-    batches: Mutex<Vec<Vec<Value>>>,
-    /// Answers given instead of checking, first to last: (status, Retry-After, body).
-    scripted: Mutex<VecDeque<(u16, Option<&'static str>, &'static str)>>,
-}
-
-fn refuse(status: u16, reason: &str) -> HttpResponse {
-    HttpResponse::build(actix_web::http::StatusCode::from_u16(status).expect("status"))
-        .json(json!({"success": false, "message": reason}))
-}
-
-async fn batch(request: HttpRequest, body: web::Bytes, receiver: web::Data<Receiver>) -> HttpResponse {
-    let scripted = receiver.scripted.lock().expect("not poisoned").pop_front();
-    if let Some((status, retry_after, text)) = scripted {
-        let mut answer = HttpResponse::build(actix_web::http::StatusCode::from_u16(status).expect("status"));
-        if let Some(wait) = retry_after {
-            answer.insert_header(("Retry-After", wait));
-        }
-        return answer.body(text);
-    }
-    let expected = format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{KEY}:"))
-    );
-    let auth = request.headers().get("authorization").and_then(|v| v.to_str().ok());
-    if auth != Some(expected.as_str()) {
-        return refuse(401, "Invalid Authorization Header");
-    }
-    if request.headers().get("content-type").and_then(|v| v.to_str().ok()) != Some("application/json") {
-        return refuse(400, "Content-Type must be application/json");
-    }
-    if body.len() > 500_000 {
-        return refuse(400, "request body over 500 KB");
-    }
-    let Ok(parsed) = serde_json::from_slice::<Value>(&body) else {
-        return refuse(400, "invalid JSON");
-    };
-    let Some(events) = parsed.get("batch").and_then(Value::as_array) else {
-        return refuse(400, "batch must be an array");
-    };
-    for event in events {
-        if serde_json::to_vec(event).expect("encodes").len() > 32_000 {
-            return refuse(400, "event over 32 KB");
-        }
-        if event.get("type").and_then(Value::as_str).is_none() {
-            return refuse(400, "every event needs a type");
-        }
-    }
-    receiver.batches.lock().expect("not poisoned").push(events.clone());
-    HttpResponse::Ok().json(json!({"success": true}))
-}
-
-fn start_receiver() -> (SocketAddr, web::Data<Receiver>) {
-    let receiver = web::Data::new(Receiver::default());
-    let shared = receiver.clone();
-    let server = HttpServer::new(move || {
-        App::new()
-            .app_data(shared.clone())
-            .app_data(web::PayloadConfig::new(4 * 1024 * 1024))
-            .route("/v1/batch", web::post().to(batch))
-    })
-    .workers(1)
-    .bind(("127.0.0.1", 0))
-    .expect("bind");
-    let addr = server.addrs()[0];
-    actix_rt::spawn(server.run());
-    (addr, receiver)
-}
-
 fn local_egress() -> Arc<EgressPolicy> {
     Arc::new(
         EgressPolicy::default()
@@ -104,8 +28,8 @@ fn local_egress() -> Arc<EgressPolicy> {
     )
 }
 
-fn settings(addr: SocketAddr, write_key: &str) -> SegmentConfig {
-    serde_json::from_value(json!({"write_key": write_key, "endpoint": format!("http://{addr}/")})).expect("settings")
+fn settings(receiver: &SegmentReceiver, write_key: &str) -> SegmentConfig {
+    serde_json::from_value(json!({"write_key": write_key, "endpoint": format!("{}/", receiver.url)})).expect("settings")
 }
 
 fn time(value: &Value) -> chrono::DateTime<chrono::Utc> {
@@ -114,13 +38,13 @@ fn time(value: &Value) -> chrono::DateTime<chrono::Utc> {
 
 #[actix_rt::test]
 async fn every_call_type_arrives_unchanged_in_one_batch_with_the_write_key() {
-    let (addr, receiver) = start_receiver();
-    let client = SegmentClient::new(&settings(addr, KEY), local_egress()).expect("client");
+    let receiver = SegmentReceiver::start(KEY);
+    let client = SegmentClient::new(&settings(&receiver, KEY), local_egress()).expect("client");
     let sent = every_call_type();
     let before = chrono::Utc::now();
     assert_eq!(client.deliver(Arc::from("web"), events(&sent)).await, Answer::Delivered);
     let after = chrono::Utc::now();
-    let batches = receiver.batches.lock().expect("not poisoned").clone();
+    let batches = receiver.batches();
     assert_eq!(batches.len(), 1, "one request");
     assert_eq!(batches[0].len(), sent.len());
     for (arrived, original) in batches[0].iter().zip(&sent) {
@@ -146,8 +70,8 @@ async fn every_call_type_arrives_unchanged_in_one_batch_with_the_write_key() {
 
 #[actix_rt::test]
 async fn an_event_over_32_kb_is_dead_lettered_alone_with_the_reason_and_the_rest_arrive() {
-    let (addr, receiver) = start_receiver();
-    let client = SegmentClient::new(&settings(addr, KEY), local_egress()).expect("client");
+    let receiver = SegmentReceiver::start(KEY);
+    let client = SegmentClient::new(&settings(&receiver, KEY), local_egress()).expect("client");
     let mut sent = every_call_type();
     sent[1]["properties"]["blob"] = Value::String("x".repeat(40_000));
     let answer = client.deliver(Arc::from("web"), events(&sent)).await;
@@ -162,7 +86,7 @@ async fn an_event_over_32_kb_is_dead_lettered_alone_with_the_reason_and_the_rest
         "{}",
         refused[0].1.reason
     );
-    let batches = receiver.batches.lock().expect("not poisoned").clone();
+    let batches = receiver.batches();
     let ids: Vec<&str> = batches[0]
         .iter()
         .map(|e| e["messageId"].as_str().unwrap_or_default())
@@ -172,12 +96,12 @@ async fn an_event_over_32_kb_is_dead_lettered_alone_with_the_reason_and_the_rest
 
 #[actix_rt::test]
 async fn each_answer_is_classified_as_segment_means_it() {
-    let (addr, receiver) = start_receiver();
-    let client = SegmentClient::new(&settings(addr, KEY), local_egress()).expect("client");
-    receiver.scripted.lock().expect("not poisoned").extend([
-        (429, Some("7"), "Too Many Requests"),
-        (503, None, "upstream unavailable"),
-        (400, None, r#"{"success":false,"message":"invalid JSON"}"#),
+    let receiver = SegmentReceiver::start(KEY);
+    let client = SegmentClient::new(&settings(&receiver, KEY), local_egress()).expect("client");
+    receiver.script([
+        Scripted::new(429, "Too Many Requests").with_header("Retry-After", "7"),
+        Scripted::new(503, "upstream unavailable"),
+        Scripted::new(400, r#"{"success":false,"message":"invalid JSON"}"#),
     ]);
     let one = || events(&every_call_type()[..1]);
     match client.deliver(Arc::from("web"), one()).await {
@@ -201,7 +125,7 @@ async fn each_answer_is_classified_as_segment_means_it() {
         }
         other => panic!("400: {other:?}"),
     }
-    let wrong = SegmentClient::new(&settings(addr, "not-the-key"), local_egress()).expect("client");
+    let wrong = SegmentClient::new(&settings(&receiver, "not-the-key"), local_egress()).expect("client");
     match wrong.deliver(Arc::from("web"), one()).await {
         Answer::Failed(error) => {
             assert!(error.retryable, "a refused key holds the events: {error:?}");
@@ -209,7 +133,7 @@ async fn each_answer_is_classified_as_segment_means_it() {
         }
         other => panic!("401: {other:?}"),
     }
-    assert!(receiver.batches.lock().expect("not poisoned").is_empty());
+    assert!(receiver.batches().is_empty());
 }
 
 /// Through the destination actor, as the router runs it: 600 events of ~2 KB (1.2 MB)
@@ -217,13 +141,9 @@ async fn each_answer_is_classified_as_segment_means_it() {
 /// and a throttle on the way only delays them.
 #[actix_rt::test]
 async fn a_backlog_goes_out_in_requests_under_500_kb_and_a_throttle_loses_nothing() {
-    let (addr, receiver) = start_receiver();
-    receiver
-        .scripted
-        .lock()
-        .expect("not poisoned")
-        .push_back((429, Some("1"), "slow down"));
-    let config = destination("segment", DestinationKind::Segment(settings(addr, KEY)));
+    let receiver = SegmentReceiver::start(KEY);
+    receiver.script([Scripted::new(429, "slow down").with_header("Retry-After", "1")]);
+    let config = destination("segment", DestinationKind::Segment(settings(&receiver, KEY)));
     let seen = Arc::new(Mutex::new(Vec::new()));
     let dead = Collect(seen.clone()).start();
     let budget = Budget::new(1_000);
@@ -246,7 +166,7 @@ async fn a_backlog_goes_out_in_requests_under_500_kb_and_a_throttle_loses_nothin
         dead_letters.first()
     );
     assert!(stats.retried >= 1, "the throttled request was retried: {stats:?}");
-    let batches = receiver.batches.lock().expect("not poisoned").clone();
+    let batches = receiver.batches();
     assert!(
         batches.len() >= 3,
         "1.2 MB needs at least three requests: {}",
